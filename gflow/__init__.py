@@ -1,0 +1,30 @@
+"""gflow: the exact gradient flow of ReLU networks, its conserved quantities and their topology.
+
+``import gflow as gf``; everything public is re-exported here. THEORY.md-style math is in
+each function's docstring.
+"""
+
+from ._schemes import Scheme as Scheme, kaiming as kaiming, normal as normal, xavier as xavier
+from .data import Dataset as Dataset, breast_cancer as breast_cancer, teacher_student as teacher_student, toy as toy
+from .flow import SOLVERS as SOLVERS, gradient_flow as gradient_flow
+from .init import relocate as relocate
+from .invariants import (
+    conserved as conserved,
+    drift as drift,
+    project as project,
+    rescale as rescale,
+    unit_norms as unit_norms,
+)
+from .losses import bce as bce, cross_entropy as cross_entropy, get_loss as get_loss, mse as mse
+from .models import (
+    MLP as MLP,
+    DAGNet as DAGNet,
+    Graph as Graph,
+    ShallowReLU as ShallowReLU,
+    as_dag as as_dag,
+    model_from_spec as model_from_spec,
+    model_spec as model_spec,
+)
+from .trajectory import Status as Status, Trajectory as Trajectory, status_name as status_name
+
+__version__ = "0.1.0"

@@ -1,0 +1,166 @@
+"""Conserved quantities of the gradient flow and exact projection onto the invariant set.
+
+For every hidden unit h (THEORY.md §1-2), with incoming weights ``w_in`` (a bias is an
+incoming weight) and outgoing weights ``w_out``,
+
+    c_h = ||w_in||^2 - ||w_out||^2
+
+is constant along ``d theta/dt = -grad L(theta)`` for any loss that depends on theta only
+through the network function (ReLU is positively homogeneous). For a shallow net this is
+``delta_k = ||w_k||^2 - ||v_k||^2``.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from .models import MLP, DAGNet, ShallowReLU
+
+__all__ = ["conserved", "unit_norms", "rescale", "project", "drift"]
+
+
+def _in_out_squares(model):
+    """Per hidden unit: (sum of squared incoming weights, sum of squared outgoing weights)."""
+    if isinstance(model, ShallowReLU):
+        w_in = jnp.sum(model.W**2, axis=-1)
+        if model.b is not None:
+            w_in = w_in + model.b**2
+        return w_in, jnp.sum(model.V**2, axis=-2)
+    if isinstance(model, MLP):
+        ins, outs = [], []
+        for i, b in enumerate(model.biases):
+            w_in = jnp.sum(model.weights[i] ** 2, axis=-1)
+            ins.append(w_in if b is None else w_in + b**2)
+            outs.append(jnp.sum(model.weights[i + 1] ** 2, axis=-2))
+        return jnp.concatenate(ins, axis=-1), jnp.concatenate(outs, axis=-1)
+    if isinstance(model, DAGNet):
+        B = model.graph.incidence
+        sq = model.weights**2
+        return sq @ np.maximum(B, 0).T, sq @ np.maximum(-B, 0).T
+    raise ValueError(f"model must be a ShallowReLU, MLP or DAGNet, got {type(model).__name__}.")
+
+
+def conserved(model) -> Float[Array, " hidden"]:
+    """``c_h = ||w_in(h)||^2 - ||w_out(h)||^2`` for every hidden unit h.
+
+    Order: neurons of a :class:`ShallowReLU`; hidden layers in order for an :class:`MLP`;
+    hidden nodes ``h0, h1, ...`` for a :class:`DAGNet`. Works on a batch (leading axes)
+    of shallow nets and MLPs, and of DAG nets.
+    """
+    w_in, w_out = _in_out_squares(model)
+    return w_in - w_out
+
+
+def unit_norms(model) -> Float[Array, " hidden"]:
+    """``||w_in(h)||^2 + ||w_out(h)||^2`` per hidden unit: the scale drift is measured against."""
+    w_in, w_out = _in_out_squares(model)
+    return w_in + w_out
+
+
+def rescale(model, alphas: Float[Array, " hidden"]):
+    """Rescale every hidden unit h by ``alpha_h > 0``: incoming weights times ``alpha_h``,
+    outgoing weights divided by it. The network function is unchanged (ReLU is positively
+    homogeneous); ``c_h`` becomes ``alpha_h^2 ||w_in||^2 - ||w_out||^2 / alpha_h^2`` for a
+    shallow net (for deeper nets, neighbouring scales combine edge by edge).
+    """
+    alphas = jnp.asarray(alphas)
+    if isinstance(model, ShallowReLU):
+        new = (model.W * alphas[:, None], None if model.b is None else model.b * alphas,
+               model.V / alphas[None, :])
+        return eqx.tree_at(lambda m: (m.W, m.b, m.V), model, new, is_leaf=lambda x: x is None)
+    if isinstance(model, MLP):
+        splits = np.cumsum(model.hidden)[:-1]
+        per_layer = jnp.split(alphas, splits)
+        ones_in, ones_out = jnp.ones(model.in_size), jnp.ones(model.out_size)
+        scales = [ones_in, *per_layer, ones_out]
+        weights = tuple(W * scales[i + 1][:, None] / scales[i][None, :] for i, W in enumerate(model.weights))
+        biases = tuple(None if b is None else b * per_layer[i] for i, b in enumerate(model.biases))
+        return eqx.tree_at(lambda m: (m.weights, m.biases), model, (weights, biases),
+                           is_leaf=lambda x: x is None)
+    if isinstance(model, DAGNet):
+        g = model.graph
+        node_scale = jnp.concatenate([jnp.ones(1 + g.n_in, alphas.dtype), alphas, jnp.ones(g.n_out, alphas.dtype)])
+        ea = g.edge_array
+        return eqx.tree_at(lambda m: m.weights, model, model.weights * node_scale[ea[:, 1]] / node_scale[ea[:, 0]])
+    raise ValueError(f"model must be a ShallowReLU, MLP or DAGNet, got {type(model).__name__}.")
+
+
+def _prop4_alpha(w_sq, v_sq, delta):
+    """THEORY.md Prop. 4: the alpha > 0 with alpha^2 w_sq - v_sq / alpha^2 = delta."""
+    alpha_sq = (delta + jnp.sqrt(delta**2 + 4 * w_sq * v_sq)) / (2 * w_sq)
+    return jnp.sqrt(alpha_sq)
+
+
+def project(model, delta, *, max_iter: int = 100):
+    """Exact projection onto ``Q(delta)`` by rescaling hidden units (function unchanged).
+
+    Shallow nets: hidden units are decoupled and Prop. 4 of THEORY.md gives, per neuron
+    with ``w_k != 0``, ``alpha_k^2 = (delta_k + sqrt(delta_k^2 + 4||w_k||^2||v_k||^2)) /
+    (2||w_k||^2)``.
+
+    MLP and DAG nets: neighbouring scales interact. With log-scales ``s`` the map
+    ``s -> c(rescale(model, e^s))`` is the gradient of the strictly convex
+    ``F(s) = 1/2 ||theta(s)||^2 - <delta, s>``, so the unique solution of ``c = delta``
+    is ``argmin F``, found by damped Newton iterations to round-off.
+    """
+    target = jnp.broadcast_to(jnp.asarray(delta, dtype=jnp.result_type(float)), conserved(model).shape)
+    if isinstance(model, ShallowReLU):
+        w_in, w_out = _in_out_squares(model)
+        return rescale(model, _prop4_alpha(w_in, w_out, target))
+    return rescale(model, jnp.exp(_newton_log_scales(model, target, max_iter)))
+
+
+def _newton_log_scales(model, target, max_iter):
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def F(s):
+        m = rescale(eqx.combine(params, static), jnp.exp(s))
+        sq = sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(m))
+        return 0.5 * sq - jnp.dot(target, s)
+
+    grad, hess = jax.grad(F), jax.hessian(F)
+    scale = jnp.max(unit_norms(model)) + jnp.max(jnp.abs(target))
+    tol = 8 * jnp.finfo(target.dtype).eps * scale
+
+    def newton_step(s):
+        g = grad(s)
+        step = -jnp.linalg.solve(hess(s), g)
+        f0, slope = F(s), jnp.dot(g, step)
+
+        def shrink(t):
+            return t * 0.5
+
+        def keep_shrinking(t):
+            return (F(s + t * step) > f0 + 0.25 * t * slope) & (t > 1e-10)
+
+        t = jax.lax.while_loop(keep_shrinking, shrink, jnp.asarray(1.0, s.dtype))
+        return s + t * step
+
+    def cond(carry):
+        i, s, done = carry
+        return (i < max_iter) & ~done
+
+    def body(carry):
+        i, s, _ = carry
+        s = newton_step(s)
+        return i + 1, s, jnp.max(jnp.abs(grad(s))) <= tol
+
+    s0 = jnp.zeros_like(target)
+    _, s, _ = jax.lax.while_loop(cond, body, (0, s0, jnp.max(jnp.abs(grad(s0))) <= tol))
+    return s
+
+
+def drift(conserved_ts: Float[Array, "time hidden"], norms0: Float[Array, " hidden"] | None = None):
+    """Drift of the conserved quantities along a trajectory (THEORY.md §4).
+
+    Returns ``max_{t,h} |c_h(t) - c_h(0)|``, and, if ``norms0`` (``unit_norms`` at t=0) is
+    given, also that value divided by ``max_h norms0``.
+    """
+    d = jnp.max(jnp.abs(conserved_ts - conserved_ts[..., :1, :]), axis=(-2, -1))
+    if norms0 is None:
+        return d
+    return d, d / jnp.max(norms0, axis=-1)

@@ -1,0 +1,58 @@
+"""Losses ``loss(pred, y) -> scalar`` averaged over the data set.
+
+Normalization (it fixes the time scale of the flow; a factor 2 rescales time):
+
+- ``mse(pred, y) = 1/(2n) sum_i ||pred_i - y_i||^2``: one point gives ``1/2 (f - y)^2``,
+  the loss of the closed-form check in THEORY.md §1.
+- ``bce(logits, y) = 1/n sum_i [log(1 + e^{z_i}) - y_i z_i]``, labels in {0, 1}, stable for
+  any logit.
+- ``cross_entropy(logits, y) = 1/n sum_i [logsumexp(z_i) - z_{i, y_i}]``, ``y`` integer
+  labels ``(n,)`` or one-hot / probabilities ``(n, classes)``.
+
+Predictions have shape ``(n, out)``; targets ``(n,)`` are read as ``(n, 1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["mse", "bce", "cross_entropy", "get_loss", "LOSSES"]
+
+
+def _match(pred, y):
+    y = jnp.asarray(y, pred.dtype)
+    return y.reshape(pred.shape) if y.size == pred.size else y
+
+
+def mse(pred, y):
+    """``1/(2n) sum_i ||pred_i - y_i||^2``."""
+    return 0.5 * jnp.mean(jnp.sum((pred - _match(pred, y)) ** 2, axis=-1))
+
+
+def bce(logits, y):
+    """Binary cross-entropy with logits: ``mean(softplus(z) - y z)``."""
+    y = _match(logits, y)
+    return jnp.mean(jnp.sum(jnp.logaddexp(0.0, logits) - y * logits, axis=-1))
+
+
+def cross_entropy(logits, y):
+    """Softmax cross-entropy: ``mean(logsumexp(z) - z_y)``."""
+    if y.ndim == logits.ndim:
+        return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.sum(y * logits, axis=-1))
+    picked = jnp.take_along_axis(logits, y.astype(jnp.int32)[:, None], axis=-1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - picked)
+
+
+LOSSES: dict[str, Callable] = {"mse": mse, "bce": bce, "cross_entropy": cross_entropy}
+
+
+def get_loss(loss: str | Callable) -> Callable:
+    """Resolve a loss name (``mse``, ``bce``, ``cross_entropy``) or pass a callable through."""
+    if callable(loss):
+        return loss
+    if loss in LOSSES:
+        return LOSSES[loss]
+    raise ValueError(f"loss must be one of {', '.join(LOSSES)} or a callable (pred, y) -> scalar; got {loss!r}.")

@@ -1,0 +1,154 @@
+"""One result type for the exact flow and for discrete optimizers: :class:`Trajectory`."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from .invariants import conserved, drift, unit_norms
+from .models import model_from_spec, model_spec
+
+__all__ = ["Status", "Trajectory", "STAT_KEYS", "status_name", "status_from_code"]
+
+
+class Status(eqx.Enumeration):
+    """How a trajectory ended. Never raised: stored in ``Trajectory.status``."""
+
+    successful = "reached t1"
+    max_steps_reached = "the solver used max_steps steps before reaching t1"
+    dt_min_reached = "the step size fell below dtmin"
+    nonfinite = "the loss or the parameters became NaN or infinite"
+    solver_failure = "the ODE solver failed (e.g. a nonlinear solve in an implicit method)"
+
+
+_STATUS_NAMES = tuple(Status._name_to_item)
+
+STAT_KEYS = ("steps", "accepted", "rejected", "grad_evals", "wall_time")
+
+
+def status_name(status) -> str:
+    """The name (``"successful"``, ``"max_steps_reached"``, ...) of a status item or code."""
+    code = getattr(status, "_value", status)
+    return _STATUS_NAMES[int(np.asarray(code))]
+
+
+def status_from_code(code) -> "Status":
+    """The :class:`Status` item with integer value ``code`` (inverse of ``item._value``)."""
+    return eqx.tree_at(lambda s: s._value, Status.successful, jnp.asarray(code, jnp.int32))
+
+
+class Trajectory(eqx.Module):
+    """A simulated trajectory ``theta(t)`` at saved times.
+
+    **Fields:**
+    - ``ts`` (T,): saved times (``t = lr * step`` for discrete optimizers).
+    - ``models``: the network with a leading time axis on every array.
+    - ``loss`` (T,), ``test_loss`` (T,) or ``None``: full-batch losses at ``ts``.
+    - ``conserved`` (T, hidden): ``c_h(t)`` of every hidden unit (THEORY.md §1-2).
+    - ``stats``: ``steps`` (attempted), ``accepted``, ``rejected``, ``grad_evals``
+      (full-batch gradient evaluations; minibatch gradients for SGD), ``wall_time`` (s).
+    - ``status``: a :class:`Status` item.
+    """
+
+    ts: Float[Array, " T"]
+    models: eqx.Module
+    loss: Float[Array, " T"]
+    test_loss: Float[Array, " T"] | None
+    conserved: Float[Array, "T hidden"]
+    stats: dict[str, Array]
+    status: eqx.Module  # a Status item
+
+    @property
+    def final(self):
+        """The network at the last saved time."""
+        return jax.tree_util.tree_map(lambda x: x[-1], self.models)
+
+    def model_at(self, i: int):
+        """The network at saved time index ``i``."""
+        return jax.tree_util.tree_map(lambda x: x[i], self.models)
+
+    @property
+    def status_name(self) -> str:
+        return status_name(self.status)
+
+    @property
+    def drift(self):
+        """``(max_{t,h} |c_h(t) - c_h(0)|, same / max_h(||w_in||^2 + ||w_out||^2 at t=0))``."""
+        return drift(self.conserved, unit_norms(self.model_at(0)))
+
+    def summary(self) -> dict:
+        """Plain-Python summary: final losses, drift, stats and status."""
+        d_abs, d_rel = self.drift
+        out = dict(t1=float(self.ts[-1]), final_loss=float(self.loss[-1]), status=self.status_name,
+                   drift=float(d_abs), relative_drift=float(d_rel))
+        if self.test_loss is not None:
+            out["final_test_loss"] = float(self.test_loss[-1])
+        out.update({k: (float(v) if k == "wall_time" else int(v)) for k, v in self.stats.items()})
+        return out
+
+    def save(self, path: str) -> None:
+        """Write to ``path`` (``.npz``) atomically; :meth:`load` restores it exactly."""
+        leaves = jax.tree_util.tree_leaves(self.models)
+        arrays = {f"model_{i}": np.asarray(x) for i, x in enumerate(leaves)}
+        arrays.update(ts=np.asarray(self.ts), loss=np.asarray(self.loss), conserved=np.asarray(self.conserved),
+                      status=np.asarray(self.status._value))
+        if self.test_loss is not None:
+            arrays["test_loss"] = np.asarray(self.test_loss)
+        arrays.update({f"stat_{k}": np.asarray(v) for k, v in self.stats.items()})
+        arrays["spec"] = np.asarray(json.dumps(model_spec(self.final)))
+        atomic_savez(path, arrays)
+
+    @classmethod
+    def load(cls, path: str) -> "Trajectory":
+        """Read a file written by :meth:`save`."""
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+        skeleton = model_from_spec(json.loads(str(arrays["spec"])))
+        treedef = jax.tree_util.tree_structure(skeleton)
+        n_leaves = treedef.num_leaves
+        models = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[f"model_{i}"]) for i in range(n_leaves)])
+        stats = {k[5:]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("stat_")}
+        return cls(
+            ts=jnp.asarray(arrays["ts"]), models=models, loss=jnp.asarray(arrays["loss"]),
+            test_loss=jnp.asarray(arrays["test_loss"]) if "test_loss" in arrays else None,
+            conserved=jnp.asarray(arrays["conserved"]), stats=stats,
+            status=status_from_code(arrays["status"]),
+        )
+
+
+def atomic_savez(path: str, arrays: dict) -> None:
+    """``np.savez`` to a temporary file in the same folder, then rename: never half-written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def evaluate(ts, models, data, loss_fn, stats, status) -> Trajectory:
+    """Losses and conserved quantities at every saved model (``models`` has a time axis)."""
+
+    def full_loss(m, x, y):
+        return loss_fn(jax.vmap(m)(x), y)
+
+    loss = jax.vmap(full_loss, in_axes=(0, None, None))(models, data.x_train, data.y_train)
+    test = None
+    if data.has_test:
+        test = jax.vmap(full_loss, in_axes=(0, None, None))(models, data.x_test, data.y_test)
+    finite = jnp.all(jnp.isfinite(loss)) & jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(models)]))
+    status = Status.where(finite | (status != Status.successful), status, Status.nonfinite)
+    return Trajectory(ts=ts, models=models, loss=loss, test_loss=test, conserved=conserved(models),
+                      stats=stats, status=status)

@@ -1,0 +1,133 @@
+"""Discrete optimizers (Optax) on the same footing as the flow: one jitted ``lax.scan``.
+
+Time is ``t = lr * step`` so a run shares its time axis with :func:`gflow.gradient_flow`:
+GD with step ``lr`` is the explicit Euler method for the flow with step ``lr``.
+One GD/SGD step changes each conserved quantity by exactly
+``eta^2 (||g_w||^2 - ||g_v||^2)`` (THEORY.md §1).
+"""
+
+from __future__ import annotations
+
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+
+from .flow import full_batch_loss
+from .losses import get_loss
+from .trajectory import Status, Trajectory, evaluate
+
+__all__ = ["train", "OPTIMIZERS", "make_optimizer"]
+
+OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
+
+
+def make_optimizer(optimizer, lr, momentum: float = 0.9) -> optax.GradientTransformation:
+    """``gd``/``sgd``: ``theta -= lr g``; ``momentum``: heavy ball (``optax.sgd(lr, momentum)``);
+    ``adam``: ``optax.adam(lr)``; an ``optax.GradientTransformation`` is used as given."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optimizer
+    if optimizer in ("gd", "sgd"):
+        return optax.sgd(lr)
+    if optimizer == "momentum":
+        return optax.sgd(lr, momentum=momentum)
+    if optimizer == "adam":
+        return optax.adam(lr)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} or an optax.GradientTransformation; "
+                     f"got {optimizer!r}.")
+
+
+def _save_slots(steps: int, n_save: int) -> tuple[np.ndarray, np.ndarray]:
+    """Saved steps (evenly spaced, rounded, unique) and, per step 0..steps, its buffer slot
+    (``len(saved)`` = a scratch slot for steps that are not saved)."""
+    saved = np.unique(np.round(np.linspace(0, steps, n_save)).astype(np.int64))
+    slot = np.full(steps + 1, len(saved), dtype=np.int32)
+    slot[saved] = np.arange(len(saved), dtype=np.int32)
+    return saved, slot
+
+
+@eqx.filter_jit
+def run_optimizer(model, data, loss_fn, optimizer, lr, slot, key, *, batch_size: int | None, n_saved: int,
+                  momentum: float = 0.9):
+    """Jitted core of :func:`train`: returns the saved models (leading axis ``n_saved``)."""
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    opt = make_optimizer(optimizer, lr, momentum)
+    n = data.x_train.shape[0]
+    steps = slot.shape[0] - 1
+
+    def batch_loss(p, idx):
+        x, y = (data.x_train, data.y_train) if idx is None else (data.x_train[idx], data.y_train[idx])
+        return full_batch_loss(eqx.combine(p, static), x, y, loss_fn)
+
+    def indices(step):
+        if batch_size is None:
+            return None
+        per_epoch = n // batch_size
+        perm = jr.permutation(jr.fold_in(key, step // per_epoch), n)
+        return jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * batch_size, batch_size)
+
+    buffer = jax.tree_util.tree_map(lambda x: jnp.zeros((n_saved + 1, *x.shape), x.dtype).at[0].set(x), params)
+
+    def body(carry, step):
+        p, state, buf = carry
+        g = jax.grad(batch_loss)(p, indices(step))
+        updates, state = opt.update(g, state, p)
+        p = optax.apply_updates(p, updates)
+        buf = jax.tree_util.tree_map(lambda b, x: b.at[slot[step + 1]].set(x), buf, p)
+        return (p, state, buf), None
+
+    (_, _, buffer), _ = jax.lax.scan(body, (params, opt.init(params), buffer), jnp.arange(steps))
+    saved = jax.tree_util.tree_map(lambda b: b[:n_saved], buffer)
+    return eqx.combine(saved, static)
+
+
+def train(model, data, loss, optimizer="gd", lr: float = 1e-2, steps: int = 1000, *, batch_size: int | None = None,
+          key=None, n_save: int = 101, momentum: float = 0.9) -> Trajectory:
+    """Train ``model`` with a discrete optimizer and record a :class:`Trajectory`.
+
+    **Arguments:**
+    - ``optimizer``: ``gd`` (full batch), ``sgd`` (minibatches of ``batch_size``, default
+      32, drawn by reshuffling the training set every epoch with ``key``), ``momentum``
+      (heavy ball, coefficient ``momentum``), ``adam``, or any ``optax.GradientTransformation``
+      (then ``lr`` only sets the time axis).
+    - ``steps``: number of updates; ``n_save`` evenly spaced steps (rounded) are saved at
+      times ``t = lr * step``.
+
+    **Returns:** a :class:`Trajectory`; ``stats["grad_evals"]`` counts gradient evaluations
+    (of a minibatch for SGD). A run that blows up ends with status ``nonfinite``.
+    """
+    opt_name = optimizer if isinstance(optimizer, str) else None
+    make_optimizer(optimizer, 1.0)  # validates the name
+    if not (np.isscalar(lr) and np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}.")
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    if not isinstance(n_save, (int, np.integer)) or n_save < 2:
+        raise ValueError(f"n_save must be an integer >= 2, got {n_save!r}.")
+    n = data.x_train.shape[0]
+    if opt_name == "sgd" and batch_size is None:
+        batch_size = min(32, n)
+    if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and 1 <= batch_size <= n):
+        raise ValueError(f"batch_size must be an integer in [1, {n}] (the training set size), got {batch_size!r}.")
+    key = jr.PRNGKey(0) if key is None else key
+    loss_fn = get_loss(loss)
+    saved, slot = _save_slots(int(steps), int(n_save))
+    dtype = jnp.result_type(float)
+    start = time.perf_counter()
+    models = run_optimizer(model, data, loss_fn, optimizer, jnp.asarray(lr, dtype), jnp.asarray(slot), key,
+                           batch_size=None if batch_size is None else int(batch_size), n_saved=len(saved),
+                           momentum=float(momentum))
+    ts = jnp.asarray(saved, dtype) * lr
+    stats = dict(steps=jnp.asarray(steps), accepted=jnp.asarray(steps), rejected=jnp.asarray(0),
+                 grad_evals=jnp.asarray(steps), wall_time=jnp.zeros((), dtype))
+    traj = jax.block_until_ready(_evaluate(ts, models, data, loss_fn, stats))
+    return eqx.tree_at(lambda t: t.stats["wall_time"], traj, jnp.asarray(time.perf_counter() - start, dtype))
+
+
+@eqx.filter_jit
+def _evaluate(ts, models, data, loss_fn, stats):
+    return evaluate(ts, models, data, loss_fn, stats, Status.successful)

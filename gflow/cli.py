@@ -1,0 +1,47 @@
+"""Command line: ``gflow demo | run | topology | ...``.
+
+Bad input (unknown names, non-positive sizes, missing files) prints one sentence naming
+the option and what is allowed, exits with code 2, and leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import cli_run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gflow", description="Exact gradient flow of ReLU networks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cli_run.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, IsADirectoryError, json.JSONDecodeError) as err:
+        print(f"gflow {args.command}: error: {_sentence(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gflow: interrupted", file=sys.stderr)
+        return 130
+
+
+def _sentence(err: BaseException) -> str:
+    if isinstance(err, FileNotFoundError):
+        return f"file not found: {err.filename or err}."
+    if isinstance(err, IsADirectoryError):
+        return f"expected a file, got a folder: {err.filename or err}."
+    if isinstance(err, json.JSONDecodeError):
+        return f"the file is not valid JSON ({err.msg} at line {err.lineno})."
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -80,6 +80,10 @@ class _Projected(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedSolver):
     def term_compatible_contr_kwargs(self):
         return self.solver.term_compatible_contr_kwargs
 
+    @property
+    def scan_kind(self):
+        return getattr(self.solver, "scan_kind", None)
+
     def order(self, terms):
         return self.solver.order(terms)
 
@@ -108,7 +112,18 @@ def project_params(params, static, delta):
     return eqx.filter(model, eqx.is_inexact_array)
 
 
-def _status(result) -> Status:
+def build_solver(solver: str, project: bool, delta, static) -> diffrax.AbstractSolver:
+    """The Diffrax solver ``solver``, wrapped to project onto ``Q(delta)`` if ``project``."""
+    base = SOLVERS[solver]()
+    return _Projected(base, delta, static) if project else base
+
+
+def build_controller(rtol, atol, adaptive: bool) -> diffrax.AbstractStepSizeController:
+    """PID step-size control at ``rtol``/``atol``, or constant steps."""
+    return diffrax.PIDController(rtol=rtol, atol=atol) if adaptive else diffrax.ConstantStepSize()
+
+
+def flow_status(result) -> Status:
     R = diffrax.RESULTS
     status = Status.where(result == R.max_steps_reached, Status.max_steps_reached, Status.solver_failure)
     status = Status.where(result == R.dt_min_reached, Status.dt_min_reached, status)
@@ -121,18 +136,11 @@ def solve_flow(model, data, loss_fn, ts, rtol, atol, step_size, *, solver: str, 
     """Jitted core of :func:`gradient_flow` (no validation, no wall time); vmap-friendly."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
     term = diffrax.ODETerm(flow_field(static, data, loss_fn))
-    base = SOLVERS[solver]()
-    save_fn = None
-    if project:
-        delta = conserved(model)
-        base = _Projected(base, delta, static)
-        save_fn = lambda t, y, args: project_params(y, static, delta)  # noqa: E731
-    if adaptive:
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-        dt0 = None
-    else:
-        controller = diffrax.ConstantStepSize()
-        dt0 = step_size
+    delta = conserved(model)
+    base = build_solver(solver, project, delta, static)
+    save_fn = (lambda t, y, args: project_params(y, static, delta)) if project else None
+    controller = build_controller(rtol, atol, adaptive)
+    dt0 = None if adaptive else step_size
     sol = diffrax.diffeqsolve(
         term, base, t0=ts[0], t1=ts[-1], dt0=dt0, y0=params,
         saveat=diffrax.SaveAt(ts=ts, fn=save_fn) if save_fn else diffrax.SaveAt(ts=ts),
@@ -144,7 +152,7 @@ def solve_flow(model, data, loss_fn, ts, rtol, atol, step_size, *, solver: str, 
     stats = dict(steps=steps, accepted=sol.stats["num_accepted_steps"], rejected=sol.stats["num_rejected_steps"],
                  grad_evals=per_step * steps + once, wall_time=jnp.zeros((), ts.dtype))
     models = eqx.combine(sol.ys, static)
-    return evaluate(ts, models, data, loss_fn, stats, _status(sol.result))
+    return evaluate(ts, models, data, loss_fn, stats, flow_status(sol.result))
 
 
 def save_times(t1, n_save, ts):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 from ._schemes import Scheme, get_scheme, kaiming, normal, xavier
@@ -28,7 +29,7 @@ def relocate(model, delta, signs=None):
     if signs is None:
         return model
     signs = jnp.asarray(signs)
-    if not bool(jnp.all(jnp.abs(signs) == 1)):
+    if not isinstance(signs, jax.core.Tracer) and not bool(jnp.all(jnp.abs(signs) == 1)):
         raise ValueError("signs must contain only +1 and -1.")
     if isinstance(model, ShallowReLU):
         return eqx.tree_at(lambda m: m.V, model, jnp.abs(model.V) * signs)

@@ -1,0 +1,182 @@
+"""Continuous batching of adaptive flows: many trajectories, no lockstep.
+
+``vmap(diffeqsolve)`` advances a batch until its slowest member ends. Here a fixed number
+of *slots* each carry their own trajectory state (t, next t, solver and PID-controller
+state, counters, metric accumulator). One jitted call advances every live slot by at most
+``steps_per_call`` solver steps — the same step as Diffrax's own loop (``solver.step``,
+``controller.adapt_step_size``, clipping to t1, dense output at saved times) — so a slot
+reproduces a single ``gradient_flow`` solve. The host then writes out finished slots and
+refills them with new initializations; when the queue is empty the live slots are
+compacted into a narrower compiled width, so a slow tail costs what a single solve costs.
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+
+from . import metrics
+from .flow import build_controller, build_solver, flow_field, flow_status
+from .invariants import conserved
+from .trajectory import Status
+
+_R = diffrax.RESULTS
+
+
+class Slot(eqx.Module):
+    """One trajectory in flight (every field gets a leading slot axis in a batch)."""
+
+    y: object
+    tprev: jax.Array
+    tnext: jax.Array
+    solver_state: object
+    controller_state: object
+    made_jump: jax.Array
+    result: object
+    steps: jax.Array
+    accepted: jax.Array
+    rejected: jax.Array
+    save_index: jax.Array
+    acc: dict
+    index: jax.Array  # which initialization; -1: empty
+    done: jax.Array
+
+
+class FlowStepper(eqx.Module):
+    """Builds, advances and finalizes slots for one flow configuration (all static)."""
+
+    static: object = eqx.field(static=True)
+    data: object
+    loss_fn: object = eqx.field(static=True)
+    solver_name: str = eqx.field(static=True)
+    ts: jax.Array
+    rtol: jax.Array
+    atol: jax.Array
+    max_steps: int = eqx.field(static=True)
+    project: bool = eqx.field(static=True)
+
+    def _parts(self, delta):
+        term = diffrax.ODETerm(flow_field(self.static, self.data, self.loss_fn))
+        solver = build_solver(self.solver_name, self.project, delta, self.static)
+        return term, solver, build_controller(self.rtol, self.atol, True)
+
+    def init(self, params, index) -> Slot:
+        """A slot at t = ts[0] for ``params`` (unbatched; vmap it)."""
+        model = eqx.combine(params, self.static)
+        delta = conserved(model)
+        term, solver, controller = self._parts(delta)
+        t0, t1 = self.ts[0], self.ts[-1]
+        tnext, cstate = controller.init(term, t0, t1, params, None, None, solver.func, solver.error_order(term))
+        tnext = jnp.minimum(tnext, t1)
+        return Slot(y=params, tprev=t0, tnext=tnext, solver_state=solver.init(term, t0, tnext, params, None),
+                    controller_state=cstate, made_jump=jnp.array(False), result=_R.successful,
+                    steps=jnp.array(0), accepted=jnp.array(0), rejected=jnp.array(0), save_index=jnp.array(0),
+                    acc=metrics.start(model), index=index, done=index < 0)
+
+    def step(self, s: Slot) -> Slot:
+        """One attempted solver step of one slot, exactly as Diffrax's ``diffeqsolve`` loop."""
+        term, solver, controller = self._parts(s.acc["c0"])
+        t1 = self.ts[-1]
+        y, y_error, dense_info, sstate, sresult = solver.step(term, s.tprev, s.tnext, s.y, None, s.solver_state,
+                                                             s.made_jump)
+        y_error = jtu.tree_map(lambda x: jnp.where(jnp.isnan(x), jnp.inf, x), y_error)
+        keep, tprev, tnext, made_jump, cstate, cresult = controller.adapt_step_size(
+            s.tprev, s.tnext, s.y, y, None, y_error, solver.error_order(term), s.controller_state)
+        tprev = jnp.minimum(tprev, t1)
+        floor = t1
+        for _ in range(100):
+            floor = eqx.internal.prevbefore(floor)
+        tnext = jnp.where(tnext > floor, jnp.where(keep, t1, tprev + 0.5 * (t1 - tprev)), tnext)
+        keep_tree = lambda a, b: jnp.where(keep, a, b)  # noqa: E731
+        y = jtu.tree_map(keep_tree, y, s.y)
+        sstate = jtu.tree_map(keep_tree, sstate, s.solver_state)
+        made_jump = jnp.where(keep, made_jump, s.made_jump)
+        sresult = _R.where(keep, sresult, _R.successful)
+        result = _R.where(s.result == _R.successful, sresult, s.result)
+        result = _R.where(result == _R.successful, cresult, result)
+
+        interp = solver.interpolation_cls(t0=s.tprev, t1=s.tnext, **dense_info)
+        n_ts = self.ts.shape[0]
+
+        def save_cond(c):
+            i, _ = c
+            return keep & (i < n_ts) & (self.ts[jnp.minimum(i, n_ts - 1)] <= s.tnext)
+
+        def save_body(c):
+            i, acc = c
+            y_t = interp.evaluate(self.ts[i])
+            if self.project:
+                y_t = _project(y_t, self.static, s.acc["c0"])
+            model = eqx.combine(y_t, self.static)
+            return i + 1, metrics.observe(acc, model)
+
+        save_index, acc = jax.lax.while_loop(save_cond, save_body, (s.save_index, s.acc))
+        steps = s.steps + 1
+        result = _R.where((steps >= self.max_steps) & (tprev < t1) & (result == _R.successful),
+                          _R.max_steps_reached, result)
+        done = (tprev >= t1) | (result != _R.successful)
+        return Slot(y=y, tprev=tprev, tnext=tnext, solver_state=sstate, controller_state=cstate, made_jump=made_jump,
+                    result=result, steps=steps, accepted=s.accepted + keep.astype(steps.dtype),
+                    rejected=s.rejected + (~keep).astype(steps.dtype), save_index=save_index, acc=acc,
+                    index=s.index, done=done)
+
+
+def _project(params, static, delta):
+    from .flow import project_params
+
+    return project_params(params, static, delta)
+
+
+@eqx.filter_jit
+def advance(stepper: FlowStepper, slots: Slot, n_steps):
+    """Advance every live slot by up to ``n_steps`` steps. Returns (slots, executed, useful)
+    slot-step counts: ``executed`` counts every slot in every iteration, ``useful`` only live ones."""
+    width = slots.index.shape[0]
+
+    def cond(c):
+        i, s, _ = c
+        return (i < n_steps) & ~jnp.all(s.done)
+
+    def body(c):
+        i, s, useful = c
+        new = jax.vmap(stepper.step)(s)
+        live = ~s.done
+        merged = jtu.tree_map(lambda a, b: jnp.where(live.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, s)
+        return i + 1, merged, useful + jnp.sum(live)
+
+    i, slots, useful = jax.lax.while_loop(cond, body, (jnp.array(0), slots, jnp.array(0)))
+    return slots, i * width, useful
+
+
+@eqx.filter_jit
+def refill(stepper: FlowStepper, slots: Slot, params, index, mask):
+    """Replace the slots where ``mask`` holds by fresh ones for ``params``/``index``."""
+    fresh = jax.vmap(stepper.init)(params, jnp.where(mask, index, -1))
+    return jtu.tree_map(lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, slots)
+
+
+@eqx.filter_jit
+def finalize(stepper: FlowStepper, slots: Slot, params0):
+    """Row values of every slot (read only for finished ones): losses, drift, labels, stats."""
+
+    def one(s: Slot, p0):
+        model, model0 = eqx.combine(s.y, stepper.static), eqx.combine(p0, stepper.static)
+        d = stepper.data
+        row = dict(initial_loss=metrics.loss_of(model0, d.x_train, d.y_train, stepper.loss_fn),
+                   final_loss=metrics.loss_of(model, d.x_train, d.y_train, stepper.loss_fn))
+        if d.has_test:
+            row["initial_test_loss"] = metrics.loss_of(model0, d.x_test, d.y_test, stepper.loss_fn)
+            row["final_test_loss"] = metrics.loss_of(model, d.x_test, d.y_test, stepper.loss_fn)
+        row.update(metrics.summarize(s.acc))
+        status = flow_status(s.result)
+        status = Status.where((status == Status.successful) & ~jnp.isfinite(row["final_loss"]), Status.nonfinite,
+                              status)
+        row.update(steps=s.steps, accepted=s.accepted, rejected=s.rejected, t_reached=s.tprev,
+                   status=status._value, label_start=s.acc["label0"], label_end=s.acc["label"],
+                   pathological=s.acc["pathological"], final_params=s.y)
+        return row
+
+    return jax.vmap(one)(slots, params0)

@@ -1,0 +1,61 @@
+"""Per-trajectory metrics of a sweep (THEORY.md §4), accumulated at saved times.
+
+The same accumulator serves the exact flow (updated online inside the solver loop, so a
+sweep keeps no trajectory in memory) and discrete optimizers (folded over saved models).
+
+Component label (THEORY.md Prop. 3, shallow nets with e = 1): the signs of the output
+weights ``v_k`` of the pathological neurons (``delta_k < 0`` at the start). The exact flow
+never changes it; a discrete optimizer can, and ``label_changes`` counts how many saved
+times differ from the previous one.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .invariants import conserved, unit_norms
+from .models import ShallowReLU
+
+
+def output_signs(model):
+    """Signs of the output weights per hidden neuron (shallow, e = 1), else an empty vector."""
+    if isinstance(model, ShallowReLU) and model.out_size == 1:
+        return jnp.sign(model.V[..., 0, :])
+    return jnp.zeros(conserved(model).shape[:-1] + (0,))
+
+
+def start(model) -> dict:
+    """Accumulator at t = 0."""
+    c0 = conserved(model)
+    signs = output_signs(model)
+    pathological = (c0[..., : signs.shape[-1]] < 0) if signs.shape[-1] else jnp.zeros(signs.shape, bool)
+    return dict(c0=c0, scale=jnp.max(unit_norms(model)), drift=jnp.zeros((), c0.dtype), pathological=pathological,
+                label0=signs, label=signs, label_changes=jnp.zeros((), jnp.int32))
+
+
+def observe(acc: dict, model) -> dict:
+    """Fold in the model at one more saved time."""
+    drift = jnp.maximum(acc["drift"], jnp.max(jnp.abs(conserved(model) - acc["c0"])))
+    signs = output_signs(model)
+    changed = jnp.any((signs != acc["label"]) & acc["pathological"])
+    return dict(acc, drift=drift, label=signs, label_changes=acc["label_changes"] + changed.astype(jnp.int32))
+
+
+def label_string(signs: np.ndarray, pathological: np.ndarray) -> str:
+    """``"+-"``-style label over the pathological neurons (``""`` when there are none)."""
+    return "".join("+" if s > 0 else "-" for s, p in zip(signs, pathological) if p)
+
+
+def summarize(acc: dict) -> dict:
+    """Scalars for a row: drift (absolute and relative), labels, counts (jit/vmap friendly)."""
+    neg0 = jnp.sum((acc["label0"] < 0) & acc["pathological"])
+    neg1 = jnp.sum((acc["label"] < 0) & acc["pathological"])
+    return dict(drift=acc["drift"], relative_drift=acc["drift"] / acc["scale"],
+                n_pathological=jnp.sum(acc["pathological"]), effective_label_start=neg0, effective_label_end=neg1,
+                label_changes=acc["label_changes"])
+
+
+def loss_of(model, x, y, loss_fn):
+    return loss_fn(jax.vmap(model)(x), y)

@@ -1,0 +1,127 @@
+"""Results on disk: ``manifest.json`` + per-chunk row tables + merged ``runs.parquet``.
+
+Every file is written to a temporary name in the same folder and renamed, so a sweep
+killed at any moment leaves only complete files. A chunk's table exists iff the chunk is
+done; a restarted sweep skips those chunks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MANIFEST = "manifest.json"
+RUNS = "runs.parquet"
+
+
+def config_hash(config: dict) -> str:
+    """SHA-256 of the config (the part that decides the rows), canonical JSON."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _atomic_write(path: str, write) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _git_commit() -> str:
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment() -> dict:
+    """Versions, device and machine, for manifests and benchmark reports."""
+    import diffrax
+    import equinox
+    import jax
+    import optax
+
+    from . import __version__
+
+    dev = jax.devices()[0]
+    return dict(gflow=__version__, git_commit=_git_commit(), jax=jax.__version__, diffrax=diffrax.__version__,
+                equinox=equinox.__version__, optax=optax.__version__, python=platform.python_version(),
+                device=f"{dev.platform}:{getattr(dev, 'device_kind', '')}", n_devices=jax.device_count(),
+                machine=f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
+                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+
+
+def open_store(out_dir: str, config: dict, resume: bool) -> None:
+    """Create ``out_dir`` with a manifest, or check that an existing one has the same config.
+
+    A different config in the same folder is refused (``ValueError``); ``resume=False`` on
+    a folder with results is refused too, so nothing is overwritten by accident.
+    """
+    path = os.path.join(out_dir, MANIFEST)
+    digest = config_hash(config)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old.get("config_hash") != digest:
+            raise ValueError(f"{out_dir} holds a sweep with a different config (hash {old.get('config_hash')} vs "
+                             f"{digest}); use another --out folder.")
+        if not resume and done_chunks(out_dir):
+            raise ValueError(f"{out_dir} already has results of this sweep; pass --resume to continue it "
+                             "or choose another --out folder.")
+        return
+    manifest = dict(config=config, config_hash=digest, **environment())
+    _atomic_write(path, lambda tmp: _write_json(tmp, manifest))
+
+
+def _write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+
+
+def chunk_path(out_dir: str, chunk: int, part: str = "") -> str:
+    return os.path.join(out_dir, "chunks", f"chunk-{chunk:06d}.parquet")
+
+
+def done_chunks(out_dir: str) -> set[int]:
+    files = glob.glob(os.path.join(out_dir, "chunks", "chunk-*.parquet"))
+    return {int(os.path.basename(f)[6:12]) for f in files}
+
+
+def write_chunk(out_dir: str, chunk: int, rows: list[dict]) -> None:
+    table = pa.Table.from_pylist(sorted(rows, key=lambda r: r["index"]))
+    _atomic_write(chunk_path(out_dir, chunk), lambda tmp: pq.write_table(table, tmp))
+
+
+def merge(out_dir: str, n_chunks: int | None = None) -> pa.Table:
+    """Concatenate the chunk tables into ``runs.parquet`` (sorted by index); checks completeness."""
+    chunks = sorted(done_chunks(out_dir))
+    if n_chunks is not None:
+        missing = sorted(set(range(n_chunks)) - set(chunks))
+        if missing:
+            raise ValueError(f"{out_dir} is incomplete: {len(missing)} of {n_chunks} chunks missing "
+                             f"(first: {missing[0]}); run the remaining parts first.")
+    tables = [pq.read_table(chunk_path(out_dir, c)) for c in chunks]
+    table = pa.concat_tables(tables).sort_by("index") if tables else pa.table({})
+    _atomic_write(os.path.join(out_dir, RUNS), lambda tmp: pq.write_table(table, tmp))
+    return table
+
+
+def read_runs(out_dir: str) -> pa.Table:
+    return pq.read_table(os.path.join(out_dir, RUNS))

@@ -1,0 +1,420 @@
+"""Sweeps over initializations: exact flows by continuous batching, discrete optimizers by vmap.
+
+``run_sweep(config, out_dir)`` draws ``n_inits`` initializations (init ``i`` from
+``fold_in(PRNGKey(seed), i)``: the same rows however the sweep is batched, split or
+resumed), runs each, reduces it to one row of metrics (THEORY.md §4, see
+:mod:`gflow.metrics`) and streams rows to ``out_dir`` chunk by chunk (:mod:`gflow.store`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import tomllib
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from . import store
+from .data import DATASETS
+from .discrete import OPTIMIZERS
+from .flow import SOLVERS
+from .metrics import label_string
+from .trajectory import status_name
+
+METHODS = ("flow", *OPTIMIZERS)
+MODELS = ("shallow", "mlp")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """What a sweep runs. Every field has a default; ``SweepConfig.from_toml(path)`` reads one.
+
+    - model: ``shallow`` | ``mlp``; ``width`` (shallow), ``hidden`` (mlp), ``bias``
+    - data: ``toy`` | ``breast_cancer`` | ``teacher_student``; ``n_data`` (toy/teacher size),
+      ``teacher_width``/``teacher_seed``/``noise`` (teacher-student, shallow teacher)
+    - loss: ``mse`` | ``bce`` | ``cross_entropy`` (default: bce for breast_cancer, else mse)
+    - method: ``flow`` (``solver``, ``rtol``, ``atol``, ``max_steps``, ``project``) or an optimizer
+      ``gd`` | ``sgd`` | ``momentum`` | ``adam`` (``lr``, ``steps`` = t1/lr if 0, ``batch_size``)
+    - t1, n_inits, init (``kaiming`` | ``xavier``), ``delta`` (relocate every unit to it; a number,
+      a list, or none), ``signs`` (``random`` | a list of +-1 | none), seed, precision (64 | 32)
+    - engine: ``slots`` (parallel trajectories), ``steps_per_call``, ``chunk_size`` (rows per file),
+      ``n_save`` (saved times at which drift and labels are checked)
+    """
+
+    name: str = "sweep"
+    model: str = "shallow"
+    width: int = 2
+    hidden: tuple[int, ...] = (8, 8)
+    bias: bool = False
+    data: str = "toy"
+    n_data: int = 1000
+    teacher_width: int = 2
+    teacher_seed: int = 1234
+    noise: float = 0.0
+    loss: str = ""
+    method: str = "flow"
+    solver: str = "tsit5"
+    rtol: float = 1e-6
+    atol: float = 1e-6
+    max_steps: int = 100_000
+    project: bool = False
+    lr: float = 1e-2
+    steps: int = 0
+    batch_size: int = 0
+    t1: float = 10.0
+    n_inits: int = 64
+    init: str = "kaiming"
+    delta: float | tuple[float, ...] | None = None
+    signs: str | tuple[float, ...] | None = None
+    seed: int = 0
+    precision: int = 64
+    slots: int = 32
+    steps_per_call: int = 32
+    chunk_size: int = 256
+    n_save: int = 11
+
+    def __post_init__(self):
+        def bad(field, allowed):
+            raise ValueError(f"config field {field!r} must be {allowed}; got {getattr(self, field)!r}.")
+
+        for field, allowed in (("model", MODELS), ("data", (*DATASETS, "teacher_student")), ("method", METHODS),
+                               ("solver", tuple(SOLVERS)), ("init", ("kaiming", "xavier"))):
+            if getattr(self, field) not in allowed:
+                bad(field, "one of " + ", ".join(allowed))
+        if self.loss not in ("", "mse", "bce", "cross_entropy"):
+            bad("loss", "one of mse, bce, cross_entropy")
+        for field in ("width", "n_data", "n_inits", "max_steps", "slots", "steps_per_call", "chunk_size",
+                      "teacher_width"):
+            if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
+                bad(field, "a positive integer")
+        for field in ("steps", "batch_size"):
+            if not isinstance(getattr(self, field), int) or getattr(self, field) < 0:
+                bad(field, "a non-negative integer (0: default)")
+        if not isinstance(self.n_save, int) or self.n_save < 2:
+            bad("n_save", "an integer >= 2")
+        for field in ("t1", "rtol", "atol", "lr"):
+            value = getattr(self, field)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                bad(field, "a positive number")
+        if self.precision not in (32, 64):
+            bad("precision", "32 or 64")
+        if self.method == "flow" and self.solver == "euler":
+            bad("solver", "an adaptive solver for sweeps (heun, tsit5, dopri5, dopri8, kvaerno5)")
+        if isinstance(self.signs, str) and self.signs != "random":
+            bad("signs", "'random', a list of +1/-1, or absent")
+        if self.signs is not None and self.delta is None:
+            bad("signs", "absent unless delta is set (signs are forced after relocating)")
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        for field in ("delta", "signs"):
+            if isinstance(getattr(self, field), list):
+                object.__setattr__(self, field, tuple(getattr(self, field)))
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss or ("bce" if self.data == "breast_cancer" else "mse")
+
+    @property
+    def n_steps(self) -> int:
+        return self.steps or max(1, round(self.t1 / self.lr))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SweepConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ValueError(f"unknown config field {unknown[0]!r}; allowed fields: {', '.join(sorted(fields))}.")
+        return cls(**d)
+
+    @classmethod
+    def from_toml(cls, path: str) -> "SweepConfig":
+        with open(path, "rb") as f:
+            try:
+                d = tomllib.load(f)
+            except tomllib.TOMLDecodeError as err:
+                raise ValueError(f"{path} is not valid TOML: {err}.") from None
+        return cls.from_dict(d.get("sweep", d))
+
+
+def dataset(cfg: SweepConfig):
+    """The sweep's data set, and the teacher for teacher-student data (else ``None``)."""
+    from .data import breast_cancer, teacher_student, toy
+    from .models import ShallowReLU
+
+    if cfg.data == "toy":
+        return toy(n=cfg.n_data, key=jr.PRNGKey(cfg.seed)), None
+    if cfg.data == "breast_cancer":
+        return breast_cancer(seed=cfg.seed), None
+    in_size = 2
+    teacher = ShallowReLU(in_size, cfg.teacher_width, key=jr.PRNGKey(cfg.teacher_seed))
+    return teacher_student(teacher, cfg.n_data, jr.PRNGKey(cfg.teacher_seed + 1), noise=cfg.noise), teacher
+
+
+def make_init(cfg: SweepConfig, data, i):
+    """Initialization ``i`` (traced index ok): drawn, relocated, signs forced — as a model."""
+    from .init import relocate
+    from .models import MLP, ShallowReLU
+
+    key = jr.fold_in(jr.PRNGKey(cfg.seed), i)
+    k_model, k_signs = jr.split(key)
+    if cfg.model == "shallow":
+        model = ShallowReLU(data.in_size, cfg.width, data.out_size, bias=cfg.bias, init=cfg.init, key=k_model)
+        n_out_weights = (data.out_size, cfg.width)
+    else:
+        model = MLP(data.in_size, cfg.hidden, data.out_size, bias=cfg.bias, init=cfg.init, key=k_model)
+        n_out_weights = (data.out_size, cfg.hidden[-1])
+    if cfg.delta is None:
+        return model
+    signs = None
+    if cfg.signs == "random":
+        signs = jnp.where(jr.bernoulli(k_signs, 0.5, n_out_weights), 1.0, -1.0)
+    elif cfg.signs is not None:
+        signs = jnp.asarray(cfg.signs, float)
+    return relocate(model, jnp.asarray(cfg.delta, float), signs)
+
+
+def _row(values: dict, j: int, cfg: SweepConfig, teacher) -> dict:
+    row = dict(index=int(values["index"][j]), seed=cfg.seed)
+    for key in ("initial_loss", "final_loss", "initial_test_loss", "final_test_loss", "drift", "relative_drift",
+                "t_reached"):
+        if key in values:
+            row[key] = float(values[key][j])
+    path = np.asarray(values["pathological"][j])
+    row["label_start"] = label_string(np.asarray(values["label_start"][j]), path)
+    row["label_end"] = label_string(np.asarray(values["label_end"][j]), path)
+    for key in ("n_pathological", "effective_label_start", "effective_label_end", "label_changes", "steps",
+                "accepted", "rejected", "grad_evals"):
+        row[key] = int(values[key][j])
+    row["status"] = status_name(values["status"][j])
+    if teacher is not None and cfg.model == "shallow" and teacher.out_size == 1:
+        row.update(_teacher_flags(values, j, teacher))
+    return row
+
+
+def _teacher_flags(values, j, teacher) -> dict:
+    """Predicted reachability (THEORY.md §1, e = 1): ``max(0, a+ - P) + max(0, a- - M) <= F``;
+    ``recovered``: the final student realizes the teacher's function (canonical forms)."""
+    a = np.asarray(teacher.V[0])
+    a_pos, a_neg = int(np.sum(a > 0)), int(np.sum(a < 0))
+    path, signs = np.asarray(values["pathological"][j]), np.asarray(values["label_start"][j])
+    P, M, F = int(np.sum(path & (signs > 0))), int(np.sum(path & (signs < 0))), int(np.sum(~path))
+    return dict(reachable=bool(max(0, a_pos - P) + max(0, a_neg - M) <= F),
+                recovered=bool(values["recovered"][j]) if "recovered" in values else False)
+
+
+def _progress(total: int, initial: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="traj", dynamic_ncols=True, mininterval=0.5)
+
+
+def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: tuple[int, int] = (0, 1),
+              progress: bool = True) -> dict:
+    """Run (or continue) a sweep into ``out_dir``; returns a summary dict.
+
+    Chunks of ``chunk_size`` initializations are the unit of work and of resumption;
+    ``part=(i, N)`` runs chunks ``c`` with ``c % N == i`` only (for job arrays); the rows of
+    all parts together equal one run's. After the last chunk, ``runs.parquet`` is merged.
+    """
+    i_part, n_parts = part
+    if not (0 <= i_part < n_parts):
+        raise ValueError(f"part must be i/N with 0 <= i < N, got {i_part}/{n_parts}.")
+    jax.config.update("jax_enable_x64", config.precision == 64)
+    store.open_store(out_dir, config.to_dict(), resume)
+    n_chunks = math.ceil(config.n_inits / config.chunk_size)
+    done = store.done_chunks(out_dir)
+    todo = [c for c in range(n_chunks) if c % n_parts == i_part and c not in done]
+    mine = sum(min(config.chunk_size, config.n_inits - c * config.chunk_size) for c in range(n_chunks)
+               if c % n_parts == i_part)
+    queue = [i for c in todo for i in range(c * config.chunk_size, min((c + 1) * config.chunk_size, config.n_inits))]
+    data, teacher = dataset(config)
+    bar = _progress(mine, mine - len(queue), config.name) if progress else None
+    start = time.perf_counter()
+    counters = dict(executed=0, useful=0, failures=0)
+    pending: dict[int, list[dict]] = {c: [] for c in todo}
+
+    def emit(rows):
+        for row in rows:
+            c = row["index"] // config.chunk_size
+            pending[c].append(row)
+            counters["failures"] += row["status"] != "successful"
+            expected = min(config.chunk_size, config.n_inits - c * config.chunk_size)
+            if len(pending[c]) == expected:
+                store.write_chunk(out_dir, c, pending.pop(c))
+        if bar is not None:
+            bar.update(len(rows))
+            bar.set_postfix(failures=counters["failures"])
+
+    if queue:
+        run = _run_flow if config.method == "flow" else _run_discrete
+        run(config, data, teacher, queue, emit, counters)
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - start
+    complete = len(store.done_chunks(out_dir)) == n_chunks
+    if complete:
+        store.merge(out_dir, n_chunks)
+    return dict(out_dir=out_dir, ran=len(queue), seconds=elapsed, complete=complete,
+                rate=len(queue) / elapsed if elapsed > 0 else float("nan"), **counters)
+
+
+def _params_fn(cfg: SweepConfig, data):
+    """Jitted ``indices -> (batched params, static)`` of initializations."""
+    static = eqx.partition(make_init(cfg, data, 0), eqx.is_inexact_array)[1]
+
+    @jax.jit
+    def params(indices):
+        models = jax.vmap(lambda i: eqx.filter(make_init(cfg, data, i), eqx.is_inexact_array))(indices)
+        return models
+
+    return params, static
+
+
+def _mesh_put(tree, n_dev: int):
+    """Spread the leading (slot) axis over all devices; no-op on one device."""
+    if n_dev == 1:
+        return tree
+    mesh = jax.make_mesh((n_dev,), ("slots",), axis_types=(jax.sharding.AxisType.Auto,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("slots"))
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding) if getattr(x, "ndim", 0) else x, tree)
+
+
+def _rows_from(values: dict, which: np.ndarray, cfg, teacher, extra: dict) -> list[dict]:
+    values = jax.tree_util.tree_map(np.asarray, values)
+    rows = []
+    for j in which:
+        row = _row(values, int(j), cfg, teacher)
+        row["wall_time"] = float(extra["wall"][j])
+        rows.append(row)
+    return rows
+
+
+def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters: dict) -> None:
+    from ._engine import FlowStepper, advance, finalize, refill
+    from .flow import evals_per_step, save_times
+    from .losses import get_loss
+
+    params_of, static = _params_fn(cfg, data)
+    dtype = jnp.result_type(float)
+    stepper = FlowStepper(static=static, data=data, loss_fn=get_loss(cfg.loss_name), solver_name=cfg.solver,
+                          ts=save_times(cfg.t1, cfg.n_save, None), rtol=jnp.asarray(cfg.rtol, dtype),
+                          atol=jnp.asarray(cfg.atol, dtype), max_steps=cfg.max_steps, project=cfg.project)
+    per_step, once = evals_per_step(SOLVERS[cfg.solver](), cfg.project)
+    n_dev = jax.device_count()
+    width = max(n_dev, min(cfg.slots, -(-len(queue) // n_dev) * n_dev))
+    width = -(-width // n_dev) * n_dev
+    queue = list(queue)
+
+    idx = take_masked(queue, np.ones(width, bool))
+    p0 = params_of(jnp.asarray(np.maximum(idx, 0)))
+    slots = refill(stepper, jax.vmap(stepper.init)(p0, jnp.asarray(idx)), p0, jnp.asarray(idx), jnp.asarray(idx >= 0))
+    slots, p0 = _mesh_put((slots, p0), n_dev)
+    wall = np.zeros(width)
+    n_steps = jnp.asarray(cfg.steps_per_call)
+    while True:
+        steps_before = np.asarray(slots.steps)
+        t = time.perf_counter()
+        slots, executed, useful = advance(stepper, slots, n_steps)
+        done, index = np.asarray(slots.done), np.asarray(slots.index)
+        dt = time.perf_counter() - t
+        progress = np.asarray(slots.steps) - steps_before
+        wall += dt * progress / max(1, progress.sum())
+        counters["executed"] += int(executed)
+        counters["useful"] += int(useful)
+        finished = np.nonzero(done & (index >= 0))[0]
+        if len(finished):
+            values = finalize(stepper, slots, p0)
+            values = dict(values, grad_evals=np.asarray(values["steps"]) * per_step + once, index=index)
+            emit(_rows_from(values, finished, cfg, teacher, dict(wall=wall)))
+            wall[finished] = 0.0
+        live = ~done
+        if queue:
+            mask = done
+            new_idx = np.where(mask, take_masked(queue, mask), -1)
+            p_new = params_of(jnp.asarray(np.maximum(new_idx, 0)))
+            p0 = jax.tree_util.tree_map(lambda a, b: jnp.where(jnp.asarray(new_idx >= 0).reshape(
+                (-1,) + (1,) * (a.ndim - 1)), a, b), p_new, p0)
+            slots = refill(stepper, slots, p_new, jnp.asarray(new_idx), jnp.asarray(new_idx >= 0))
+            slots = eqx.tree_at(lambda s: s.index, slots, jnp.where(jnp.asarray(mask & (new_idx < 0)), -1,
+                                                                     slots.index))
+            continue
+        n_live = int(live.sum())
+        if n_live == 0:
+            return
+        target = max(n_dev, 1 << (n_live - 1).bit_length())
+        target = -(-target // n_dev) * n_dev
+        if target * 2 <= width:
+            keep = np.concatenate([np.nonzero(live)[0], np.nonzero(~live)[0]])[:target]
+            slots, p0 = jax.tree_util.tree_map(lambda x: x[keep] if getattr(x, "ndim", 0) else x, (slots, p0))
+            slots, p0 = _mesh_put((slots, p0), n_dev)
+            wall, width = wall[keep], target
+        slots = eqx.tree_at(lambda s: s.index, slots, jnp.where(slots.done, -1, slots.index))
+
+
+def take_masked(queue: list[int], mask: np.ndarray) -> np.ndarray:
+    """Pop ``mask.sum()`` indices from ``queue`` into the masked positions (-1 where it runs out)."""
+    out = np.full(mask.shape, -1, np.int64)
+    pos = np.nonzero(mask)[0]
+    got = queue[: len(pos)]
+    del queue[: len(pos)]
+    out[pos[: len(got)]] = got
+    return out
+
+
+def _run_discrete(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters: dict) -> None:
+    from .discrete import _save_slots, run_optimizer
+    from .losses import get_loss
+    from . import metrics
+
+    params_of, static = _params_fn(cfg, data)
+    loss_fn = get_loss(cfg.loss_name)
+    saved, slot = _save_slots(cfg.n_steps, cfg.n_save)
+    batch = cfg.batch_size or (min(32, data.x_train.shape[0]) if cfg.method == "sgd" else None)
+    dtype = jnp.result_type(float)
+
+    @eqx.filter_jit
+    def run_batch(params):
+        def one(p):
+            model0 = eqx.combine(p, static)
+            models = run_optimizer(model0, data, loss_fn, cfg.method, jnp.asarray(cfg.lr, dtype),
+                                   jnp.asarray(slot), jr.PRNGKey(cfg.seed), batch_size=batch, n_saved=len(saved))
+            acc = metrics.start(model0)
+            acc = jax.lax.fori_loop(1, len(saved), lambda i, a: metrics.observe(
+                a, jax.tree_util.tree_map(lambda x: x[i], models)), acc)
+            final = jax.tree_util.tree_map(lambda x: x[-1], models)
+            row = dict(initial_loss=metrics.loss_of(model0, data.x_train, data.y_train, loss_fn),
+                       final_loss=metrics.loss_of(final, data.x_train, data.y_train, loss_fn))
+            if data.has_test:
+                row["initial_test_loss"] = metrics.loss_of(model0, data.x_test, data.y_test, loss_fn)
+                row["final_test_loss"] = metrics.loss_of(final, data.x_test, data.y_test, loss_fn)
+            row.update(metrics.summarize(acc))
+            ok = jnp.isfinite(row["final_loss"])
+            row.update(label_start=acc["label0"], label_end=acc["label"], pathological=acc["pathological"],
+                       status=jnp.where(ok, 0, 3), t_reached=jnp.asarray(cfg.n_steps * cfg.lr, dtype))
+            return row
+
+        return jax.vmap(one)(params)
+
+    width = cfg.slots
+    while queue:
+        idx = np.asarray(queue[:width])
+        del queue[:width]
+        padded = np.concatenate([idx, np.full(width - len(idx), idx[-1])])
+        t = time.perf_counter()
+        values = jax.tree_util.tree_map(np.asarray, run_batch(params_of(jnp.asarray(padded))))
+        wall = np.full(width, (time.perf_counter() - t) / len(idx))
+        n = cfg.n_steps
+        values.update(index=padded, steps=np.full(width, n), accepted=np.full(width, n),
+                      rejected=np.zeros(width, int), grad_evals=np.full(width, n))
+        counters["executed"] += width * n
+        counters["useful"] += len(idx) * n
+        emit(_rows_from(values, np.arange(len(idx)), cfg, teacher, dict(wall=wall)))

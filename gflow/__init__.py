@@ -29,3 +29,14 @@ from .models import (
 from .trajectory import Status as Status, Trajectory as Trajectory, status_name as status_name
 
 __version__ = "0.1.0"
+from .topology import (
+    betti_numbers as betti_numbers,
+    component_label as component_label,
+    effective_label as effective_label,
+    n_components as n_components,
+    n_effective_components as n_effective_components,
+    neuron_counts as neuron_counts,
+    obstruction_probability as obstruction_probability,
+    obstruction_probability_mc as obstruction_probability_mc,
+    poincare_polynomial as poincare_polynomial,
+)

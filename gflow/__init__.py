@@ -40,3 +40,9 @@ from .topology import (
     obstruction_probability_mc as obstruction_probability_mc,
     poincare_polynomial as poincare_polynomial,
 )
+from .dag_topology import (
+    dag_components as dag_components,
+    dag_rigid_edges as dag_rigid_edges,
+    is_singular as is_singular,
+    singular_subnetworks as singular_subnetworks,
+)

@@ -46,3 +46,11 @@ from .dag_topology import (
     is_singular as is_singular,
     singular_subnetworks as singular_subnetworks,
 )
+from .symmetry import (
+    CanonicalForm as CanonicalForm,
+    canonical_form as canonical_form,
+    equivalent as equivalent,
+    permute as permute,
+    reachable as reachable,
+    recovered as recovered,
+)

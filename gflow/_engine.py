@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
+from diffrax._term import WrapTerm
+
 from . import metrics
 from .flow import build_controller, build_solver, flow_field, flow_status
 from .invariants import conserved
@@ -59,7 +61,9 @@ class FlowStepper(eqx.Module):
     project: bool = eqx.field(static=True)
 
     def _parts(self, delta):
-        term = diffrax.ODETerm(flow_field(self.static, self.data, self.loss_fn))
+        # diffeqsolve wraps its terms (direction +1); wrapping here too makes every step,
+        # including the initial step-size choice, the same as a single gradient_flow solve.
+        term = WrapTerm(diffrax.ODETerm(flow_field(self.static, self.data, self.loss_fn)), jnp.asarray(1))
         solver = build_solver(self.solver_name, self.project, delta, self.static)
         return term, solver, build_controller(self.rtol, self.atol, True)
 
@@ -73,7 +77,7 @@ class FlowStepper(eqx.Module):
         tnext = jnp.minimum(tnext, t1)
         return Slot(y=params, tprev=t0, tnext=tnext, solver_state=solver.init(term, t0, tnext, params, None),
                     controller_state=cstate, made_jump=jnp.array(False), result=_R.successful,
-                    steps=jnp.array(0), accepted=jnp.array(0), rejected=jnp.array(0), save_index=jnp.array(0),
+                    steps=_int(0), accepted=_int(0), rejected=_int(0), save_index=_int(0),
                     acc=metrics.start(model), index=index, done=index < 0)
 
     def step(self, s: Slot) -> Slot:
@@ -114,14 +118,18 @@ class FlowStepper(eqx.Module):
             return i + 1, metrics.observe(acc, model)
 
         save_index, acc = jax.lax.while_loop(save_cond, save_body, (s.save_index, s.acc))
-        steps = s.steps + 1
+        steps = s.steps + _int(1)
         result = _R.where((steps >= self.max_steps) & (tprev < t1) & (result == _R.successful),
                           _R.max_steps_reached, result)
         done = (tprev >= t1) | (result != _R.successful)
         return Slot(y=y, tprev=tprev, tnext=tnext, solver_state=sstate, controller_state=cstate, made_jump=made_jump,
-                    result=result, steps=steps, accepted=s.accepted + keep.astype(steps.dtype),
-                    rejected=s.rejected + (~keep).astype(steps.dtype), save_index=save_index, acc=acc,
+                    result=result, steps=steps, accepted=s.accepted + _int(keep),
+                    rejected=s.rejected + _int(~keep), save_index=save_index, acc=acc,
                     index=s.index, done=done)
+
+
+def _int(value):
+    return jnp.asarray(value, jnp.int32)
 
 
 def _project(params, static, delta):

@@ -42,3 +42,20 @@ def shallow_with_delta(rng, d, width, e, delta, bias=False):
     delta = np.asarray(delta, float)
     alpha = np.sqrt((delta + np.sqrt(delta**2 + 4 * w_sq * v_sq)) / (2 * w_sq))
     return shallow(W * alpha[:, None], None if b is None else b * alpha, V / alpha[None, :])
+
+
+def shallow_batch(W, b, V) -> gf.ShallowReLU:
+    """A batch of shallow nets: ``W`` (B, width, in), ``b`` (B, width) or None, ``V`` (B, out, width)."""
+    W, V = jnp.asarray(W, float), jnp.asarray(V, float)
+    return _module(gf.ShallowReLU, W=W, b=None if b is None else jnp.asarray(b, float), V=V,
+                   in_size=W.shape[-1], width=W.shape[-2], out_size=V.shape[-2])
+
+
+def toy_inits(rng, n, width=2, magnitudes=(0.1, 1.0)):
+    """``n`` random toy-problem inits (d=2, e=1): Gaussian weights moved by Prop. 4 to
+    ``|delta_k|`` drawn from ``magnitudes`` with random signs; random output signs."""
+    W, V = rng.normal(size=(n, width, 2)) / np.sqrt(2), rng.normal(size=(n, 1, width)) / np.sqrt(width)
+    delta = rng.choice((-1.0, 1.0), (n, width)) * rng.choice(magnitudes, (n, width))
+    w_sq, v_sq = np.sum(W**2, axis=-1), V[:, 0] ** 2
+    alpha = np.sqrt((delta + np.sqrt(delta**2 + 4 * w_sq * v_sq)) / (2 * w_sq))
+    return shallow_batch(W * alpha[..., None], None, V / alpha[:, None, :]), delta

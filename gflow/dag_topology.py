@@ -27,7 +27,7 @@ import scipy.optimize
 
 from .models import MLP, DAGNet, Graph, ShallowReLU, as_dag
 
-__all__ = ["dag_rigid_edges", "dag_components", "singular_subnetworks", "is_singular", "LP_TOL"]
+__all__ = ["shallow_graph", "dag_rigid_edges", "dag_components", "singular_subnetworks", "is_singular", "LP_TOL"]
 
 LP_TOL = 1e-7
 """Default ``tol`` of :func:`dag_rigid_edges`: an edge is rigid when ``min u_e`` exceeds
@@ -58,6 +58,15 @@ def _graph_c_w(graph, c=None, weights=None):
         if weights.shape != (graph.n_edges,):
             raise ValueError(f"weights must have one value per edge ({graph.n_edges}), got shape {weights.shape}.")
     return graph, c, weights
+
+
+def shallow_graph(in_size: int, width: int, out_size: int = 1, *, bias: bool = False) -> Graph:
+    """The :class:`Graph` of a shallow net, edges in :func:`gflow.as_dag`'s order (no weights drawn)."""
+    edges = []
+    for k in range(width):
+        edges += [(f"x{i}", f"h{k}") for i in range(in_size)] + ([("1", f"h{k}")] if bias else [])
+    edges += [(f"h{k}", f"y{j}") for j in range(out_size) for k in range(width)]
+    return Graph(in_size, width, out_size, tuple(edges))
 
 
 def dag_rigid_edges(graph, c=None, *, tol: float = LP_TOL) -> list[int]:

@@ -1,0 +1,245 @@
+"""``gflow topology``: the topology of an invariant set, and ``gflow topology probability``.
+
+The network comes from exactly one of
+
+- ``--in-size D --out-size E --delta=-1,2,0.5 [--bias]``: a shallow net's conserved values;
+- ``--model PATH``: a trajectory saved by :meth:`gflow.Trajectory.save` (its final network);
+- ``--dag PATH``: a JSON file ``{"inputs": d, "hidden": h, "outputs": e, "edges":
+  [["x0", "h0"], ...], "c": [...]}`` (``Graph.to_json()`` plus ``"c"``, one conserved value
+  per hidden node, or ``"weights"``, one per edge).
+
+It prints the Betti numbers (shallow nets, Theorem 1), the number of components (Cor. 1
+and, for every network, the DAG count ``2^{#rigid edges}``), the number of effective
+components, the label of the given point and its singular sub-networks (THEORY.md §1-2).
+``--json`` prints one JSON object instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+ACTIONS = ("probability",)
+
+
+def add_parser(subparsers) -> None:
+    """Register ``topology`` on an ``argparse`` sub-parser collection."""
+    p = subparsers.add_parser(
+        "topology", help="Betti numbers, components, labels and singularities of an invariant set",
+        description="Topology of the invariant set Q(delta) (THEORY.md §1-2). "
+                    "'gflow topology probability' gives the probability of obstruction (App. F).")
+    p.add_argument("action", nargs="?", default=None, choices=ACTIONS,
+                   help="'probability': exact and Monte Carlo probability that a random init is obstructed")
+    p.add_argument("--in-size", type=int, help="input dimension d of a shallow net")
+    p.add_argument("--out-size", type=int, default=1, help="output dimension e (default 1)")
+    p.add_argument("--delta", help="conserved values, one per hidden neuron, e.g. --delta=-1,2,0.5")
+    p.add_argument("--bias", action="store_true", help="hidden neurons have biases (d -> d+1)")
+    p.add_argument("--model", help="a trajectory .npz written by Trajectory.save (its final network is used)")
+    p.add_argument("--dag", help="a DAG as JSON: Graph.to_json() plus \"c\" or \"weights\"")
+    p.add_argument("--tol", type=float, default=1e-10, help="|delta| <= tol counts as zero (default 1e-10)")
+    p.add_argument("--scheme", default="kaiming", help="probability: kaiming | xavier | SIGMA_W,SIGMA_V")
+    p.add_argument("--width", type=int, help="probability: hidden width l")
+    p.add_argument("--samples", type=int, default=100_000, help="probability: Monte Carlo samples (default 1e5)")
+    p.add_argument("--seed", type=int, default=0, help="probability: Monte Carlo seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_topology)
+
+
+def run_topology(args) -> int:
+    """Run ``gflow topology``; returns the exit code. Bad input raises ``ValueError``."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    result = _probability(args) if args.action == "probability" else _describe(args)
+    print(json.dumps(result, indent=2) if args.json else _text(result))
+    return 0
+
+
+# ---------------------------------------------------------------- probability
+
+def _scheme(text: str):
+    if text in ("kaiming", "xavier"):
+        return text
+    try:
+        sw, sv = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--scheme must be kaiming, xavier or SIGMA_W,SIGMA_V (two positive numbers); "
+                         f"got {text!r}.") from None
+    if not (sw > 0 and sv > 0 and math.isfinite(sw) and math.isfinite(sv)):
+        raise ValueError(f"--scheme SIGMA_W,SIGMA_V needs two positive numbers, got {text!r}.")
+    return (sw, sv)
+
+
+def _positive(value, option):
+    if value is None or value < 1:
+        raise ValueError(f"{option} must be a positive integer, got {value!r}.")
+    return value
+
+
+def _probability(args) -> dict:
+    import jax.random as jr
+
+    from .topology import obstruction_probability, obstruction_probability_mc
+
+    scheme = _scheme(args.scheme)
+    d, width = _positive(args.in_size, "--in-size"), _positive(args.width, "--width")
+    n = _positive(args.samples, "--samples")
+    exact = obstruction_probability(d, width, scheme, bias=args.bias)
+    est, se = obstruction_probability_mc(d, width, scheme, n, jr.PRNGKey(args.seed), bias=args.bias)
+    return dict(scheme=args.scheme, in_size=d, width=width, bias=args.bias, exact=exact,
+                monte_carlo=est, standard_error=se, samples=n,
+                agree_within_4_se=bool(abs(est - exact) <= 4 * max(se, 1.0 / n)))
+
+
+# ---------------------------------------------------------------- describe a network
+
+def _describe(args) -> dict:
+    given = [name for name, v in (("--delta", args.delta), ("--model", args.model), ("--dag", args.dag)) if v]
+    if len(given) != 1:
+        raise ValueError("gflow topology needs exactly one of --delta (with --in-size, --out-size), "
+                         f"--model PATH or --dag PATH; got {', '.join(given) or 'none'}.")
+    if args.delta:
+        return _from_delta(args)
+    if args.model:
+        return _from_model(args)
+    return _from_dag(args)
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{option} must be a comma-separated list of numbers, got {text!r}.") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{option} must hold finite numbers, got {text!r}.")
+    return values
+
+
+def _shallow_summary(d, e, delta, bias, tol) -> dict:
+    from . import topology as tp
+
+    pos, neg, zero = tp.neuron_counts(d, e, delta, bias, tol=tol)
+    betti = tp.betti_numbers(d, e, delta, bias, tol=tol)
+    out = dict(in_size=d, out_size=e, bias=bias, delta=[float(x) for x in delta],
+               n_positive=pos, n_negative=neg, n_zero=zero, betti_numbers=betti,
+               poincare_polynomial=_poly(betti), n_components=tp.n_components(d, e, delta, bias, tol=tol))
+    try:
+        out["n_effective_components"] = tp.n_effective_components(d, e, delta, bias, tol=tol)
+    except ValueError:
+        out["n_effective_components"] = None  # defined for e = 1, d(+bias) >= 2
+    return out
+
+
+def _poly(betti) -> str:
+    terms = [(f"{b}" if j == 0 else f"{'' if b == 1 else b}t{'' if j == 1 else '^' + str(j)}")
+             for j, b in enumerate(betti) if b]
+    return " + ".join(terms) or "0"
+
+
+def _from_delta(args) -> dict:
+    from .dag_topology import dag_components, shallow_graph
+
+    if args.in_size is None:
+        raise ValueError("--in-size is required with --delta (the input dimension of the shallow net).")
+    d, e = _positive(args.in_size, "--in-size"), _positive(args.out_size, "--out-size")
+    delta = _floats(args.delta, "--delta")
+    out = dict(source="delta", **_shallow_summary(d, e, delta, args.bias, args.tol))
+    graph = shallow_graph(d, len(delta), e, bias=args.bias)
+    out["dag_n_components"] = dag_components(graph, [0.0 if abs(x) <= args.tol else x for x in delta])[0]
+    out.update(label=None, effective_label=None, singular_subnetworks=None)
+    return out
+
+
+def _load_model(path: str):
+    from .trajectory import Trajectory
+
+    try:
+        return Trajectory.load(path).final
+    except (KeyError, OSError, json.JSONDecodeError, ValueError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"--model must be a trajectory .npz written by Trajectory.save; could not read {path!r}.") \
+            from None
+
+
+def _from_model(args) -> dict:
+    from . import topology as tp
+    from .dag_topology import dag_components, singular_subnetworks
+    from .invariants import conserved
+    from .models import MLP, ShallowReLU
+
+    model = _load_model(args.model)
+    c = np.asarray(conserved(model), dtype=float)
+    out = dict(source="model", path=args.model, type=type(model).__name__)
+    if isinstance(model, ShallowReLU):
+        out.update(_shallow_summary(model.in_size, model.out_size, c, model.bias, args.tol))
+    else:
+        if isinstance(model, MLP):
+            out.update(in_size=model.in_size, hidden=list(model.hidden), out_size=model.out_size, bias=model.bias)
+        out.update(c=c.tolist(), betti_numbers=None, n_effective_components=None)
+    count, label = dag_components(model, c=np.where(np.abs(c) <= args.tol, 0.0, c))
+    out.update(dag_n_components=count, dag_label=list(label))
+    if isinstance(model, ShallowReLU) and model.out_size == 1:
+        lab = np.asarray(tp.component_label(model, tol=args.tol))
+        out["label"] = [int(x) for x in lab[lab != 0]]
+        out["effective_label"] = int(np.sum(lab < 0)) if out["n_effective_components"] is not None else None
+    else:
+        out.update(label=list(label), effective_label=None)
+    out["singular_subnetworks"] = [sorted(s, key=lambda h: int(h[1:])) for s in singular_subnetworks(model)]
+    return out
+
+
+def _from_dag(args) -> dict:
+    from .dag_topology import dag_components, dag_rigid_edges, singular_subnetworks
+    from .models import Graph
+
+    with open(args.dag) as f:
+        obj = json.load(f)
+    if not isinstance(obj, dict):
+        raise ValueError("--dag must be a JSON object with inputs, hidden, outputs, edges and c or weights.")
+    graph = Graph.from_json(obj)
+    weights = obj.get("weights")
+    if ("c" in obj) == (weights is not None):
+        raise ValueError('--dag JSON must hold exactly one of "c" (one conserved value per hidden node) '
+                         'or "weights" (one per edge).')
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != (graph.n_edges,):
+            raise ValueError(f'--dag "weights" must have one value per edge ({graph.n_edges}), got {weights.size}.')
+        c = graph.incidence @ weights**2
+    else:
+        c = np.asarray(obj["c"], dtype=float)
+        if c.shape != (graph.n_hidden,):
+            raise ValueError(f'--dag "c" must have one value per hidden node ({graph.n_hidden}), got {c.size}.')
+    rigid = dag_rigid_edges(graph, c)
+    count, label = dag_components(graph, c, weights)
+    return dict(source="dag", path=args.dag, inputs=graph.n_in, hidden=graph.n_hidden, outputs=graph.n_out,
+                n_edges=graph.n_edges, c=c.tolist(), betti_numbers=None, n_components=count,
+                rigid_edges=[list(graph.edges[e]) for e in rigid], label=None if label is None else list(label),
+                singular_subnetworks=None if weights is None else
+                [sorted(s, key=lambda h: int(h[1:])) for s in singular_subnetworks(graph, weights)])
+
+
+_NAMES = dict(betti_numbers="Betti numbers", poincare_polynomial="Poincaré polynomial",
+              n_components="components", dag_n_components="components (DAG, 2^#rigid edges)",
+              n_effective_components="effective components", label="label", dag_label="label (rigid edges)",
+              effective_label="effective label", singular_subnetworks="singular sub-networks",
+              rigid_edges="rigid edges", exact="P(obstructed), exact", monte_carlo="P(obstructed), Monte Carlo",
+              standard_error="standard error")
+
+
+def _text(result: dict) -> str:
+    lines = []
+    for key, value in result.items():
+        if value is None:
+            continue
+        if key == "singular_subnetworks":
+            value = "none" if not value else "; ".join("{" + ", ".join(s) + "}" for s in value)
+        elif isinstance(value, list):
+            value = ", ".join(str(v) if not isinstance(v, list) else "->".join(v) for v in value) or "()"
+        elif isinstance(value, float):
+            value = f"{value:.6g}"
+        lines.append(f"{_NAMES.get(key, key.replace('_', ' '))}: {value}")
+    return "\n".join(lines)

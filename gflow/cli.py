@@ -10,13 +10,14 @@ import argparse
 import json
 import sys
 
-from . import cli_run
+from . import cli_run, cli_sweep
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gflow", description="Exact gradient flow of ReLU networks.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_run.add_parsers(sub)
+    cli_sweep.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,114 @@
+"""``gflow sweep CONFIG.toml | --example | merge DIR``."""
+
+from __future__ import annotations
+
+import os
+
+EXAMPLE = """\
+# gflow sweep config (TOML). Run: gflow sweep sweep.toml --out results/my-sweep
+name = "toy-obstruction"
+model = "shallow"          # shallow | mlp
+width = 2                  # hidden width (shallow); hidden = [16, 16] for mlp
+bias = false
+data = "toy"               # toy | breast_cancer | teacher_student
+n_data = 1000              # toy / teacher-student training points
+loss = "mse"               # mse | bce | cross_entropy (default: bce for breast_cancer, else mse)
+method = "flow"            # flow | gd | sgd | momentum | adam
+solver = "tsit5"           # heun | tsit5 | dopri5 | dopri8 | kvaerno5 (adaptive, PID controller)
+rtol = 1e-6
+atol = 1e-6
+max_steps = 100000
+t1 = 20.0                  # final time (discrete optimizers: steps = t1 / lr unless steps is set)
+lr = 0.01
+n_inits = 256              # initialization i is drawn from fold_in(PRNGKey(seed), i)
+init = "kaiming"           # kaiming (fan-in) | xavier
+delta = -1.0               # relocate every neuron to this conserved value (Prop. 4); omit to keep the init
+signs = "random"           # output-weight signs after relocating: "random", a list like [1, -1], or omit
+seed = 0
+precision = 64             # 64 | 32
+slots = 32                 # trajectories advanced in parallel (CPU: 16-32; GPU: thousands)
+steps_per_call = 32        # solver steps per jitted call between refills
+chunk_size = 256           # rows per chunk file: the unit of resumption and of --part
+n_save = 11                # saved times at which drift and component labels are checked
+"""
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("sweep", help="run a sweep over initializations from a TOML config",
+                       description="gflow sweep CONFIG.toml [--out DIR] | gflow sweep --example | gflow sweep merge DIR")
+    p.add_argument("args", nargs="*", help="CONFIG.toml, or: merge DIR")
+    p.add_argument("--out", help="results folder (default: results/<name>)")
+    p.add_argument("--devices", type=int, help="on CPU, split the host into N devices (sets XLA_FLAGS)")
+    p.add_argument("--resume", action=__import__("argparse").BooleanOptionalAction, default=True,
+                   help="continue a sweep in the same folder (default) or refuse to touch existing results")
+    p.add_argument("--part", default="0/1", help="run part i of N (chunks c with c %% N == i), e.g. 2/8")
+    p.add_argument("--example", action="store_true", help="print a documented example config")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_sweep_cli)
+
+
+def _part(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--part must look like i/N (e.g. 0/4), got {text!r}.") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"--part i/N needs 0 <= i < N, got {text!r}.")
+    return i, n
+
+
+def run_sweep_cli(args) -> int:
+    if args.example:
+        print(EXAMPLE, end="")
+        return 0
+    if args.devices is not None:
+        if args.devices < 1:
+            raise ValueError(f"--devices must be a positive integer, got {args.devices}.")
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={args.devices}").strip()
+    if args.args[:1] == ["merge"]:
+        if len(args.args) != 2:
+            raise ValueError("usage: gflow sweep merge DIR.")
+        return _merge(args.args[1])
+    if len(args.args) != 1:
+        raise ValueError("give one CONFIG.toml (or --example, or merge DIR).")
+    from .sweep import SweepConfig, run_sweep
+
+    config = SweepConfig.from_toml(args.args[0])
+    out = args.out or os.path.join("results", config.name)
+    summary = run_sweep(config, out, resume=args.resume, part=_part(args.part), progress=not args.quiet)
+    _print_summary(summary)
+    return 0
+
+
+def _merge(out_dir: str) -> int:
+    import json
+
+    from . import store
+
+    with open(os.path.join(out_dir, store.MANIFEST)) as f:
+        config = json.load(f)["config"]
+    n_chunks = -(-config["n_inits"] // config["chunk_size"])
+    table = store.merge(out_dir, n_chunks)
+    print(f"merged {table.num_rows} rows from {n_chunks} chunks into {os.path.join(out_dir, store.RUNS)}")
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    import numpy as np
+
+    from . import store
+
+    print(f"ran {summary['ran']} trajectories in {summary['seconds']:.1f} s ({summary['rate']:.2f}/s); "
+          f"failures: {summary['failures']}; slot-steps useful/executed: {summary['useful']}/{summary['executed']}")
+    if not summary["complete"]:
+        print(f"partial results in {summary['out_dir']}/chunks (other parts still to run; then gflow sweep merge)")
+        return
+    table = store.read_runs(summary["out_dir"])
+    cols = {c: np.asarray(table[c]) for c in ("final_loss", "drift", "steps")}
+    status = table["status"].to_pylist()
+    print(f"{'rows':>6} {'final loss (median)':>20} {'max drift':>10} {'steps mean/max':>15}  statuses")
+    counts = ", ".join(f"{s}: {status.count(s)}" for s in sorted(set(status)))
+    print(f"{table.num_rows:>6} {np.median(cols['final_loss']):>20.4g} {np.max(cols['drift']):>10.2e} "
+          f"{cols['steps'].mean():>7.0f}/{cols['steps'].max():<7d}  {counts}")
+    print(f"rows: {os.path.join(summary['out_dir'], store.RUNS)}")

@@ -107,7 +107,12 @@ def project(model, delta, *, max_iter: int = 100):
     ``F(s) = 1/2 ||theta(s)||^2 - <delta, s>``, so the unique solution of ``c = delta``
     is ``argmin F``, found by damped Newton iterations to round-off.
     """
-    target = jnp.broadcast_to(jnp.asarray(delta, dtype=jnp.result_type(float)), conserved(model).shape)
+    return _project(model, jnp.asarray(delta, dtype=jnp.result_type(float)), max_iter=max_iter)
+
+
+@eqx.filter_jit  # eager, the Newton loop is re-traced and re-compiled on every call (seconds)
+def _project(model, delta, *, max_iter: int):
+    target = jnp.broadcast_to(delta, conserved(model).shape)
     if isinstance(model, ShallowReLU):
         w_in, w_out = _in_out_squares(model)
         return rescale(model, _prop4_alpha(w_in, w_out, target))
@@ -130,12 +135,16 @@ def _newton_log_scales(model, target, max_iter):
         g = grad(s)
         step = -jnp.linalg.solve(hess(s), g)
         f0, slope = F(s), jnp.dot(g, step)
+        # Near the solution the predicted decrease falls below the round-off of F itself;
+        # without this slack the Armijo test then rejects every step and Newton stalls
+        # (seen: |c - delta| ~ 1e-10 left on an MLP).
+        slack = 64 * jnp.finfo(s.dtype).eps * (jnp.abs(f0) + 1)
 
         def shrink(t):
             return t * 0.5
 
         def keep_shrinking(t):
-            return (F(s + t * step) > f0 + 0.25 * t * slope) & (t > 1e-10)
+            return (F(s + t * step) > f0 + 0.25 * t * slope + slack) & (t > 1e-10)
 
         t = jax.lax.while_loop(keep_shrinking, shrink, jnp.asarray(1.0, s.dtype))
         return s + t * step

@@ -190,11 +190,10 @@ def as_dag(model) -> DAGNet:
     edges, values = [], []
     for layer, (W, b) in enumerate(zip(mats, (*biases, None))):
         for j in range(W.shape[0]):
-            for i in range(W.shape[1]):
-                edges.append((name(layer, i), name(layer + 1, j)))
-                values.append(W[j, i])
+            edges.extend((name(layer, i), name(layer + 1, j)) for i in range(W.shape[1]))
             if b is not None:
                 edges.append(("1", name(layer + 1, j)))
-                values.append(b[j])
+        # row j of W, then b[j]: the order of the edges above, in one array op
+        values.append((W if b is None else jnp.concatenate([W, b[:, None]], axis=1)).reshape(-1))
     graph = Graph(sizes[0], int(sum(sizes[1:-1])), sizes[-1], tuple(edges))
-    return DAGNet(graph, key=jr.PRNGKey(0), weights=jnp.stack(values))
+    return DAGNet(graph, key=jr.PRNGKey(0), weights=jnp.concatenate(values))

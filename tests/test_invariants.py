@@ -1,0 +1,218 @@
+"""Conserved quantities, the Euler identity behind them, rescaling, Prop. 4 projection and
+``relocate`` (THEORY.md §1-2; must-show 5 of issue 3).
+
+Tolerances: every check here is exact in exact arithmetic, so it is round-off. Weights
+and targets are O(1) and a rescaling multiplies each weight by one factor, so outputs and
+conserved values agree to a few ulps times the number of summed terms: ``1e-12``.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import gflow as gf
+
+TOL = 1e-12
+
+
+@eqx.filter_jit
+def _apply(model, x):
+    return jax.vmap(model)(x)
+
+
+def skip_dag(key):
+    """Three hidden nodes, skip connections input->output and h0->y0, biases on h1, h2."""
+    edges = (
+        ("x0", "h0"), ("x1", "h0"), ("x2", "h0"),
+        ("x0", "h1"), ("h0", "h1"), ("1", "h1"),
+        ("h0", "h2"), ("h1", "h2"), ("x2", "h2"), ("1", "h2"),
+        ("h2", "y0"), ("h1", "y0"), ("h0", "y0"), ("x1", "y0"),
+    )
+    return gf.DAGNet(gf.Graph(3, 3, 1, edges), key=key)
+
+
+MODELS = {
+    "shallow": lambda k: gf.ShallowReLU(3, 6, key=k),
+    "shallow-bias": lambda k: gf.ShallowReLU(3, 6, 2, bias=True, key=k),
+    "mlp3": lambda k: gf.MLP(3, (4, 3, 5), key=k),
+    "mlp3-bias": lambda k: gf.MLP(3, (4, 3, 5), 2, bias=True, key=k),
+    "dag-skip": skip_dag,
+}
+
+
+# ------------------------------------------------------------- conserved() by hand
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_conserved_shallow_by_hand(getkey, bias):
+    m = gf.ShallowReLU(4, 5, 3, bias=bias, key=getkey())
+    W, V = np.asarray(m.W), np.asarray(m.V)
+    b = np.asarray(m.b) if bias else np.zeros(5)
+    expected = [W[k] @ W[k] + b[k] ** 2 - V[:, k] @ V[:, k] for k in range(5)]
+    np.testing.assert_allclose(gf.conserved(m), expected, rtol=TOL, atol=TOL)
+    norms = [W[k] @ W[k] + b[k] ** 2 + V[:, k] @ V[:, k] for k in range(5)]
+    np.testing.assert_allclose(gf.unit_norms(m), norms, rtol=TOL, atol=TOL)
+
+
+def test_conserved_mlp_by_hand(getkey):
+    m = gf.MLP(3, (4, 2, 5), 2, bias=True, key=getkey())
+    Ws, bs = [np.asarray(w) for w in m.weights], [np.asarray(b) for b in m.biases]
+    expected = []
+    for layer, h in enumerate(m.hidden):
+        for k in range(h):
+            w_in = Ws[layer][k] @ Ws[layer][k] + bs[layer][k] ** 2
+            w_out = Ws[layer + 1][:, k] @ Ws[layer + 1][:, k]
+            expected.append(w_in - w_out)
+    np.testing.assert_allclose(gf.conserved(m), expected, rtol=TOL, atol=TOL)
+
+
+def test_conserved_dag_is_B_w_squared(getkey):
+    m = skip_dag(getkey())
+    w = np.asarray(m.weights)
+    B = np.zeros((3, len(w)))  # built from the edge list by hand, independently of Graph.incidence
+    for e, (s, t) in enumerate(m.graph.edges):
+        if t.startswith("h"):
+            B[int(t[1:]), e] += 1
+        if s.startswith("h"):
+            B[int(s[1:]), e] -= 1
+    np.testing.assert_allclose(gf.conserved(m), B @ w**2, rtol=TOL, atol=TOL)
+    # h0: three inputs in; out to h1, h2, y0
+    c0 = w[0] ** 2 + w[1] ** 2 + w[2] ** 2 - w[4] ** 2 - w[6] ** 2 - w[12] ** 2
+    assert float(gf.conserved(m)[0]) == pytest.approx(c0, abs=TOL)
+
+
+def test_conserved_on_a_batch_of_models(getkey):
+    ms = [gf.ShallowReLU(3, 4, key=getkey()) for _ in range(3)]
+    stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *ms)
+    np.testing.assert_allclose(gf.conserved(stacked), np.stack([gf.conserved(m) for m in ms]), atol=TOL)
+
+
+# ---------------------------------------- the Euler identity behind conservation
+# <w_in, dL/dw_in> = <w_out, dL/dw_out> for each hidden unit, for any loss of f: the
+# derivative of L along the rescaling curve alpha -> (alpha w_in, w_out / alpha) at 1.
+
+
+@eqx.filter_jit
+def _mse_grad(model, x, y):
+    return eqx.filter_grad(lambda m: gf.mse(jax.vmap(m)(x), y))(model)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_balance_identity_via_autodiff(getkey, name):
+    m = MODELS[name](getkey())
+    d = gf.as_dag(m)  # compare per edge on the DAG form, where B encodes in/out
+    x = jr.normal(getkey(), (40, d.graph.n_in))
+    y = jr.normal(getkey(), (40, d.graph.n_out))
+    g = np.asarray(_mse_grad(d, x, y).weights)
+    w = np.asarray(d.weights)
+    B = d.graph.incidence
+    # per hidden node: sum_in w_e g_e - sum_out w_e g_e = 0, relative to sum |w_e g_e|
+    lhs, scale = B @ (w * g), np.abs(B) @ np.abs(w * g)
+    assert (scale > 1e-3).mean() > 0.5  # most units alive: the identity is not 0 = 0
+    assert np.all(np.abs(lhs) <= 1e-14 * scale), (lhs, scale)
+
+
+# ----------------------------------------------------------------- rescale / project
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_rescale_keeps_function(getkey, name):
+    m = MODELS[name](getkey())
+    n = gf.conserved(m).shape[0]
+    alphas = jnp.exp(jr.uniform(getkey(), (n,), minval=-1.5, maxval=1.5))
+    x = jr.normal(getkey(), (64, _in_size(m)))
+    np.testing.assert_allclose(_apply(gf.rescale(m, alphas), x), _apply(m, x), rtol=TOL, atol=TOL)
+
+
+def _in_size(m):
+    return m.graph.n_in if isinstance(m, gf.DAGNet) else m.in_size
+
+
+def _targets(n):
+    return {
+        "scalar-neg": -0.7,
+        "scalar-zero": 0.0,
+        "scalar-pos": 0.9,
+        "per-unit": np.linspace(-1.0, 1.0, n),  # includes negative, 0 (n odd) and positive
+    }
+
+
+@pytest.mark.parametrize("target", ["scalar-neg", "scalar-zero", "scalar-pos", "per-unit"])
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("fn", ["project", "relocate"])
+def test_project_and_relocate(getkey, name, target, fn):
+    m = MODELS[name](getkey())
+    n = gf.conserved(m).shape[0]
+    delta = _targets(n)[target]
+    new = gf.project(m, delta) if fn == "project" else gf.relocate(m, delta)
+    x = jr.normal(getkey(), (200, _in_size(m)))
+    out_err = float(jnp.max(jnp.abs(_apply(new, x) - _apply(m, x))))
+    c_err = float(jnp.max(jnp.abs(gf.conserved(new) - jnp.broadcast_to(delta, (n,)))))
+    assert out_err < TOL, out_err
+    assert c_err < TOL, c_err
+    assert type(new) is type(m)
+    # a genuine move, not a no-op: the weights changed somewhere
+    assert float(jnp.max(jnp.abs(gf.conserved(m) - jnp.broadcast_to(delta, (n,))))) > 1e-2
+
+
+def test_project_shallow_is_prop4_closed_form(getkey):
+    m = gf.ShallowReLU(3, 5, 2, bias=True, key=getkey())
+    delta = np.array([-1.3, -0.2, 0.0, 0.4, 2.0])
+    W, b, V = (np.asarray(a) for a in (m.W, m.b, m.V))
+    w_sq = (W**2).sum(1) + b**2
+    v_sq = (V**2).sum(0)
+    alpha = np.sqrt((delta + np.sqrt(delta**2 + 4 * w_sq * v_sq)) / (2 * w_sq))
+    # alpha solves alpha^2 |w|^2 - |v|^2 / alpha^2 = delta
+    np.testing.assert_allclose(alpha**2 * w_sq - v_sq / alpha**2, delta, atol=TOL)
+    p = gf.project(m, delta)
+    np.testing.assert_allclose(p.W, W * alpha[:, None], rtol=TOL)
+    np.testing.assert_allclose(p.b, b * alpha, rtol=TOL)
+    np.testing.assert_allclose(p.V, V / alpha[None, :], rtol=TOL)
+
+
+def test_project_is_idempotent_and_unique(getkey):
+    """Projecting twice changes nothing; a pre-rescaled copy projects to the same point
+    (the rescaling orbit meets Q(delta) once, THEORY.md Prop. 4 / strict convexity)."""
+    for name in ("shallow-bias", "mlp3-bias", "dag-skip"):
+        m = MODELS[name](getkey())
+        n = gf.conserved(m).shape[0]
+        delta = np.linspace(-0.5, 0.5, n)
+        p = gf.project(m, delta)
+        pp = gf.project(p, delta)
+        moved = gf.rescale(m, jnp.exp(jr.uniform(getkey(), (n,), minval=-1, maxval=1)))
+        q = gf.project(moved, delta)
+        for other in (pp, q):
+            for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(other)):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_relocate_signs(getkey):
+    m = gf.ShallowReLU(3, 6, key=getkey())
+    signs = np.array([1, -1, -1, 1, -1, 1])
+    delta = np.array([-0.5, -0.5, 0.3, 0.3, 0.0, -1.0])
+    r = gf.relocate(m, delta, signs=signs)
+    np.testing.assert_array_equal(np.sign(r.V[0]), signs)
+    np.testing.assert_allclose(gf.conserved(r), delta, atol=TOL)
+    # |V| and W are those of the plain relocation: only signs changed
+    p = gf.relocate(m, delta)
+    np.testing.assert_array_equal(r.W, p.W)
+    np.testing.assert_array_equal(jnp.abs(r.V), jnp.abs(p.V))
+    # broadcast scalar sign, and an MLP's last layer
+    mlp = gf.MLP(2, (3, 4), key=getkey())
+    r = gf.relocate(mlp, 0.25, signs=-1)
+    assert bool(jnp.all(r.weights[-1] < 0))
+    np.testing.assert_allclose(gf.conserved(r), 0.25, atol=TOL)
+    with pytest.raises(ValueError, match="signs"):
+        gf.relocate(m, 0.0, signs=np.array([1, 0, 1, 1, 1, 1]))
+    with pytest.raises(ValueError, match="signs"):
+        gf.relocate(skip_dag(getkey()), 0.0, signs=1)
+
+
+def test_drift_function():
+    c = jnp.array([[1.0, -2.0], [1.5, -2.0], [0.7, -1.0]])
+    assert float(gf.drift(c)) == pytest.approx(1.0)
+    d_abs, d_rel = gf.drift(c, jnp.array([2.0, 4.0]))
+    assert float(d_abs) == pytest.approx(1.0) and float(d_rel) == pytest.approx(0.25)

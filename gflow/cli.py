@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from . import cli_run, cli_sweep
+from . import cli_run, cli_sweep, cli_topology
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_run.add_parsers(sub)
     cli_sweep.add_parsers(sub)
+    cli_topology.add_parser(sub)
     return parser
 
 

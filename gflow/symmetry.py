@@ -109,7 +109,8 @@ def canonical_form(model: ShallowReLU, tol: float = TOL) -> CanonicalForm:
             affine[:, -1] += v * max(z[-1], 0.0)
             continue
         h, c = z / scale, v * scale
-        lead = h[:-1][np.abs(h[:-1]) > tol][0] if np.any(np.abs(h[:-1]) > tol) else h[np.argmax(np.abs(h[:-1]))]
+        big = np.flatnonzero(np.abs(h[:-1]) > tol)  # orient by the first clearly non-zero entry of w
+        lead = h[big[0]] if len(big) else h[np.argmax(np.abs(h[:-1]))]
         if lead < 0:
             affine += np.outer(c, h)
             h = -h
@@ -123,7 +124,8 @@ def canonical_form(model: ShallowReLU, tol: float = TOL) -> CanonicalForm:
     keep = [j for j, c in enumerate(coeffs) if np.linalg.norm(c) > tol]
     H = np.array([planes[j] for j in keep]).reshape(-1, d1)
     C = np.array([coeffs[j] for j in keep]).reshape(-1, e)
-    order = np.lexsort(np.round(H / max(tol, 1e-300)).T[::-1]) if len(H) else np.arange(0)
+    decimals = int(np.clip(-np.floor(np.log10(tol)), 0, 15)) if tol > 0 else 15
+    order = np.lexsort(np.round(H, decimals).T[::-1])  # lexicographic, first column first
     return CanonicalForm(H[order], C[order], affine)
 
 

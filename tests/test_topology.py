@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from topo_nets import mlp, shallow, shallow_batch, shallow_with_delta
 
 import gflow as gf
 from gflow import topology as tp
@@ -71,33 +72,35 @@ def test_tolerance_classifies_near_zero():
     assert tp.neuron_counts(2, 1, [1e-13, -1e-13, 1.0], tol=0.0) == (2, 1, 0)
 
 
-def test_model_input_matches_sizes(getkey):
-    model = gf.relocate(gf.ShallowReLU(3, 5, 2, bias=True, key=getkey()), jnp.array([1.0, -2.0, 0.0, 0.5, -1.0]))
+def test_model_input_matches_sizes():
+    model = shallow_with_delta(np.random.default_rng(0), 3, 5, 2, [1.0, -2.0, 0.0, 0.5, -1.0], bias=True)
     delta = np.asarray(gf.conserved(model))
     assert tp.betti_numbers(model) == tp.betti_numbers(3, 2, delta, True)
     assert tp.n_components(model) == tp.n_components(3, 2, delta, bias=True) == 1
+    assert tp.neuron_counts(model) == (2, 2, 1)
     with pytest.raises(ValueError, match="ShallowReLU"):
-        tp.betti_numbers(gf.MLP(2, [3], key=getkey()))
+        tp.betti_numbers(mlp([np.ones((3, 2)), np.ones((1, 3))], [None]))
     with pytest.raises(ValueError, match="in_size"):
         tp.betti_numbers(0, 1, [1.0])
     with pytest.raises(ValueError, match="delta"):
         tp.betti_numbers(2, 1)
 
 
-def test_labels(getkey):
-    model = gf.ShallowReLU(2, 5, 1, key=getkey())
-    model = gf.relocate(model, jnp.array([-1.0, -1.0, 1.0, -2.0, 0.0]), signs=jnp.array([[1, -1, -1, -1, 1]]))
+def test_labels():
+    rng = np.random.default_rng(1)
+    model = shallow_with_delta(rng, 2, 5, 1, [-1.0, -1.0, 1.0, -2.0, 0.0])
+    model = shallow(model.W, None, np.abs(np.asarray(model.V)) * np.array([[1, -1, -1, -1, 1]]))
     np.testing.assert_array_equal(tp.component_label(model), [1, -1, 0, -1, 0])
     assert int(tp.effective_label(model)) == 2
     assert tp.n_effective_components(model) == 4  # n_- + 1 with n_- = 3
     assert tp.n_components(model) == 8
-    # batched (leading axis) and jit-able
-    batch = jax.tree_util.tree_map(lambda x: jnp.stack([x, -x]) if x is not None else None, model)
+    # batched (leading axis, as in Trajectory.models) and jit-able
+    batch = shallow_batch(np.stack([model.W, -model.W]), None, np.stack([model.V, -model.V]))
     labels = jax.jit(tp.component_label)(batch)
     np.testing.assert_array_equal(labels, [[1, -1, 0, -1, 0], [-1, 1, 0, 1, 0]])
     np.testing.assert_array_equal(tp.effective_label(batch), [2, 1])
     with pytest.raises(ValueError, match="out_size"):
-        tp.component_label(gf.ShallowReLU(2, 3, 2, key=getkey()))
+        tp.component_label(shallow(np.ones((3, 2)), None, np.ones((2, 3))))
     with pytest.raises(ValueError, match="d = in_size"):
         tp.n_effective_components(1, 1, [1.0, -1.0])
     assert tp.n_effective_components(1, 1, [1.0, -1.0], bias=True) == 2
@@ -123,7 +126,7 @@ def test_obstruction_probability_trends():
 
 
 MC_GRID = [(1, 1), (2, 2), (2, 16), (8, 4), (3, 8)]
-MC_GRID_SLOW = [(d, width) for d in (1, 2, 3, 4, 8, 32, 256) for width in (1, 2, 4, 8, 16, 64)]
+MC_GRID_SLOW = [(d, w) for d in (1, 2, 3, 4, 8, 32, 256) for w in (1, 2, 4, 8, 16, 64) if d * w <= 4096]
 
 
 def _check_mc(d, width, scheme, key, bias=False):
@@ -154,10 +157,11 @@ def test_obstruction_probability_other_schemes(getkey):
 
 
 def test_obstruction_probability_matches_model_initializer(getkey):
-    # The fan convention of the formula is the one ShallowReLU uses to draw weights.
-    d, width, n = 2, 4, 20_000
+    # The fan convention of the formula is the one ShallowReLU uses to draw weights (Xavier,
+    # whose fans are the easier to get wrong; Kaiming is the same code path).
+    d, width, n = 2, 4, 5_000
     keys = jr.split(getkey(), n)
-    for scheme in ("kaiming", "xavier"):
+    for scheme in ("xavier",):
         nets = jax.vmap(lambda k, s=scheme: gf.ShallowReLU(d, width, 1, init=s, key=k))(keys)
         est = float(jnp.mean(jnp.any(gf.conserved(nets) < 0, axis=-1)))
         exact = gf.obstruction_probability(d, width, scheme)

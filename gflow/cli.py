@@ -11,6 +11,7 @@ import json
 import sys
 
 from . import cli_run, cli_sweep, cli_topology
+from ._cache import enable_compilation_cache
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    enable_compilation_cache()
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, IsADirectoryError, json.JSONDecodeError) as err:

@@ -269,7 +269,8 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
 
 def _params_fn(cfg: SweepConfig, data):
     """Jitted ``indices -> (batched params, static)`` of initializations."""
-    static = eqx.partition(make_init(cfg, data, 0), eqx.is_inexact_array)[1]
+    shape = eqx.filter_eval_shape(make_init, cfg, data, jnp.asarray(0))
+    static = eqx.partition(shape, eqx.is_inexact_array)[1]
 
     @jax.jit
     def params(indices):
@@ -350,9 +351,11 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
         n_live = int(live.sum())
         if n_live == 0:
             return
+        # Compact only when at most 1/8 of the slots are live: each new width costs one
+        # compilation, so a tail shrinks to its own size in one or two moves.
         target = max(n_dev, 1 << (n_live - 1).bit_length())
         target = -(-target // n_dev) * n_dev
-        if target * 2 <= width:
+        if target * 8 <= width:
             keep = np.concatenate([np.nonzero(live)[0], np.nonzero(~live)[0]])[:target]
             slots, p0 = jax.tree_util.tree_map(lambda x: x[keep] if getattr(x, "ndim", 0) else x, (slots, p0))
             slots, p0 = _mesh_put((slots, p0), n_dev)

@@ -4,7 +4,14 @@ import jax
 import jax.random as jr
 import pytest
 
+import os
+
+from gflow._cache import enable_compilation_cache
+
 jax.config.update("jax_enable_x64", True)
+# Subprocess tests (sweeps killed and resumed, forced devices) reuse compiled programs.
+os.environ.setdefault("GFLOW_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax"))
+enable_compilation_cache()
 
 
 @pytest.fixture

@@ -86,6 +86,8 @@ def test_config_validation():
 _SCRIPT = textwrap.dedent("""
     import sys, jax
     jax.config.update("jax_enable_x64", True)
+    from gflow._cache import enable_compilation_cache
+    enable_compilation_cache()
     from gflow.sweep import SweepConfig, run_sweep
     cfg = SweepConfig(**{cfg!r})
     run_sweep(cfg, sys.argv[1], progress=False, part=(int(sys.argv[2]), int(sys.argv[3])))

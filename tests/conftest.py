@@ -1,10 +1,10 @@
 """Test configuration: float64 everywhere (conservation is checked to 1e-8 and below)."""
 
+import os
+
 import jax
 import jax.random as jr
 import pytest
-
-import os
 
 from gflow._cache import enable_compilation_cache
 

@@ -36,9 +36,10 @@ def test_rows_match_single_solves(tmp_path):
     rows = _rows(tmp_path)
     assert [r["index"] for r in rows] == list(range(cfg.n_inits))
     data, _ = dataset(cfg)
-    for r in rows[:5]:
+    for r in rows[:3]:
+        # The engine integrates the plain field -grad L (kinks="none") with Diffrax's PID controller.
         traj = gf.gradient_flow(make_init(cfg, data, r["index"]), data, "mse", cfg.t1, rtol=cfg.rtol, atol=cfg.atol,
-                                n_save=cfg.n_save)
+                                n_save=cfg.n_save, kinks="none")
         s = traj.summary()
         assert r["status"] == s["status"] == "successful"
         assert (r["steps"], r["accepted"], r["rejected"], r["grad_evals"]) == (

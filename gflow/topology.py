@@ -57,7 +57,10 @@ def _resolve(in_size, out_size=None, delta=None, bias=False):
         model = in_size
         if out_size is not None or delta is not None:
             raise ValueError("give either a ShallowReLU or (in_size, out_size, delta), not both.")
-        return model.in_size + int(model.bias), model.out_size, np.asarray(conserved(model), dtype=float)
+        delta = np.asarray(conserved(model), dtype=float)
+        if delta.ndim != 1:
+            raise ValueError("give one network, not a batch (vmap-ed leading axes); component_label takes batches.")
+        return model.in_size + int(model.bias), model.out_size, delta
     if isinstance(in_size, eqx.Module):
         raise ValueError(
             f"the first argument must be a ShallowReLU or an integer in_size, got {type(in_size).__name__}; "

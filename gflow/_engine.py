@@ -184,7 +184,7 @@ def finalize(stepper: FlowStepper, slots: Slot, params0):
                               status)
         row.update(steps=s.steps, accepted=s.accepted, rejected=s.rejected, t_reached=s.tprev,
                    status=status._value, label_start=s.acc["label0"], label_end=s.acc["label"],
-                   pathological=s.acc["pathological"], final_params=s.y)
+                   pathological=s.acc["pathological"], initial_params=p0, final_params=s.y)
         return row
 
     return jax.vmap(one)(slots, params0)

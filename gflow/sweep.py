@@ -182,7 +182,7 @@ def make_init(cfg: SweepConfig, data, i):
     return relocate(model, jnp.asarray(cfg.delta, float), signs)
 
 
-def _row(values: dict, j: int, cfg: SweepConfig, teacher) -> dict:
+def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
     row = dict(index=int(values["index"][j]), seed=cfg.seed)
     for key in ("initial_loss", "final_loss", "initial_test_loss", "final_test_loss", "drift", "relative_drift",
                 "t_reached"):
@@ -195,20 +195,22 @@ def _row(values: dict, j: int, cfg: SweepConfig, teacher) -> dict:
                 "accepted", "rejected", "grad_evals"):
         row[key] = int(values[key][j])
     row["status"] = status_name(values["status"][j])
-    if teacher is not None and cfg.model == "shallow" and teacher.out_size == 1:
-        row.update(_teacher_flags(values, j, teacher))
+    if teacher is not None and cfg.model == "shallow" and not cfg.bias:
+        row.update(_teacher_flags(values, j, teacher, static))
     return row
 
 
-def _teacher_flags(values, j, teacher) -> dict:
-    """Predicted reachability (THEORY.md §1, e = 1): ``max(0, a+ - P) + max(0, a- - M) <= F``;
-    ``recovered``: the final student realizes the teacher's function (canonical forms)."""
-    a = np.asarray(teacher.V[0])
-    a_pos, a_neg = int(np.sum(a > 0)), int(np.sum(a < 0))
-    path, signs = np.asarray(values["pathological"][j]), np.asarray(values["label_start"][j])
-    P, M, F = int(np.sum(path & (signs > 0))), int(np.sum(path & (signs < 0))), int(np.sum(~path))
-    return dict(reachable=bool(max(0, a_pos - P) + max(0, a_neg - M) <= F),
-                recovered=bool(values["recovered"][j]) if "recovered" in values else False)
+def _teacher_flags(values, j, teacher, static) -> dict:
+    """``reachable``: THEORY.md §1's predicate for the initial student's component;
+    ``recovered``: the final student realizes the teacher's function (canonical forms, §3)."""
+    from .symmetry import reachable, recovered
+
+    def model(key):
+        return eqx.combine(jax.tree_util.tree_map(lambda x: x[j], values[key]), static)
+
+    student0, student1 = model("initial_params"), model("final_params")
+    ok = np.isfinite(values["final_loss"][j])
+    return dict(reachable=bool(reachable(teacher, student0)), recovered=bool(ok and recovered(student1, teacher)))
 
 
 def _progress(total: int, initial: int, desc: str):
@@ -289,11 +291,11 @@ def _mesh_put(tree, n_dev: int):
     return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding) if getattr(x, "ndim", 0) else x, tree)
 
 
-def _rows_from(values: dict, which: np.ndarray, cfg, teacher, extra: dict) -> list[dict]:
+def _rows_from(values: dict, which: np.ndarray, cfg, teacher, static, extra: dict) -> list[dict]:
     values = jax.tree_util.tree_map(np.asarray, values)
     rows = []
     for j in which:
-        row = _row(values, int(j), cfg, teacher)
+        row = _row(values, int(j), cfg, teacher, static)
         row["wall_time"] = float(extra["wall"][j])
         rows.append(row)
     return rows
@@ -335,7 +337,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
         if len(finished):
             values = finalize(stepper, slots, p0)
             values = dict(values, grad_evals=np.asarray(values["steps"]) * per_step + once, index=index)
-            emit(_rows_from(values, finished, cfg, teacher, dict(wall=wall)))
+            emit(_rows_from(values, finished, cfg, teacher, static, dict(wall=wall)))
             wall[finished] = 0.0
         live = ~done
         if queue:
@@ -402,6 +404,7 @@ def _run_discrete(cfg: SweepConfig, data, teacher, queue: list[int], emit, count
             row.update(metrics.summarize(acc))
             ok = jnp.isfinite(row["final_loss"])
             row.update(label_start=acc["label0"], label_end=acc["label"], pathological=acc["pathological"],
+                       initial_params=p, final_params=eqx.filter(final, eqx.is_inexact_array),
                        status=jnp.where(ok, 0, 3), t_reached=jnp.asarray(cfg.n_steps * cfg.lr, dtype))
             return row
 
@@ -420,4 +423,4 @@ def _run_discrete(cfg: SweepConfig, data, teacher, queue: list[int], emit, count
                       rejected=np.zeros(width, int), grad_evals=np.full(width, n))
         counters["executed"] += width * n
         counters["useful"] += len(idx) * n
-        emit(_rows_from(values, np.arange(len(idx)), cfg, teacher, dict(wall=wall)))
+        emit(_rows_from(values, np.arange(len(idx)), cfg, teacher, static, dict(wall=wall)))

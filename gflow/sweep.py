@@ -269,17 +269,23 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
                 rate=len(queue) / elapsed if elapsed > 0 else float("nan"), **counters)
 
 
+_INIT_FIELDS = ("model", "width", "hidden", "bias", "init", "delta", "signs", "seed")
+
+
 def _params_fn(cfg: SweepConfig, data):
-    """Jitted ``indices -> (batched params, static)`` of initializations."""
-    shape = eqx.filter_eval_shape(make_init, cfg, data, jnp.asarray(0))
+    """``indices -> batched params`` of initializations, and the models' static part.
+
+    The compiled function depends only on the fields that decide an initialization, so
+    sweeps that differ elsewhere (n_inits, tolerances, ...) reuse it."""
+    init_cfg = SweepConfig(**{f: getattr(cfg, f) for f in _INIT_FIELDS})
+    shape = eqx.filter_eval_shape(make_init, init_cfg, data, jnp.asarray(0))
     static = eqx.partition(shape, eqx.is_inexact_array)[1]
+    return (lambda indices: _batch_params(init_cfg, data, indices)), static
 
-    @jax.jit
-    def params(indices):
-        models = jax.vmap(lambda i: eqx.filter(make_init(cfg, data, i), eqx.is_inexact_array))(indices)
-        return models
 
-    return params, static
+@eqx.filter_jit
+def _batch_params(init_cfg: SweepConfig, data, indices):
+    return jax.vmap(lambda i: eqx.filter(make_init(init_cfg, data, i), eqx.is_inexact_array))(indices)
 
 
 def _mesh_put(tree, n_dev: int):

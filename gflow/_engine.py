@@ -21,7 +21,7 @@ import jax.tree_util as jtu
 from diffrax._term import WrapTerm
 
 from . import metrics
-from .flow import build_controller, build_solver, flow_field, flow_status
+from .flow import build_controller, build_solver, flow_field, flow_status, project_params
 from .invariants import conserved
 from .trajectory import Status
 
@@ -90,10 +90,7 @@ class FlowStepper(eqx.Module):
         keep, tprev, tnext, made_jump, cstate, cresult = controller.adapt_step_size(
             s.tprev, s.tnext, s.y, y, None, y_error, solver.error_order(term), s.controller_state)
         tprev = jnp.minimum(tprev, t1)
-        floor = t1
-        for _ in range(100):
-            floor = eqx.internal.prevbefore(floor)
-        tnext = jnp.where(tnext > floor, jnp.where(keep, t1, tprev + 0.5 * (t1 - tprev)), tnext)
+        tnext = _clip_to_end(tprev, tnext, t1, keep)
         keep_tree = lambda a, b: jnp.where(keep, a, b)  # noqa: E731
         y = jtu.tree_map(keep_tree, y, s.y)
         sstate = jtu.tree_map(keep_tree, sstate, s.solver_state)
@@ -113,7 +110,7 @@ class FlowStepper(eqx.Module):
             i, acc = c
             y_t = interp.evaluate(self.ts[i])
             if self.project:
-                y_t = _project(y_t, self.static, s.acc["c0"])
+                y_t = project_params(y_t, self.static, s.acc["c0"])
             model = eqx.combine(y_t, self.static)
             return i + 1, metrics.observe(acc, model)
 
@@ -128,14 +125,17 @@ class FlowStepper(eqx.Module):
                     index=s.index, done=done)
 
 
+def _clip_to_end(tprev, tnext, t1, keep):
+    """As Diffrax: a next time within 100 ULP of t1 becomes t1 (or, after a rejected step,
+    halfway there), so the last interval is never tiny."""
+    floor = t1
+    for _ in range(100):
+        floor = eqx.internal.prevbefore(floor)
+    return jnp.where(tnext > floor, jnp.where(keep, t1, tprev + 0.5 * (t1 - tprev)), tnext)
+
+
 def _int(value):
     return jnp.asarray(value, jnp.int32)
-
-
-def _project(params, static, delta):
-    from .flow import project_params
-
-    return project_params(params, static, delta)
 
 
 @eqx.filter_jit

@@ -11,11 +11,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .invariants import conserved, project as project_model
+from .controller import FloorPIDController, controller_stats, default_max_steps
+from .invariants import conserved
+from .invariants import project as project_model
+from .kinks import PinnedSolver, activation_stats, make_pinning, pin_stats, sliding_field
 from .losses import get_loss
+from .models import ShallowReLU
 from .trajectory import Status, Trajectory, evaluate
 
-__all__ = ["gradient_flow", "SOLVERS", "full_batch_loss", "flow_field"]
+__all__ = ["gradient_flow", "SOLVERS", "KINKS", "full_batch_loss", "flow_field"]
+
+KINKS = ("auto", "none", "pin", "slide", "pin+slide")
+_DEFAULT_SLIDE_TOL = 10.0
 
 SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "euler": diffrax.Euler,
@@ -26,6 +33,7 @@ SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "kvaerno5": diffrax.Kvaerno5,
 }
 _FIXED_STEP_ONLY = {"euler"}
+_IMPLICIT = {"kvaerno5"}
 _DEFAULT_EULER_STEPS = 1000
 
 
@@ -84,6 +92,10 @@ class _Projected(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedSolver):
     def scan_kind(self):
         return getattr(self.solver, "scan_kind", None)
 
+    @property
+    def root_finder(self):  # implicit solvers: Diffrax sets the tolerances through this path
+        return self.solver.root_finder
+
     def order(self, terms):
         return self.solver.order(terms)
 
@@ -112,15 +124,27 @@ def project_params(params, static, delta):
     return eqx.filter(model, eqx.is_inexact_array)
 
 
-def build_solver(solver: str, project: bool, delta, static) -> diffrax.AbstractSolver:
-    """The Diffrax solver ``solver``, wrapped to project onto ``Q(delta)`` if ``project``."""
+def build_solver(solver: str, project: bool, delta, static, *, pinning=None) -> diffrax.AbstractSolver:
+    """The Diffrax solver ``solver``, wrapped to project onto ``Q(delta)`` if ``project``, and
+    to pin collapsed neurons (:class:`gflow.kinks.PinnedSolver`) if ``pinning`` is given."""
     base = SOLVERS[solver]()
-    return _Projected(base, delta, static) if project else base
+    base = _Projected(base, delta, static) if project else base
+    return PinnedSolver(base, pinning, static) if pinning is not None else base
 
 
-def build_controller(rtol, atol, adaptive: bool) -> diffrax.AbstractStepSizeController:
-    """PID step-size control at ``rtol``/``atol``, or constant steps."""
-    return diffrax.PIDController(rtol=rtol, atol=atol) if adaptive else diffrax.ConstantStepSize()
+def _unwrap(solver):
+    while isinstance(solver, (PinnedSolver, _Projected)):
+        solver = solver.solver
+    return solver
+
+
+def build_controller(rtol, atol, adaptive: bool, *, dtmin=None, dtmin_rel=None) -> diffrax.AbstractStepSizeController:
+    """PID step-size control at ``rtol``/``atol`` with a floor ``dtmin(t) = max(dtmin,
+    dtmin_rel * max(|t|, t1 - t0))`` (forced, counted steps: :class:`FloorPIDController`),
+    or constant steps. ``dtmin=None`` means 0, ``dtmin_rel=None`` means ``100 eps``."""
+    if not adaptive:
+        return diffrax.ConstantStepSize()
+    return FloorPIDController(rtol=rtol, atol=atol, dtmin=0.0 if dtmin is None else dtmin, dtmin_rel=dtmin_rel)
 
 
 def flow_status(result) -> Status:
@@ -132,26 +156,52 @@ def flow_status(result) -> Status:
 
 @eqx.filter_jit
 def solve_flow(model, data, loss_fn, ts, rtol, atol, step_size, *, solver: str, max_steps: int,
-               project: bool, adaptive: bool) -> Trajectory:
-    """Jitted core of :func:`gradient_flow` (no validation, no wall time); vmap-friendly."""
+               project: bool, adaptive: bool, pinning=None, slide_tol=None, dtmin=None) -> Trajectory:
+    """Jitted core of :func:`gradient_flow` (no validation, no wall time); vmap-friendly.
+
+    ``pinning``: a :class:`gflow.kinks.Pinning` (from :func:`gflow.kinks.make_pinning`) or
+    ``None``; ``slide_tol``: band factor of :func:`gflow.kinks.sliding_field` (array; a
+    ``ShallowReLU`` only) or ``None`` for the plain field; ``dtmin``: absolute step floor
+    (array) or ``None`` (relative floor only).
+    """
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    term = diffrax.ODETerm(flow_field(static, data, loss_fn))
+    if slide_tol is not None:
+        term = diffrax.ODETerm(sliding_field(static, data, loss_fn, slide_tol, rtol, atol))
+    else:
+        term = diffrax.ODETerm(flow_field(static, data, loss_fn))
     delta = conserved(model)
-    base = build_solver(solver, project, delta, static)
-    save_fn = (lambda t, y, args: project_params(y, static, delta)) if project else None
-    controller = build_controller(rtol, atol, adaptive)
+    base = build_solver(solver, project, delta, static, pinning=pinning)
+
+    def save_fn(t, y, args):
+        if project:
+            y = project_params(y, static, delta)
+        if pinning is not None:
+            y = pinning.apply(y, allow_unpin=False)[0]
+        return y
+
+    controller = build_controller(rtol, atol, adaptive, dtmin=dtmin)
     dt0 = None if adaptive else step_size
     sol = diffrax.diffeqsolve(
         term, base, t0=ts[0], t1=ts[-1], dt0=dt0, y0=params,
-        saveat=diffrax.SaveAt(ts=ts, fn=save_fn) if save_fn else diffrax.SaveAt(ts=ts),
+        saveat=diffrax.SaveAt(ts=ts, fn=save_fn, solver_state=True, controller_state=True),
         stepsize_controller=controller, max_steps=max_steps, throw=False,
         adjoint=diffrax.ForwardMode(),
     )
-    per_step, once = evals_per_step(base.solver if project else base, project)
+    per_step, once = evals_per_step(_unwrap(base), project)
     steps = sol.stats["num_steps"]
     stats = dict(steps=steps, accepted=sol.stats["num_accepted_steps"], rejected=sol.stats["num_rejected_steps"],
                  grad_evals=per_step * steps + once, wall_time=jnp.zeros((), ts.dtype))
+    stats.update(controller_stats(sol.controller_state))
+    zero = jnp.zeros((), jnp.int32)
+    kink = dict(pins=zero, unpins=zero, pinned=zero, first_pin_time=jnp.asarray(jnp.inf, ts.dtype))
+    if pinning is not None:
+        final = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
+        kink = pin_stats(sol.solver_state, final, delta)
+        if not project:  # a pin or unpin makes the first-same-as-last stage stale: one more evaluation
+            stats["grad_evals"] = stats["grad_evals"] + (kink["pins"] + kink["unpins"]) * min(once, 1)
+    stats.update(kink)
     models = eqx.combine(sol.ys, static)
+    stats.update(activation_stats(models, data.x_train))
     return evaluate(ts, models, data, loss_fn, stats, flow_status(sol.result))
 
 
@@ -174,9 +224,38 @@ def _positive(name, value):
         raise ValueError(f"{name} must be a positive number, got {value!r}.")
 
 
+def resolve_kinks(kinks: str, model, data, loss_fn, rtol, atol, pin_tol=None, slide_tol=None, adaptive=True):
+    """``(pinning, slide_tol)`` for :func:`solve_flow` from a ``kinks`` mode.
+
+    ``"pin"``: pin collapsed neurons (:class:`gflow.kinks.Pinning`); ``"slide"``: the Filippov
+    field on attractive kinks (:func:`gflow.kinks.sliding_field`); ``"pin+slide"``: both;
+    ``"none"``: the plain field. Both need a ``ShallowReLU`` (``ValueError`` otherwise, or
+    when the exact escape check of ``"pin"`` is too large, see
+    :func:`gflow.kinks.escape_oracle`). ``"auto"``: ``"pin+slide"`` for a ``ShallowReLU``
+    with adaptive steps (``"slide"`` when the escape check is too large), ``"none"`` for
+    other networks and for fixed steps (whose chatter the tolerance bands do not bound).
+    """
+    if kinks not in KINKS:
+        raise ValueError(f"kinks must be one of {', '.join(KINKS)}; got {kinks!r}.")
+    dtype = jnp.result_type(float)
+    slide = jnp.asarray(_DEFAULT_SLIDE_TOL if slide_tol is None else slide_tol, dtype)
+    if kinks == "none" or (kinks == "auto" and not (adaptive and isinstance(model, ShallowReLU))):
+        return None, None
+    if kinks == "auto":
+        try:
+            return make_pinning(model, data, loss_fn, rtol, atol, pin_tol), slide
+        except ValueError:
+            return None, slide
+    if not isinstance(model, ShallowReLU):
+        raise ValueError(f"kinks={kinks!r} supports ShallowReLU models only, got {type(model).__name__}.")
+    pinning = make_pinning(model, data, loss_fn, rtol, atol, pin_tol) if "pin" in kinks else None
+    return pinning, (slide if "slide" in kinks else None)
+
+
 def gradient_flow(model, data, loss, t1=None, *, solver: str = "tsit5", rtol: float = 1e-8, atol: float = 1e-8,
-                  n_save: int = 101, ts=None, max_steps: int = 100_000, project: bool = False,
-                  step_size: float | None = None) -> Trajectory:
+                  n_save: int = 101, ts=None, max_steps: int | None = None, project: bool = False,
+                  step_size: float | None = None, kinks: str = "auto", pin_tol: float | None = None,
+                  slide_tol: float | None = None, dtmin: float | None = None) -> Trajectory:
     """Integrate the exact gradient flow ``d theta/dt = -grad L(theta)`` from ``model``.
 
     ``L`` is the full-batch ``loss`` (a name or a callable ``(pred, y) -> scalar``) on
@@ -190,27 +269,59 @@ def gradient_flow(model, data, loss, t1=None, *, solver: str = "tsit5", rtol: fl
       ``step_size`` is given (``euler`` defaults to ``t1/1000``).
     - ``n_save``: number of evenly spaced saved times in ``[0, t1]``.
     - ``max_steps``: bound on solver steps; hitting it is the status ``max_steps_reached``.
+      Default :func:`gflow.controller.default_max_steps` of ``t1 - t0`` (about ``10^3`` per
+      unit time).
     - ``project``: after every step, project exactly back onto ``Q(delta(0))`` (Prop. 4).
+    - ``kinks``: how ReLU kinks are integrated (:mod:`gflow.kinks`). ``"pin"``: a collapsed
+      neuron is pinned at ``w = 0`` while the Clarke flow keeps it there; ``"slide"``: the
+      Filippov sliding field on attractive kinks; ``"pin+slide"``: both; ``"none"``: the
+      plain field ``-grad L``. ``"auto"`` (default): ``"pin+slide"`` for a ``ShallowReLU``
+      with adaptive steps (``"slide"`` if its escape check is too large to tabulate),
+      ``"none"`` otherwise.
+    - ``pin_tol``: a neuron with ``delta < 0`` is a pin candidate when
+      ``||w|| <= pin_tol sqrt(-delta)``; default ``sqrt(max(rtol, atol))``.
+    - ``slide_tol``: a kink ``w_k . z_j = 0`` is reached when ``|w_k . z_j| <=
+      slide_tol (atol + rtol ||w_k||) |z_j|``; default 10.
+    - ``dtmin``: absolute floor on the step size. Whatever it is, steps never go below
+      ``100 eps max(|t|, t1 - t0)``; steps at the floor are accepted and counted in
+      ``stats["dtmin_steps"]`` (:class:`gflow.controller.FloorPIDController`).
 
     **Returns:** a :class:`Trajectory`. Failures (``max_steps_reached``,
     ``dt_min_reached``, ``nonfinite``, ``solver_failure``) are its ``status``; nothing raises.
+    ``stats`` also holds the kink diagnostics: ``dtmin_steps``, ``pattern_changes``,
+    ``max_flips``, ``sliding``, ``pins``, ``unpins``, ``pinned``, ``first_pin_time``.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(SOLVERS)}; got {solver!r}.")
     ts = save_times(t1, n_save, ts)
     _positive("rtol", rtol)
     _positive("atol", atol)
+    if max_steps is None:
+        max_steps = default_max_steps(float(ts[-1] - ts[0]))
     if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}.")
     if step_size is None and solver in _FIXED_STEP_ONLY:
         step_size = float(ts[-1] - ts[0]) / _DEFAULT_EULER_STEPS
     if step_size is not None:
         _positive("step_size", step_size)
+        if issubclass(SOLVERS[solver], diffrax.AbstractImplicitSolver):
+            raise ValueError(f"step_size (fixed steps) cannot be used with the implicit solver {solver}: "
+                             "its nonlinear solves take their tolerances from adaptive stepping.")
+    if pin_tol is not None:
+        _positive("pin_tol", pin_tol)
+    if slide_tol is not None:
+        _positive("slide_tol", slide_tol)
+    if dtmin is not None and not (np.isscalar(dtmin) and np.isfinite(dtmin) and dtmin >= 0):
+        raise ValueError(f"dtmin must be a non-negative number, got {dtmin!r}.")
+    loss_fn = get_loss(loss)
+    pinning, slide = resolve_kinks(kinks, model, data, loss_fn, rtol, atol, pin_tol, slide_tol,
+                                   adaptive=step_size is None)
     dtype = ts.dtype
     start = time.perf_counter()
-    traj = solve_flow(model, data, get_loss(loss), ts, jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype),
+    traj = solve_flow(model, data, loss_fn, ts, jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype),
                       jnp.asarray(step_size or 0.0, dtype), solver=solver, max_steps=int(max_steps),
-                      project=project, adaptive=step_size is None)
+                      project=project, adaptive=step_size is None, pinning=pinning, slide_tol=slide,
+                      dtmin=None if dtmin is None else jnp.asarray(dtmin, dtype))
     traj = jax.block_until_ready(traj)
     wall = jnp.asarray(time.perf_counter() - start, dtype)
     return eqx.tree_at(lambda t: t.stats["wall_time"], traj, wall)

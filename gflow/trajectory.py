@@ -15,7 +15,7 @@ from jaxtyping import Array, Float, Int
 from .invariants import conserved, drift, unit_norms
 from .models import model_from_spec, model_spec
 
-__all__ = ["Status", "Trajectory", "STAT_KEYS", "status_name", "status_from_code"]
+__all__ = ["Status", "Trajectory", "STAT_KEYS", "FLOW_STAT_KEYS", "status_name", "status_from_code"]
 
 
 class Status(eqx.Enumeration):
@@ -31,6 +31,9 @@ class Status(eqx.Enumeration):
 _STATUS_NAMES = tuple(Status._name_to_item)
 
 STAT_KEYS = ("steps", "accepted", "rejected", "grad_evals", "wall_time")
+# the exact flow (gflow.flow) adds kink diagnostics (gflow.kinks, gflow.controller)
+FLOW_STAT_KEYS = STAT_KEYS + ("dtmin_steps", "pattern_changes", "max_flips", "sliding", "pins", "unpins", "pinned",
+                              "first_pin_time")
 
 
 def status_name(status) -> str:
@@ -90,7 +93,7 @@ class Trajectory(eqx.Module):
                    drift=float(d_abs), relative_drift=float(d_rel))
         if self.test_loss is not None:
             out["final_test_loss"] = float(self.test_loss[-1])
-        out.update({k: (float(v) if k == "wall_time" else int(v)) for k, v in self.stats.items()})
+        out.update({k: _plain(v) for k, v in self.stats.items()})
         return out
 
     def save(self, path: str) -> None:
@@ -121,6 +124,16 @@ class Trajectory(eqx.Module):
             conserved=jnp.asarray(arrays["conserved"]), stats=stats,
             status=status_from_code(arrays["status"]),
         )
+
+
+def _plain(v):
+    """A stat as a Python scalar (bool, int or float), or a list for an array stat."""
+    a = np.asarray(v)
+    if a.ndim:
+        return a.tolist()
+    if a.dtype == bool:
+        return bool(a)
+    return int(a) if np.issubdtype(a.dtype, np.integer) else float(a)
 
 
 def atomic_savez(path: str, arrays: dict) -> None:

@@ -7,13 +7,21 @@ is round-off: a few ulps of the largest intermediate, hence ``1e-12`` for O(1) v
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 import pytest
 
 import gflow as gf
 
 RTOL = ATOL = 1e-12  # float64 round-off of O(1) sums of at most ~100 terms
+
+# A few fixed architectures, and inputs from numpy: every new array shape costs an XLA
+# compile of the eager random / arithmetic ops, which dominates the run time otherwise.
+SHALLOW = dict(in_size=3, width=6, out_size=2)
+MLP_ARCH = dict(in_size=3, hidden=(4, 3, 5), out_size=2)
+
+
+def inputs(n, d, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d))
 
 
 def relu(z):
@@ -34,21 +42,21 @@ def batch(model, x):
 
 
 def test_shallow_shapes(getkey):
-    m = gf.ShallowReLU(3, 5, 2, key=getkey())
-    assert m.W.shape == (5, 3) and m.b is None and m.V.shape == (2, 5)
+    m = gf.ShallowReLU(**SHALLOW, key=getkey())
+    assert m.W.shape == (6, 3) and m.b is None and m.V.shape == (2, 6)
     assert m(jnp.ones(3)).shape == (2,)
-    mb = gf.ShallowReLU(3, 5, bias=True, key=getkey())
-    assert mb.b.shape == (5,) and mb.V.shape == (1, 5) and mb.bias
+    mb = gf.ShallowReLU(3, 6, bias=True, key=getkey())
+    assert mb.b.shape == (6,) and mb.V.shape == (1, 6) and mb.bias
     assert m.W.dtype == jnp.float64
 
 
 def test_mlp_shapes(getkey):
-    m = gf.MLP(3, (4, 6, 2), 2, bias=True, key=getkey())
-    assert [w.shape for w in m.weights] == [(4, 3), (6, 4), (2, 6), (2, 2)]
-    assert [b.shape for b in m.biases] == [(4,), (6,), (2,)]
+    m = gf.MLP(**MLP_ARCH, bias=True, key=getkey())
+    assert [w.shape for w in m.weights] == [(4, 3), (3, 4), (5, 3), (2, 5)]
+    assert [b.shape for b in m.biases] == [(4,), (3,), (5,)]
     assert m(jnp.ones(3)).shape == (2,)
-    m0 = gf.MLP(3, (4,), key=getkey())
-    assert m0.biases == (None,) and not m0.bias
+    m0 = gf.MLP(**MLP_ARCH, key=getkey())
+    assert m0.biases == (None, None, None) and not m0.bias
 
 
 def test_dag_shapes(getkey):
@@ -72,22 +80,22 @@ def test_bad_sizes(getkey, bad):
 
 @pytest.mark.parametrize("bias", [False, True])
 def test_shallow_forward_numpy(getkey, bias):
-    m = gf.ShallowReLU(4, 7, 3, bias=bias, key=getkey())
-    x = np.asarray(jr.normal(getkey(), (50, 4)))
+    m = gf.ShallowReLU(**SHALLOW, bias=bias, key=getkey())
+    x = inputs(50, 3)
     W, V = np.asarray(m.W), np.asarray(m.V)
-    b = np.asarray(m.b) if bias else np.zeros(7)
+    b = np.asarray(m.b) if bias else np.zeros(6)
     expected = np.stack([V @ relu(W @ xi + b) for xi in x])
     np.testing.assert_allclose(batch(m, x), expected, rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("bias", [False, True])
 def test_mlp_forward_numpy(getkey, bias):
-    m = gf.MLP(3, (5, 4, 6), 2, bias=bias, key=getkey())
-    x = np.asarray(jr.normal(getkey(), (40, 3)))
+    m = gf.MLP(**MLP_ARCH, bias=bias, key=getkey())
+    x = inputs(50, 3)
     Ws = [np.asarray(w) for w in m.weights]
-    bs = [np.asarray(b) if bias else np.zeros(w.shape[0]) for b, w in zip(m.biases, Ws[:-1])]
+    bs = [np.asarray(b) if bias else np.zeros(w.shape[0]) for b, w in zip(m.biases, Ws[:-1], strict=True)]
     h = x.T
-    for W, b in zip(Ws[:-1], bs):
+    for W, b in zip(Ws[:-1], bs, strict=True):
         h = relu(W @ h + b[:, None])
     np.testing.assert_allclose(batch(m, x), (Ws[-1] @ h).T, rtol=RTOL, atol=ATOL)
 
@@ -110,7 +118,7 @@ def skip_graph():
 def test_dag_skip_forward_by_hand(getkey):
     a = np.array([1.0, -0.7, 0.2, 0.5, -1.3, 0.8, -2.0, 0.9, 1.1, -0.6, 0.3, -1.2, 0.7])
     m = gf.DAGNet(skip_graph(), key=getkey(), weights=jnp.asarray(a))
-    x = np.asarray(jr.normal(getkey(), (60, 2)))
+    x = inputs(60, 2)
     x0, x1 = x[:, 0], x[:, 1]
     h1 = relu(a[0] * x0 + a[1] * x1 + a[2])
     h2 = relu(a[3] * x1 + a[4] * h1)
@@ -123,6 +131,7 @@ def test_dag_skip_forward_by_hand(getkey):
         assert (h == 0).any() and (h > 0).any()
 
 
+@pytest.mark.slow
 def test_dag_random_forward_numpy(getkey):
     """A random DAG (edges only from lower to higher node order) vs a node-by-node loop."""
     rng = np.random.default_rng(0)
@@ -136,7 +145,7 @@ def test_dag_random_forward_numpy(getkey):
     g = gf.Graph(n_in, n_h, n_out, tuple(edges))
     m = gf.DAGNet(g, key=getkey())
     w = np.asarray(m.weights)
-    x = np.asarray(jr.normal(getkey(), (30, n_in)))
+    x = inputs(30, n_in)
     out = []
     for xi in x:
         val = {"1": 1.0, **{f"x{i}": xi[i] for i in range(n_in)}}
@@ -150,10 +159,10 @@ def test_dag_random_forward_numpy(getkey):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda k: gf.ShallowReLU(3, 6, 2, key=k),
-        lambda k: gf.ShallowReLU(3, 6, 1, bias=True, key=k),
-        lambda k: gf.MLP(3, (4, 5, 3), 2, bias=True, key=k),
-        lambda k: gf.MLP(2, (3, 3, 3), key=k),
+        lambda k: gf.ShallowReLU(**SHALLOW, key=k),
+        lambda k: gf.ShallowReLU(**SHALLOW, bias=True, key=k),
+        lambda k: gf.MLP(**MLP_ARCH, bias=True, key=k),
+        lambda k: gf.MLP(**MLP_ARCH, key=k),
     ],
     ids=["shallow", "shallow-bias", "mlp3-bias", "mlp3"],
 )
@@ -161,7 +170,7 @@ def test_as_dag_same_function_and_conserved(getkey, make):
     m = make(getkey())
     d = gf.as_dag(m)
     assert isinstance(d, gf.DAGNet)
-    x = jr.normal(getkey(), (50, m.in_size))
+    x = inputs(50, m.in_size)
     np.testing.assert_allclose(batch(d, x), batch(m, x), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(gf.conserved(d), gf.conserved(m), rtol=RTOL, atol=ATOL)
     assert gf.as_dag(d) is d
@@ -221,29 +230,29 @@ def check_gaussian(a, var):
 
 
 def test_kaiming_shallow_variances(getkey):
-    d, l, e = 200, 500, 200  # W: 1e5 entries; V (e, l): 1e5 entries
-    m = gf.ShallowReLU(d, l, e, bias=True, key=getkey())  # default init is kaiming
+    d, w, e = 200, 500, 200  # W: 1e5 entries; V (e, w): 1e5 entries
+    m = gf.ShallowReLU(d, w, e, bias=True, key=getkey())  # default init is kaiming
     check_gaussian(m.W, 2 / d)
-    check_gaussian(m.V, 2 / l)
-    # biases: same std as the layer's weights (only l = 500 samples, same 5-sigma rule)
+    check_gaussian(m.V, 2 / w)
+    # biases: same std as the layer's weights (only w = 500 samples, same 5-sigma rule)
     check_gaussian(m.b, 2 / d)
-    assert gf.kaiming().shallow_variances(d, l, e) == pytest.approx((2 / d, 2 / l))
+    assert gf.kaiming().shallow_variances(d, w, e) == pytest.approx((2 / d, 2 / w))
 
 
 def test_xavier_shallow_variances(getkey):
-    d, l, e = 200, 500, 200
-    m = gf.ShallowReLU(d, l, e, init="xavier", key=getkey())
-    check_gaussian(m.W, 2 / (d + l))
-    check_gaussian(m.V, 2 / (l + e))
-    assert gf.xavier().shallow_variances(d, l, e) == pytest.approx((2 / (d + l), 2 / (l + e)))
+    d, w, e = 200, 500, 200
+    m = gf.ShallowReLU(d, w, e, init="xavier", key=getkey())
+    check_gaussian(m.W, 2 / (d + w))
+    check_gaussian(m.V, 2 / (w + e))
+    assert gf.xavier().shallow_variances(d, w, e) == pytest.approx((2 / (d + w), 2 / (w + e)))
 
 
 def test_normal_scheme_and_mlp_variances(getkey):
-    m = gf.ShallowReLU(300, 400, 300, init=gf.normal(0.3, 0.7), key=getkey())
+    m = gf.ShallowReLU(200, 500, 200, init=gf.normal(0.3, 0.7), key=getkey())
     check_gaussian(m.W, 0.09)
     check_gaussian(m.V, 0.49)
-    mlp = gf.MLP(100, (400, 300), 250, init="xavier", key=getkey())
-    for W, (fi, fo) in zip(mlp.weights, [(100, 400), (400, 300), (300, 250)]):
+    mlp = gf.MLP(200, (500, 200), 500, init="xavier", key=getkey())  # (500, 200) and (200, 500) again
+    for W, (fi, fo) in zip(mlp.weights, [(200, 500), (500, 200), (200, 500)], strict=True):
         check_gaussian(W, 2 / (fi + fo))
     with pytest.raises(ValueError, match="init"):
         gf.ShallowReLU(2, 2, init="he", key=getkey())
@@ -253,14 +262,14 @@ def test_normal_scheme_and_mlp_variances(getkey):
 
 def test_dag_init_matches_layered_convention(getkey):
     """On a layered graph, DAGNet's per-edge fans reproduce the MLP's layer variances."""
-    d, l, e = 200, 400, 250
-    edges = [(f"x{i}", f"h{k}") for k in range(l) for i in range(d)]
-    edges += [(f"h{k}", f"y{j}") for j in range(e) for k in range(l)]
-    g = gf.Graph(d, l, e, tuple(edges))
-    for init, (vw, vv) in [("kaiming", (2 / d, 2 / l)), ("xavier", (2 / (d + l), 2 / (l + e)))]:
-        w = np.asarray(gf.DAGNet(g, init=init, key=getkey()).weights)
-        check_gaussian(w[: d * l], vw)
-        check_gaussian(w[d * l :], vv)
+    d, w, e = 100, 200, 100  # 2e4 samples per layer: the 5-sigma band is +-5%
+    edges = [(f"x{i}", f"h{k}") for k in range(w) for i in range(d)]
+    edges += [(f"h{k}", f"y{j}") for j in range(e) for k in range(w)]
+    g = gf.Graph(d, w, e, tuple(edges))
+    for init, (vw, vv) in [("kaiming", (2 / d, 2 / w)), ("xavier", (2 / (d + w), 2 / (w + e)))]:
+        wts = np.asarray(gf.DAGNet(g, init=init, key=getkey()).weights)
+        check_gaussian(wts[: d * w], vw)
+        check_gaussian(wts[d * w :], vv)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -279,7 +288,7 @@ def test_bce_stable_and_exact():
     z = jnp.array([-1000.0, -30.0, -2.0, 0.0, 1.5, 30.0, 1000.0])
     for label in (0.0, 1.0):
         y = jnp.full_like(z, label)
-        per_point = np.array([float(gf.bce(zi[None, None], yi[None])) for zi, yi in zip(z, y)])
+        per_point = np.array([float(gf.bce(zi[None, None], yi[None])) for zi, yi in zip(z, y, strict=True)])
         assert np.all(np.isfinite(per_point))
         zn = np.asarray(z)
         safe = np.abs(zn) < 50  # where log1p(exp(z)) is itself accurate
@@ -294,8 +303,9 @@ def test_bce_stable_and_exact():
 
 
 def test_cross_entropy_int_labels_equal_one_hot(getkey):
-    logits = 3 * jr.normal(getkey(), (20, 5))
-    labels = jr.randint(getkey(), (20,), 0, 5)
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(3 * rng.normal(size=(20, 5)))
+    labels = jnp.asarray(rng.integers(0, 5, size=20))
     one_hot = jax.nn.one_hot(labels, 5, dtype=logits.dtype)
     a, b = gf.cross_entropy(logits, labels), gf.cross_entropy(logits, one_hot)
     assert float(a) == pytest.approx(float(b), rel=1e-14)
@@ -341,12 +351,12 @@ def test_toy_target(getkey):
 
 
 def test_teacher_student_targets(getkey):
-    teacher = gf.MLP(4, (3, 3), 2, bias=True, key=getkey())
-    data = gf.teacher_student(teacher, 100, getkey())
-    assert data.x_train.shape == (100, 4) and data.y_train.shape == (100, 2) and data.x_test.shape == (100, 4)
+    teacher = gf.ShallowReLU(**SHALLOW, bias=True, key=getkey())
+    data = gf.teacher_student(teacher, 500, getkey())
+    assert data.x_train.shape == (500, 3) and data.y_train.shape == (500, 2) and data.x_test.shape == (500, 3)
     np.testing.assert_array_equal(data.y_train, batch(teacher, data.x_train))
     np.testing.assert_array_equal(data.y_test, batch(teacher, data.x_test))
-    noisy = gf.teacher_student(teacher, 2000, getkey(), noise=0.1)
+    noisy = gf.teacher_student(teacher, 500, getkey(), noise=0.1)
     r = np.asarray(noisy.y_train) - batch(teacher, noisy.x_train)
     assert abs(r.std() / 0.1 - 1) < 5 * np.sqrt(1 / (2 * r.size))  # 5 sigma on the sample std
 

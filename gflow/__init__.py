@@ -7,7 +7,13 @@ each function's docstring.
 from ._schemes import Scheme as Scheme, kaiming as kaiming, normal as normal, xavier as xavier
 from .data import Dataset as Dataset, breast_cancer as breast_cancer, teacher_student as teacher_student, toy as toy
 from .discrete import OPTIMIZERS as OPTIMIZERS, train as train
-from .flow import SOLVERS as SOLVERS, gradient_flow as gradient_flow
+from .events import (
+    GradNormBelow as GradNormBelow,
+    LossBelow as LossBelow,
+    NeuronDies as NeuronDies,
+    OutputSignChange as OutputSignChange,
+)
+from .flow import KINKS as KINKS, SOLVERS as SOLVERS, gradient_flow as gradient_flow
 from .init import relocate as relocate
 from .invariants import (
     conserved as conserved,

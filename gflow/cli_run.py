@@ -47,8 +47,17 @@ def add_parsers(sub) -> None:
     run.add_argument("--solver", default="tsit5", help="euler | heun | tsit5 | dopri5 | dopri8 | kvaerno5")
     run.add_argument("--rtol", type=float, default=1e-8)
     run.add_argument("--atol", type=float, default=1e-8)
-    run.add_argument("--max-steps", type=int, default=100_000)
+    run.add_argument("--max-steps", type=int, default=None,
+                     help="bound on solver steps (default: sized to t1, about 1000 per unit time)")
     run.add_argument("--project", action="store_true", help="project onto the invariant set after each step")
+    run.add_argument("--kinks", default="auto",
+                     help="auto | none | pin | slide | pin+slide: how the flow handles ReLU kinks (default auto)")
+    run.add_argument("--event", action="append", default=None, metavar="EVENT",
+                     help="watch an event (repeatable): loss_below=THR, grad_norm_below=THR, neuron_dies, "
+                          "output_sign_change")
+    run.add_argument("--on-event", default="stop", help="stop | record (default stop)")
+    run.add_argument("--dtmin", type=float, default=None, help="absolute floor on the step size (steps at it are "
+                     "accepted and counted; default: 100 eps max(|t|, t1))")
     run.add_argument("--t1", type=float, default=10.0, help="final time (default 10)")
     run.add_argument("--lr", type=float, default=1e-2, help="learning rate of a discrete optimizer")
     run.add_argument("--steps", type=int, help="optimizer steps (default t1/lr)")
@@ -137,7 +146,8 @@ def run_one(args) -> int:
     loss = args.loss or default_loss
     if args.method == "flow":
         traj = gradient_flow(model, data, loss, args.t1, solver=args.solver, rtol=args.rtol, atol=args.atol,
-                             n_save=args.n_save, max_steps=args.max_steps, project=args.project)
+                             n_save=args.n_save, max_steps=args.max_steps, project=args.project, kinks=args.kinks,
+                             events=args.event, on_event=args.on_event, dtmin=args.dtmin)
     else:
         steps = args.steps if args.steps is not None else max(1, round(args.t1 / args.lr)) if args.lr > 0 else 0
         traj = train(model, data, loss, args.method, lr=args.lr, steps=steps, batch_size=args.batch_size,

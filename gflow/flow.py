@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .controller import FloorPIDController, controller_stats, default_max_steps
+from .events import ON_EVENT, make_context, parse_events, solve_with_events
 from .invariants import conserved
 from .invariants import project as project_model
 from .kinks import PinnedSolver, activation_stats, make_pinning, pin_stats, sliding_field
@@ -151,18 +152,21 @@ def flow_status(result) -> Status:
     R = diffrax.RESULTS
     status = Status.where(result == R.max_steps_reached, Status.max_steps_reached, Status.solver_failure)
     status = Status.where(result == R.dt_min_reached, Status.dt_min_reached, status)
+    status = Status.where(result == R.event_occurred, Status.event_occurred, status)
     return Status.where(result == R.successful, Status.successful, status)
 
 
 @eqx.filter_jit
 def solve_flow(model, data, loss_fn, ts, rtol, atol, step_size, *, solver: str, max_steps: int,
-               project: bool, adaptive: bool, pinning=None, slide_tol=None, dtmin=None) -> Trajectory:
+               project: bool, adaptive: bool, pinning=None, slide_tol=None, dtmin=None, events=(),
+               on_event: str = "stop") -> Trajectory:
     """Jitted core of :func:`gradient_flow` (no validation, no wall time); vmap-friendly.
 
     ``pinning``: a :class:`gflow.kinks.Pinning` (from :func:`gflow.kinks.make_pinning`) or
     ``None``; ``slide_tol``: band factor of :func:`gflow.kinks.sliding_field` (array; a
     ``ShallowReLU`` only) or ``None`` for the plain field; ``dtmin``: absolute step floor
-    (array) or ``None`` (relative floor only).
+    (array) or ``None`` (relative floor only); ``events``: a tuple of :mod:`gflow.events`
+    objects, with ``on_event`` ``"stop"`` or ``"record"``.
     """
     params, static = eqx.partition(model, eqx.is_inexact_array)
     if slide_tol is not None:
@@ -180,29 +184,49 @@ def solve_flow(model, data, loss_fn, ts, rtol, atol, step_size, *, solver: str, 
         return y
 
     controller = build_controller(rtol, atol, adaptive, dtmin=dtmin)
-    dt0 = None if adaptive else step_size
-    sol = diffrax.diffeqsolve(
-        term, base, t0=ts[0], t1=ts[-1], dt0=dt0, y0=params,
-        saveat=diffrax.SaveAt(ts=ts, fn=save_fn, solver_state=True, controller_state=True),
-        stepsize_controller=controller, max_steps=max_steps, throw=False,
-        adjoint=diffrax.ForwardMode(),
-    )
-    per_step, once = evals_per_step(_unwrap(base), project)
-    steps = sol.stats["num_steps"]
-    stats = dict(steps=steps, accepted=sol.stats["num_accepted_steps"], rejected=sol.stats["num_rejected_steps"],
-                 grad_evals=per_step * steps + once, wall_time=jnp.zeros((), ts.dtype))
-    stats.update(controller_stats(sol.controller_state))
+    dtype = ts.dtype
     zero = jnp.zeros((), jnp.int32)
-    kink = dict(pins=zero, unpins=zero, pinned=zero, first_pin_time=jnp.asarray(jnp.inf, ts.dtype))
+
+    def stats_of(sol):
+        out = dict(steps=sol.stats["num_steps"], accepted=sol.stats["num_accepted_steps"],
+                   rejected=sol.stats["num_rejected_steps"], **controller_stats(sol.controller_state))
+        if pinning is not None:
+            _, (pins, unpins, first_pin) = sol.solver_state
+            out.update(pins=pins, unpins=unpins, first_pin_time=first_pin)
+        return out
+
+    if events:
+        ctx = make_context(model, data, loss_fn, term.vector_field)
+        stats_zero = dict(steps=zero, accepted=zero, rejected=zero, dtmin_steps=zero)
+        if pinning is not None:
+            stats_zero.update(pins=zero, unpins=zero, first_pin_time=jnp.asarray(jnp.inf, dtype))
+        ys, ts_out, counters, segments, result, event_stats = solve_with_events(
+            term, base, controller, ts, params, save_fn, max_steps, events, ctx, on_event, stats_of, stats_zero,
+            dt0=None if adaptive else step_size)
+    else:
+        sol = diffrax.diffeqsolve(
+            term, base, t0=ts[0], t1=ts[-1], dt0=None if adaptive else step_size, y0=params,
+            saveat=diffrax.SaveAt(ts=ts, fn=save_fn, solver_state=True, controller_state=True),
+            stepsize_controller=controller, max_steps=max_steps, throw=False,
+            adjoint=diffrax.ForwardMode(),
+        )
+        ys, ts_out, counters, segments, result = sol.ys, ts, stats_of(sol), 1, sol.result
+        event_stats = dict(event=jnp.asarray(-1, jnp.int32), event_time=jnp.asarray(jnp.inf, dtype))
+    per_step, once = evals_per_step(_unwrap(base), project)
+    stats = dict(steps=counters["steps"], accepted=counters["accepted"], rejected=counters["rejected"],
+                 grad_evals=per_step * counters["steps"] + once * segments, wall_time=jnp.zeros((), dtype),
+                 dtmin_steps=counters["dtmin_steps"])
+    kink = dict(pins=zero, unpins=zero, pinned=zero, first_pin_time=jnp.asarray(jnp.inf, dtype))
     if pinning is not None:
-        final = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
-        kink = pin_stats(sol.solver_state, final, delta)
+        final = jax.tree_util.tree_map(lambda a: a[-1], ys)
+        kink = pin_stats((None, (counters["pins"], counters["unpins"], counters["first_pin_time"])), final, delta)
         if not project:  # a pin or unpin makes the first-same-as-last stage stale: one more evaluation
             stats["grad_evals"] = stats["grad_evals"] + (kink["pins"] + kink["unpins"]) * min(once, 1)
     stats.update(kink)
-    models = eqx.combine(sol.ys, static)
+    models = eqx.combine(ys, static)
     stats.update(activation_stats(models, data.x_train))
-    return evaluate(ts, models, data, loss_fn, stats, flow_status(sol.result))
+    stats.update(event_stats)
+    return evaluate(ts_out, models, data, loss_fn, stats, flow_status(result))
 
 
 def save_times(t1, n_save, ts):
@@ -255,7 +279,8 @@ def resolve_kinks(kinks: str, model, data, loss_fn, rtol, atol, pin_tol=None, sl
 def gradient_flow(model, data, loss, t1=None, *, solver: str = "tsit5", rtol: float = 1e-8, atol: float = 1e-8,
                   n_save: int = 101, ts=None, max_steps: int | None = None, project: bool = False,
                   step_size: float | None = None, kinks: str = "auto", pin_tol: float | None = None,
-                  slide_tol: float | None = None, dtmin: float | None = None) -> Trajectory:
+                  slide_tol: float | None = None, dtmin: float | None = None, events=None,
+                  on_event: str = "stop") -> Trajectory:
     """Integrate the exact gradient flow ``d theta/dt = -grad L(theta)`` from ``model``.
 
     ``L`` is the full-batch ``loss`` (a name or a callable ``(pred, y) -> scalar``) on
@@ -286,6 +311,14 @@ def gradient_flow(model, data, loss, t1=None, *, solver: str = "tsit5", rtol: fl
       ``100 eps max(|t|, t1 - t0)``; steps at the floor are accepted and counted in
       ``stats["dtmin_steps"]`` (:class:`gflow.controller.FloorPIDController`).
 
+    - ``events``: events to watch (:mod:`gflow.events`): objects (``gf.LossBelow(1e-3)``,
+      ``gf.GradNormBelow(1e-6)``, ``gf.OutputSignChange()``, ``gf.NeuronDies()``), names
+      (``"neuron_dies"``), ``(name, threshold)`` pairs or ``"loss_below=1e-3"`` strings.
+    - ``on_event``: ``"stop"`` (end the solve at the first event; status ``event_occurred``,
+      saved times after it clamped to the event time) or ``"record"`` (record each event's
+      first time and continue to ``t1``). Times: ``stats["event"]`` (index of the first
+      event, -1 if none), ``stats["event_time"]``, ``stats["t_<name>"]`` per event.
+
     **Returns:** a :class:`Trajectory`. Failures (``max_steps_reached``,
     ``dt_min_reached``, ``nonfinite``, ``solver_failure``) are its ``status``; nothing raises.
     ``stats`` also holds the kink diagnostics: ``dtmin_steps``, ``pattern_changes``,
@@ -313,6 +346,9 @@ def gradient_flow(model, data, loss, t1=None, *, solver: str = "tsit5", rtol: fl
         _positive("slide_tol", slide_tol)
     if dtmin is not None and not (np.isscalar(dtmin) and np.isfinite(dtmin) and dtmin >= 0):
         raise ValueError(f"dtmin must be a non-negative number, got {dtmin!r}.")
+    events = parse_events(events)
+    if on_event not in ON_EVENT:
+        raise ValueError(f"on_event must be one of {', '.join(ON_EVENT)}; got {on_event!r}.")
     loss_fn = get_loss(loss)
     pinning, slide = resolve_kinks(kinks, model, data, loss_fn, rtol, atol, pin_tol, slide_tol,
                                    adaptive=step_size is None)
@@ -321,7 +357,7 @@ def gradient_flow(model, data, loss, t1=None, *, solver: str = "tsit5", rtol: fl
     traj = solve_flow(model, data, loss_fn, ts, jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype),
                       jnp.asarray(step_size or 0.0, dtype), solver=solver, max_steps=int(max_steps),
                       project=project, adaptive=step_size is None, pinning=pinning, slide_tol=slide,
-                      dtmin=None if dtmin is None else jnp.asarray(dtmin, dtype))
+                      dtmin=None if dtmin is None else jnp.asarray(dtmin, dtype), events=events, on_event=on_event)
     traj = jax.block_until_ready(traj)
     wall = jnp.asarray(time.perf_counter() - start, dtype)
     return eqx.tree_at(lambda t: t.stats["wall_time"], traj, wall)

@@ -26,6 +26,7 @@ class Status(eqx.Enumeration):
     dt_min_reached = "the step size fell below dtmin"
     nonfinite = "the loss or the parameters became NaN or infinite"
     solver_failure = "the ODE solver failed (e.g. a nonlinear solve in an implicit method)"
+    event_occurred = "an event stopped the solve before t1 (gflow.events)"
 
 
 _STATUS_NAMES = tuple(Status._name_to_item)
@@ -33,7 +34,7 @@ _STATUS_NAMES = tuple(Status._name_to_item)
 STAT_KEYS = ("steps", "accepted", "rejected", "grad_evals", "wall_time")
 # the exact flow (gflow.flow) adds kink diagnostics (gflow.kinks, gflow.controller)
 FLOW_STAT_KEYS = STAT_KEYS + ("dtmin_steps", "pattern_changes", "max_flips", "sliding", "pins", "unpins", "pinned",
-                              "first_pin_time")
+                              "first_pin_time", "event", "event_time")  # plus t_<name> per requested event
 
 
 def status_name(status) -> str:

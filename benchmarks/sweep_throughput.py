@@ -148,8 +148,10 @@ def main(argv=None):
     note = ("Each method is warmed up (compiled) before it is timed, except the naive vmap, whose time includes "
             "its one compilation and which runs in a child process killed after the time box (then the rate is "
             "an upper bound). Ratios, not absolute times, are meaningful on a shared machine.")
+    run = f"`python benchmarks/sweep_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}` " \
+          f"(slots={args.slots}, inits per problem: {sizes})"
     path = write_report("sweep_throughput", "Sweep throughput: naive vmap vs loop vs continuous batching",
-                        [("Results", body), ("Method", note)])
+                        [("Run", run), ("Results", body), ("Method", note)])
     print(f"report: {path}")
 
 

@@ -293,3 +293,13 @@ def test_pinning_does_not_recompile_for_a_new_init():
     other = gf.relocate(gf.ShallowReLU(2, 2, key=jr.PRNGKey(5)), jnp.asarray([1.0, -1.0]))
     gf.gradient_flow(other, data, "mse", 7.0, **kw)
     assert gf.flow.solve_flow._cached._cache_size() == size
+
+
+def test_projection_with_pinning_keeps_delta_to_round_off():
+    """project=True with the default mode: a pinned neuron (w = 0) is left alone by the Prop. 4
+    projection (no 0/0), and every delta_k stays at its initial value to round-off."""
+    model, data = _collapse_problem()
+    traj = gf.gradient_flow(model, data, "mse", T1, rtol=1e-5, atol=1e-5, n_save=N_SAVE, max_steps=MAX_STEPS,
+                            project=True)
+    assert traj.status_name == "successful" and int(traj.stats["pinned"]) == 1
+    assert float(traj.drift[1]) < 1e-14

@@ -395,38 +395,43 @@ def sliding_field(static, data, loss_fn, slide_tol, rtol, atol):
 
     the one-sided field with its component along ``z_j`` removed. It joins the one-sided
     field continuously where sliding ends (``a -> 0`` or ``a -> g_jk |z_j|^2``) and, on
-    ``S``, satisfies the conservation identity, so ``delta_k`` is still conserved. A state
-    is treated as on ``S`` when ``|h| <= slide_tol (atol + rtol ||w_k||) |z_j|`` (the band
-    the solver's accepted states reach); per neuron the attractive kink with the smallest
-    ``|h| / |z_j|`` slides. Inside the band the field keeps ``h`` fixed, so an explicit
+    ``S``, satisfies the conservation identity, so ``delta_k`` is still conserved. Per
+    neuron, the nearest attractive kink (smallest ``|h| / |z_j|``) with
+    ``|h| <= slide_tol (atol + rtol ||w_k||) |z_j|`` (the band the solver's accepted states
+    reach) slides. Inside the band the field keeps ``h`` fixed, so an explicit
     solver follows the sliding mode with smooth steps instead of chattering across ``S``.
     Away from attractive kinks this is exactly ``-grad L`` (with ``relu'(0) = 0``).
     """
     x, y = data.x_train, data.y_train
+    ones = jnp.ones((x.shape[0], 1), x.dtype)
+    z_sq_x = jnp.sum(x**2, axis=1)
+    z_sq_b = z_sq_x + 1.0
 
     def field(t, params, args):
+        # layout (width, n): the long data axis last, as the fast matmuls want it
         W, b, V = params.W, params.b, params.V
         Wf = W if b is None else jnp.concatenate([W, b[:, None]], axis=1)
-        z = x if b is None else jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
-        H = z @ Wf.T  # (n, width) pre-activations
-        A = jax.nn.relu(H)
-        pred = A @ V.T
-        dpred = jax.grad(loss_fn)(pred, y).reshape(pred.shape)
-        G = dpred @ V  # (n, width): g_jk
-        act = (H > 0).astype(H.dtype)
-        FW = -(G * act).T @ z
-        FV = -dpred.T @ A
-        z_sq = jnp.sum(z**2, axis=1)
+        z = x if b is None else jnp.concatenate([x, ones], axis=1)
+        z_sq = z_sq_x if b is None else z_sq_b
         z_norm = jnp.sqrt(z_sq)
-        band = slide_tol * (atol + rtol * jnp.linalg.norm(Wf, axis=1))[None, :] * z_norm[:, None]
-        a = z @ FW.T + act * G * z_sq[:, None]
-        attractive = (jnp.abs(H) <= band) & (a > 0) & (a < G * z_sq[:, None])
-        score = jnp.where(attractive, jnp.abs(H) / jnp.where(z_norm > 0, z_norm, 1.0)[:, None], jnp.inf)
-        j = jnp.argmin(score, axis=0)
-        k = jnp.arange(W.shape[0])
-        slides = jnp.isfinite(score[j, k])
-        coef = act[j, k] * G[j, k] - a[j, k] / jnp.where(z_sq[j] > 0, z_sq[j], 1.0)
-        FW = FW + jnp.where(slides, coef, 0.0)[:, None] * z[j]
+        inv_sq = jnp.where(z_sq > 0, 1.0 / jnp.where(z_sq > 0, z_sq, 1.0), 0.0)
+        H = Wf @ z.T  # (width, n) pre-activations
+        A = jax.nn.relu(H)
+        pred = (V @ A).T
+        r = jax.grad(loss_fn)(pred, y).reshape(pred.shape).T  # (out, n)
+        G = V.T @ r  # (width, n): g_kj
+        act = H > 0
+        FW = -jnp.where(act, G, 0.0) @ z
+        FV = -r @ A.T
+        near = jnp.abs(H) <= (slide_tol * (atol + rtol * jnp.sqrt(jnp.sum(Wf**2, axis=1))))[:, None] * z_norm
+        g_in = jnp.where(act, G, 0.0)
+        a = FW @ z.T + g_in * z_sq  # z_j . F_in (point j inactive)
+        attractive = near & (a > 0) & (a < G * z_sq)
+        # remove F_in's component along z_j: coef_j = g_in - a / |z_j|^2; several attractive kinks
+        # of one neuron within the band (nearly parallel z_j) share the correction equally
+        coef = jnp.where(attractive, g_in - a * inv_sq, 0.0)
+        count = jnp.maximum(jnp.sum(attractive, axis=1), 1)
+        FW = FW + (coef @ z) / count[:, None]
         if b is None:
             return eqx.tree_at(lambda p: (p.W, p.V), params, (FW, FV))
         return eqx.tree_at(lambda p: (p.W, p.b, p.V), params, (FW[:, :-1], FW[:, -1], FV))

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._wrapped import ForwardingSolver
 from .controller import FloorPIDController, controller_stats, default_max_steps
 from .events import ON_EVENT, make_context, parse_events, solve_with_events
 from .invariants import conserved
@@ -71,44 +72,12 @@ def evals_per_step(solver: diffrax.AbstractSolver, projected: bool) -> tuple[int
     return stages, 0
 
 
-class _Projected(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedSolver):
+class _Projected(ForwardingSolver):
     """Wraps a solver: after every step, project ``y1`` exactly onto ``Q(delta)`` (Prop. 4)."""
 
     solver: diffrax.AbstractSolver
     delta: jax.Array
     static: object = eqx.field(static=True)
-
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    @property
-    def interpolation_cls(self):  # pyright: ignore
-        return self.solver.interpolation_cls
-
-    @property
-    def term_compatible_contr_kwargs(self):
-        return self.solver.term_compatible_contr_kwargs
-
-    @property
-    def scan_kind(self):
-        return getattr(self.solver, "scan_kind", None)
-
-    @property
-    def root_finder(self):  # implicit solvers: Diffrax sets the tolerances through this path
-        return self.solver.root_finder
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def strong_order(self, terms):
-        return self.solver.strong_order(terms)
-
-    def error_order(self, terms):
-        return self.solver.error_order(terms)
-
-    def init(self, terms, t0, t1, y0, args):
-        return self.solver.init(terms, t0, t1, y0, args)
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         y1, y_error, dense_info, state, result = self.solver.step(terms, t0, t1, y0, args, solver_state, made_jump)
@@ -116,9 +85,6 @@ class _Projected(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedSolver):
         if state is not None:  # first-same-as-last: the stored stage is stale after projecting
             state = (jnp.array(True), state[1])
         return y1, y_error, dense_info, state, result
-
-    def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
 
 
 def project_params(params, static, delta):

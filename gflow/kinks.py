@@ -66,6 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from ._wrapped import ForwardingSolver
 from .models import MLP, DAGNet, ShallowReLU
 
 __all__ = ["EscapeOracle", "escape_oracle", "Pinning", "make_pinning", "PinnedSolver", "sliding_field",
@@ -246,7 +247,7 @@ def make_pinning(model, data, loss_fn, rtol, atol, pin_tol=None, esc_tol=None) -
                    loss_fn=loss_fn)
 
 
-class PinnedSolver(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedSolver):
+class PinnedSolver(ForwardingSolver):
     """Wraps a solver: after every step, apply :meth:`Pinning.apply` to ``y1``.
 
     The solver state is ``(inner state, (pins, unpins, first pin time))``; Diffrax keeps it
@@ -256,35 +257,6 @@ class PinnedSolver(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedSolver
     solver: diffrax.AbstractSolver
     pinning: Pinning
     static: object = eqx.field(static=True)
-
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    @property
-    def interpolation_cls(self):  # pyright: ignore
-        return self.solver.interpolation_cls
-
-    @property
-    def term_compatible_contr_kwargs(self):
-        return self.solver.term_compatible_contr_kwargs
-
-    @property
-    def scan_kind(self):
-        return getattr(self.solver, "scan_kind", None)
-
-    @property
-    def root_finder(self):  # implicit solvers: Diffrax sets the tolerances through this path
-        return self.solver.root_finder
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def strong_order(self, terms):
-        return self.solver.strong_order(terms)
-
-    def error_order(self, terms):
-        return self.solver.error_order(terms)
 
     def init(self, terms, t0, t1, y0, args):
         dtype = jnp.result_type(t0)
@@ -303,9 +275,6 @@ class PinnedSolver(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedSolver
         unpins = unpins + jnp.sum(unpinned_now, dtype=jnp.int32)
         first_pin = jnp.where(jnp.any(pinned_now) & ~jnp.isfinite(first_pin), t1, first_pin)
         return y1, y_error, dense_info, (inner_state, (pins, unpins, first_pin)), result
-
-    def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
 
 
 def pin_stats(solver_state, final_params, delta) -> dict:
@@ -374,7 +343,6 @@ def activation_stats(models, x: Float[Array, "n d"]) -> dict:
     (_, flips), _ = jax.lax.scan(body, (p0, jnp.zeros(p0.shape, jnp.int32)), rest)
     max_flips = jnp.max(flips)
     return dict(pattern_changes=jnp.sum(flips), max_flips=max_flips, sliding=max_flips >= SLIDING_FLIPS)
-
 
 
 # ---------------------------------------------------------------- sliding modes

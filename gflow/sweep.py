@@ -12,7 +12,6 @@ import dataclasses
 import math
 import time
 import tomllib
-from collections.abc import Sequence
 
 import equinox as eqx
 import jax

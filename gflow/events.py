@@ -26,6 +26,8 @@ Results: ``stats["event"]`` (index of the first event, ``-1`` if none), ``stats[
 
 from __future__ import annotations
 
+import abc
+
 import diffrax
 import equinox as eqx
 import jax
@@ -45,8 +47,9 @@ ON_EVENT = ("stop", "record")
 class _Event(eqx.Module):
     name = "event"
 
+    @abc.abstractmethod
     def value(self, params, ctx):
-        raise NotImplementedError
+        """``h(theta)``: positive before the event, ``<= 0`` when it has occurred."""
 
 
 class LossBelow(_Event):

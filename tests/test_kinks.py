@@ -145,10 +145,10 @@ def _attractive_kink(seed):
 
 
 @eqx.filter_jit
-def _both_fields(model, data):
+def _both_fields(model, data, tol=1e-8):
     params, static = eqx.partition(model, eqx.is_inexact_array)
     plain = flow_field(static, data, gf.mse)(0.0, params, None)
-    return plain, sliding_field(static, data, gf.mse, 10.0, 1e-8, 1e-8)(0.0, params, None)
+    return plain, sliding_field(static, data, gf.mse, 10.0, tol, tol)(0.0, params, None)
 
 
 def test_sliding_field_keeps_the_kink_and_the_conservation_law():
@@ -180,9 +180,7 @@ def test_sliding_field_is_the_gradient_away_from_kinks(getkey):
     model = gf.ShallowReLU(3, 5, bias=True, key=getkey())
     x = jr.normal(getkey(), (50, 3))
     data = gf.Dataset(x, jnp.sin(x[:, 0]))
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    a = flow_field(static, data, gf.mse)(0.0, params, None)
-    b = sliding_field(static, data, gf.mse, 10.0, 1e-10, 1e-10)(0.0, params, None)
+    a, b = _both_fields(model, data, 1e-10)
     for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-14)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 
 
@@ -156,8 +157,9 @@ def run_one(args) -> int:
     if args.out:
         traj.save(args.out)
         summary["out"] = args.out
-    if args.json:
-        print(json.dumps(summary, indent=2))
+    if args.json:  # strict JSON: a time that never happened (inf) or a NaN loss is null
+        print(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                          for k, v in summary.items()}, indent=2))
     else:
         for k, v in summary.items():
             print(f"{k:>16}: {v:.6g}" if isinstance(v, float) else f"{k:>16}: {v}")

@@ -172,12 +172,7 @@ def finalize(stepper: FlowStepper, slots: Slot, params0):
 
     def one(s: Slot, p0):
         model, model0 = eqx.combine(s.y, stepper.static), eqx.combine(p0, stepper.static)
-        d = stepper.data
-        row = dict(initial_loss=metrics.loss_of(model0, d.x_train, d.y_train, stepper.loss_fn),
-                   final_loss=metrics.loss_of(model, d.x_train, d.y_train, stepper.loss_fn))
-        if d.has_test:
-            row["initial_test_loss"] = metrics.loss_of(model0, d.x_test, d.y_test, stepper.loss_fn)
-            row["final_test_loss"] = metrics.loss_of(model, d.x_test, d.y_test, stepper.loss_fn)
+        row = metrics.loss_columns(model0, model, stepper.data, stepper.loss_fn)
         row.update(metrics.summarize(s.acc))
         status = flow_status(s.result)
         status = Status.where((status == Status.successful) & ~jnp.isfinite(row["final_loss"]), Status.nonfinite,

@@ -18,7 +18,7 @@ from .invariants import conserved
 from .invariants import project as project_model
 from .invariants import rescale
 from .kinks import PinnedSolver, activation_stats, make_pinning, pin_stats, sliding_field
-from .losses import get_loss
+from .losses import full_batch_loss, get_loss
 from .models import ShallowReLU
 from .trajectory import Status, Trajectory, evaluate
 
@@ -38,11 +38,6 @@ SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
 _FIXED_STEP_ONLY = {"euler"}
 _IMPLICIT = {"kvaerno5"}
 _DEFAULT_EULER_STEPS = 1000
-
-
-def full_batch_loss(model, x, y, loss_fn):
-    """``L(theta) = loss(f_theta(x_i) for all i, y)`` over the whole data set."""
-    return loss_fn(jax.vmap(model)(x), y)
 
 
 def flow_field(static, data, loss_fn):

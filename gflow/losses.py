@@ -19,7 +19,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["mse", "bce", "cross_entropy", "get_loss", "LOSSES"]
+__all__ = ["mse", "bce", "cross_entropy", "get_loss", "full_batch_loss", "LOSSES"]
 
 
 def _match(pred, y):
@@ -44,6 +44,11 @@ def cross_entropy(logits, y):
         return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.sum(y * logits, axis=-1))
     picked = jnp.take_along_axis(logits, y.astype(jnp.int32)[:, None], axis=-1)[:, 0]
     return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - picked)
+
+
+def full_batch_loss(model, x, y, loss_fn):
+    """``L(theta) = loss(f_theta(x_i) for all i, y)`` over the whole data set."""
+    return loss_fn(jax.vmap(model)(x), y)
 
 
 LOSSES: dict[str, Callable] = {"mse": mse, "bce": bce, "cross_entropy": cross_entropy}

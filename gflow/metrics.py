@@ -11,10 +11,10 @@ times differ from the previous one.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .losses import full_batch_loss
 from .invariants import conserved, unit_norms
 from .models import ShallowReLU
 
@@ -57,5 +57,11 @@ def summarize(acc: dict) -> dict:
                 label_changes=acc["label_changes"])
 
 
-def loss_of(model, x, y, loss_fn):
-    return loss_fn(jax.vmap(model)(x), y)
+def loss_columns(model0, model1, data, loss_fn) -> dict:
+    """Initial and final full-batch train (and, if present, test) losses of a row."""
+    cols = dict(initial_loss=full_batch_loss(model0, data.x_train, data.y_train, loss_fn),
+                final_loss=full_batch_loss(model1, data.x_train, data.y_train, loss_fn))
+    if data.has_test:
+        cols["initial_test_loss"] = full_batch_loss(model0, data.x_test, data.y_test, loss_fn)
+        cols["final_test_loss"] = full_batch_loss(model1, data.x_test, data.y_test, loss_fn)
+    return cols

@@ -401,11 +401,7 @@ def _run_discrete(cfg: SweepConfig, data, teacher, queue: list[int], emit, count
             acc = jax.lax.fori_loop(1, len(saved), lambda i, a: metrics.observe(
                 a, jax.tree_util.tree_map(lambda x: x[i], models)), acc)
             final = jax.tree_util.tree_map(lambda x: x[-1], models)
-            row = dict(initial_loss=metrics.loss_of(model0, data.x_train, data.y_train, loss_fn),
-                       final_loss=metrics.loss_of(final, data.x_train, data.y_train, loss_fn))
-            if data.has_test:
-                row["initial_test_loss"] = metrics.loss_of(model0, data.x_test, data.y_test, loss_fn)
-                row["final_test_loss"] = metrics.loss_of(final, data.x_test, data.y_test, loss_fn)
+            row = metrics.loss_columns(model0, final, data, loss_fn)
             row.update(metrics.summarize(acc))
             ok = jnp.isfinite(row["final_loss"])
             row.update(label_start=acc["label0"], label_end=acc["label"], pathological=acc["pathological"],

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .losses import full_batch_loss
 from .invariants import conserved, drift, unit_norms
 from .models import model_from_spec, model_spec
 
@@ -155,7 +156,7 @@ def evaluate(ts, models, data, loss_fn, stats, status) -> Trajectory:
     """Losses and conserved quantities at every saved model (``models`` has a time axis)."""
 
     def full_loss(m, x, y):
-        return loss_fn(jax.vmap(m)(x), y)
+        return full_batch_loss(m, x, y, loss_fn)
 
     loss = jax.vmap(full_loss, in_axes=(0, None, None))(models, data.x_train, data.y_train)
     test = None

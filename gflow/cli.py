@@ -1,4 +1,4 @@
-"""Command line: ``gflow demo | run | topology | ...``.
+"""Command line: ``gflow demo | run | sweep | topology | figure``.
 
 Bad input (unknown names, non-positive sizes, missing files) prints one sentence naming
 the option and what is allowed, exits with code 2, and leaves nothing half-written.
@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from . import cli_run, cli_sweep, cli_topology
+from . import cli_figure, cli_run, cli_sweep, cli_topology
 from ._cache import enable_compilation_cache
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_run.add_parsers(sub)
     cli_sweep.add_parsers(sub)
     cli_topology.add_parser(sub)
+    cli_figure.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,11 @@
+"""Figure 'dag' (gflow figure dag): run or reuse its experiment, draw PNG + PDF.
+
+Usage: python scripts/fig_dag.py [--quick] [--out DIR]   (default DIR: results/dag)
+"""
+
+import sys
+
+from gflow.cli_figure import script_main
+
+if __name__ == "__main__":
+    sys.exit(script_main("dag"))

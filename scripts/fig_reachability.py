@@ -1,0 +1,11 @@
+"""Figure 'reachability' (gflow figure reachability): run or reuse its experiment, draw PNG + PDF.
+
+Usage: python scripts/fig_reachability.py [--quick] [--out DIR]   (default DIR: results/reachability)
+"""
+
+import sys
+
+from gflow.cli_figure import script_main
+
+if __name__ == "__main__":
+    sys.exit(script_main("reachability"))

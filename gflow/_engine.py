@@ -21,8 +21,10 @@ import jax.tree_util as jtu
 from diffrax._term import WrapTerm
 
 from . import metrics
+from .controller import controller_stats
 from .flow import build_controller, build_solver, flow_field, flow_status, project_params
 from .invariants import conserved
+from .kinks import pin_stats, sliding_field
 from .trajectory import Status
 
 _R = diffrax.RESULTS
@@ -59,13 +61,30 @@ class FlowStepper(eqx.Module):
     atol: jax.Array
     max_steps: int = eqx.field(static=True)
     project: bool = eqx.field(static=True)
+    pinning: object = None  # gflow.kinks.Pinning (its delta is replaced per slot) or None
+    slide_tol: object = None  # band factor of gflow.kinks.sliding_field, or None: plain field
+
+    def _pinning(self, delta):
+        return None if self.pinning is None else eqx.tree_at(lambda p: p.delta, self.pinning, delta)
 
     def _parts(self, delta):
         # diffeqsolve wraps its terms (direction +1); wrapping here too makes every step,
         # including the initial step-size choice, the same as a single gradient_flow solve.
-        term = WrapTerm(diffrax.ODETerm(flow_field(self.static, self.data, self.loss_fn)), jnp.asarray(1))
-        solver = build_solver(self.solver_name, self.project, delta, self.static)
+        if self.slide_tol is None:
+            field = flow_field(self.static, self.data, self.loss_fn)
+        else:
+            field = sliding_field(self.static, self.data, self.loss_fn, self.slide_tol, self.rtol, self.atol)
+        term = WrapTerm(diffrax.ODETerm(field), jnp.asarray(1))
+        solver = build_solver(self.solver_name, self.project, delta, self.static, pinning=self._pinning(delta))
         return term, solver, build_controller(self.rtol, self.atol, True)
+
+    def saved(self, y, delta):
+        """A state as ``gradient_flow`` saves it: projected (if ``project``) and pinned."""
+        if self.project:
+            y = project_params(y, self.static, delta)
+        if self.pinning is not None:
+            y = self._pinning(delta).apply(y, allow_unpin=False)[0]
+        return y
 
     def init(self, params, index) -> Slot:
         """A slot at t = ts[0] for ``params`` (unbatched; vmap it)."""
@@ -108,10 +127,7 @@ class FlowStepper(eqx.Module):
 
         def save_body(c):
             i, acc = c
-            y_t = interp.evaluate(self.ts[i])
-            if self.project:
-                y_t = project_params(y_t, self.static, s.acc["c0"])
-            model = eqx.combine(y_t, self.static)
+            model = eqx.combine(self.saved(interp.evaluate(self.ts[i]), s.acc["c0"]), self.static)
             return i + 1, metrics.observe(acc, model)
 
         save_index, acc = jax.lax.while_loop(save_cond, save_body, (s.save_index, s.acc))
@@ -139,14 +155,17 @@ def _int(value):
 
 
 @eqx.filter_jit
-def advance(stepper: FlowStepper, slots: Slot, n_steps):
-    """Advance every live slot by up to ``n_steps`` steps. Returns (slots, executed, useful)
-    slot-step counts: ``executed`` counts every slot in every iteration, ``useful`` only live ones."""
+def advance(stepper: FlowStepper, slots: Slot, n_steps, stop_finished, stop_live):
+    """Advance every live slot by up to ``n_steps`` steps, returning early once at least
+    ``stop_finished`` slots hold a finished trajectory not yet written out (``index >= 0``)
+    or at most ``stop_live`` slots are live. Returns (slots, executed, useful) slot-step
+    counts: ``executed`` counts every slot in every iteration, ``useful`` only live ones."""
     width = slots.index.shape[0]
 
     def cond(c):
         i, s, _ = c
-        return (i < n_steps) & ~jnp.all(s.done)
+        finished = jnp.sum(s.done & (s.index >= 0))
+        return (i < n_steps) & ~jnp.all(s.done) & (finished < stop_finished) & (jnp.sum(~s.done) > stop_live)
 
     def body(c):
         i, s, useful = c
@@ -160,26 +179,39 @@ def advance(stepper: FlowStepper, slots: Slot, n_steps):
 
 
 @eqx.filter_jit
-def refill(stepper: FlowStepper, slots: Slot, params, index, mask):
-    """Replace the slots where ``mask`` holds by fresh ones for ``params``/``index``."""
-    fresh = jax.vmap(stepper.init)(params, jnp.where(mask, index, -1))
-    return jtu.tree_map(lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, slots)
+def start(stepper: FlowStepper, params, index):
+    """Fresh slots for batched ``params``/``index`` (``index < 0``: an empty slot)."""
+    return jax.vmap(stepper.init)(params, index)
 
 
 @eqx.filter_jit
-def finalize(stepper: FlowStepper, slots: Slot, params0):
-    """Row values of every slot (read only for finished ones): losses, drift, labels, stats."""
+def refill(stepper: FlowStepper, slots: Slot, params0, positions, params, index):
+    """Put fresh slots for ``params``/``index`` at slot ``positions`` (a short batch; repeated
+    positions must carry the same values), and their initial params into ``params0``."""
+    fresh = jax.vmap(stepper.init)(params, index)
+    put = lambda a, b: a.at[positions].set(b)  # noqa: E731
+    return jtu.tree_map(put, slots, fresh), jtu.tree_map(put, params0, params)
+
+
+@eqx.filter_jit
+def finalize(stepper: FlowStepper, slots: Slot, params0, positions):
+    """Row values of the slots at ``positions`` (a short batch): losses, drift, labels, stats."""
+    slots, params0 = jtu.tree_map(lambda x: x[positions], (slots, params0))
 
     def one(s: Slot, p0):
-        model, model0 = eqx.combine(s.y, stepper.static), eqx.combine(p0, stepper.static)
+        final = stepper.saved(s.y, s.acc["c0"])
+        model, model0 = eqx.combine(final, stepper.static), eqx.combine(p0, stepper.static)
         row = metrics.loss_columns(model0, model, stepper.data, stepper.loss_fn)
         row.update(metrics.summarize(s.acc))
         status = flow_status(s.result)
         status = Status.where((status == Status.successful) & ~jnp.isfinite(row["final_loss"]), Status.nonfinite,
                               status)
+        row.update(controller_stats(s.controller_state))
+        if stepper.pinning is not None:
+            row.update(pin_stats(s.solver_state, final, s.acc["c0"]))
         row.update(steps=s.steps, accepted=s.accepted, rejected=s.rejected, t_reached=s.tprev,
                    status=status._value, label_start=s.acc["label0"], label_end=s.acc["label"],
-                   pathological=s.acc["pathological"], initial_params=p0, final_params=s.y)
+                   pathological=s.acc["pathological"], initial_params=p0, final_params=final)
         return row
 
     return jax.vmap(one)(slots, params0)

@@ -18,6 +18,7 @@ solver = "tsit5"           # heun | tsit5 | dopri5 | dopri8 | kvaerno5 (adaptive
 rtol = 1e-6
 atol = 1e-6
 max_steps = 100000
+kinks = "auto"             # auto (shallow: pin collapsed neurons + slide on kinks) | none | pin | slide | pin+slide
 t1 = 20.0                  # final time (discrete optimizers: steps = t1 / lr unless steps is set)
 lr = 0.01
 n_inits = 256              # initialization i is drawn from fold_in(PRNGKey(seed), i)

@@ -22,7 +22,7 @@ import numpy as np
 from . import store
 from .data import DATASETS
 from .discrete import OPTIMIZERS
-from .flow import SOLVERS
+from .flow import KINKS, SOLVERS
 from .metrics import label_string
 from .trajectory import status_name
 
@@ -38,7 +38,9 @@ class SweepConfig:
     - data: ``toy`` | ``breast_cancer`` | ``teacher_student``; ``n_data`` (toy/teacher size),
       ``teacher_width``/``teacher_seed``/``noise`` (teacher-student, shallow teacher)
     - loss: ``mse`` | ``bce`` | ``cross_entropy`` (default: bce for breast_cancer, else mse)
-    - method: ``flow`` (``solver``, ``rtol``, ``atol``, ``max_steps``, ``project``) or an optimizer
+    - method: ``flow`` (``solver``, ``rtol``, ``atol``, ``max_steps``, ``project``, ``kinks`` as in
+      :func:`gflow.flow.gradient_flow`: ``auto`` pins collapsed neurons and slides on
+      attractive kinks for shallow nets) or an optimizer
       ``gd`` | ``sgd`` | ``momentum`` | ``adam`` (``lr``, ``steps`` = t1/lr if 0, ``batch_size``)
     - t1, n_inits, init (``kaiming`` | ``xavier``), ``delta`` (relocate every unit to it; a number,
       a list, or none), ``signs`` (``random`` | a list of +-1 | none), seed, precision (64 | 32)
@@ -63,6 +65,7 @@ class SweepConfig:
     atol: float = 1e-6
     max_steps: int = 100_000
     project: bool = False
+    kinks: str = "auto"
     lr: float = 1e-2
     steps: int = 0
     batch_size: int = 0
@@ -83,7 +86,7 @@ class SweepConfig:
             raise ValueError(f"config field {field!r} must be {allowed}; got {getattr(self, field)!r}.")
 
         for field, allowed in (("model", MODELS), ("data", (*DATASETS, "teacher_student")), ("method", METHODS),
-                               ("solver", tuple(SOLVERS)), ("init", ("kaiming", "xavier"))):
+                               ("solver", tuple(SOLVERS)), ("init", ("kaiming", "xavier")), ("kinks", KINKS)):
             if getattr(self, field) not in allowed:
                 bad(field, "one of " + ", ".join(allowed))
         if self.loss not in ("", "mse", "bce", "cross_entropy"):
@@ -191,8 +194,9 @@ def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
     row["label_start"] = label_string(np.asarray(values["label_start"][j]), path)
     row["label_end"] = label_string(np.asarray(values["label_end"][j]), path)
     for key in ("n_pathological", "effective_label_start", "effective_label_end", "label_changes", "steps",
-                "accepted", "rejected", "grad_evals"):
-        row[key] = int(values[key][j])
+                "accepted", "rejected", "grad_evals", "dtmin_steps", "pins", "unpins", "pinned"):
+        if key in values:
+            row[key] = int(values[key][j])
     row["status"] = status_name(values["status"][j])
     if teacher is not None and cfg.model == "shallow" and not cfg.bias:
         row.update(_teacher_flags(values, j, teacher, static))
@@ -307,32 +311,37 @@ def _rows_from(values: dict, which: np.ndarray, cfg, teacher, static, extra: dic
 
 
 def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters: dict) -> None:
-    from ._engine import FlowStepper, advance, finalize, refill
-    from .flow import evals_per_step, save_times
+    from ._engine import FlowStepper, advance, finalize, refill, start
+    from .flow import evals_per_step, resolve_kinks, save_times
     from .losses import get_loss
 
     params_of, static = _params_fn(cfg, data)
     dtype = jnp.result_type(float)
-    stepper = FlowStepper(static=static, data=data, loss_fn=get_loss(cfg.loss_name), solver_name=cfg.solver,
+    loss_fn = get_loss(cfg.loss_name)
+    pinning, slide = resolve_kinks(cfg.kinks, make_init(cfg, data, 0), data, loss_fn, cfg.rtol, cfg.atol)
+    stepper = FlowStepper(static=static, data=data, loss_fn=loss_fn, solver_name=cfg.solver,
                           ts=save_times(cfg.t1, cfg.n_save, None), rtol=jnp.asarray(cfg.rtol, dtype),
-                          atol=jnp.asarray(cfg.atol, dtype), max_steps=cfg.max_steps, project=cfg.project)
+                          atol=jnp.asarray(cfg.atol, dtype), max_steps=cfg.max_steps, project=cfg.project,
+                          pinning=pinning, slide_tol=slide)
     per_step, once = evals_per_step(SOLVERS[cfg.solver](), cfg.project)
     n_dev = jax.device_count()
-    width = max(n_dev, min(cfg.slots, -(-len(queue) // n_dev) * n_dev))
-    width = -(-width // n_dev) * n_dev
+    width = _round_up(min(cfg.slots, len(queue)), n_dev)
     queue = list(queue)
 
     idx = take_masked(queue, np.ones(width, bool))
     p0 = params_of(jnp.asarray(np.maximum(idx, 0)))
-    slots = refill(stepper, jax.vmap(stepper.init)(p0, jnp.asarray(idx)), p0, jnp.asarray(idx), jnp.asarray(idx >= 0))
-    slots, p0 = _mesh_put((slots, p0), n_dev)
+    slots, p0 = _mesh_put((start(stepper, p0, jnp.asarray(idx)), p0), n_dev)
     wall = np.zeros(width)
     n_steps = jnp.asarray(cfg.steps_per_call)
     while True:
+        # While initializations wait, return after a few finish (1/16 of the slots) so that
+        # finished slots idle briefly; once the queue is empty, return when half are idle.
+        stop_finished, stop_live = (max(1, width // 16), 0) if queue else (width + 1, width // 2)
         steps_before = np.asarray(slots.steps)
         t = time.perf_counter()
-        slots, executed, useful = advance(stepper, slots, n_steps)
-        done, index = np.asarray(slots.done), np.asarray(slots.index)
+        slots, executed, useful = advance(stepper, slots, n_steps, jnp.asarray(stop_finished),
+                                          jnp.asarray(stop_live))
+        done, index = np.asarray(slots.done), np.array(slots.index)
         dt = time.perf_counter() - t
         progress = np.asarray(slots.steps) - steps_before
         wall += dt * progress / max(1, progress.sum())
@@ -340,34 +349,52 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
         counters["useful"] += int(useful)
         finished = np.nonzero(done & (index >= 0))[0]
         if len(finished):
-            values = finalize(stepper, slots, p0)
-            values = dict(values, grad_evals=np.asarray(values["steps"]) * per_step + once, index=index)
-            emit(_rows_from(values, finished, cfg, teacher, static, dict(wall=wall)))
+            pos = _pad_pow2(finished)
+            values = jax.tree_util.tree_map(np.asarray, finalize(stepper, slots, p0, jnp.asarray(pos)))
+            values.update(grad_evals=_grad_evals(values, per_step, once, cfg.project), index=index[pos])
+            emit(_rows_from(values, np.arange(len(finished)), cfg, teacher, static, dict(wall=wall[pos])))
             wall[finished] = 0.0
-        live = ~done
-        if queue:
-            mask = done
-            new_idx = np.where(mask, take_masked(queue, mask), -1)
-            p_new = params_of(jnp.asarray(np.maximum(new_idx, 0)))
-            p0 = jax.tree_util.tree_map(lambda a, b: jnp.where(jnp.asarray(new_idx >= 0).reshape(
-                (-1,) + (1,) * (a.ndim - 1)), a, b), p_new, p0)
-            slots = refill(stepper, slots, p_new, jnp.asarray(new_idx), jnp.asarray(new_idx >= 0))
-            slots = eqx.tree_at(lambda s: s.index, slots, jnp.where(jnp.asarray(mask & (new_idx < 0)), -1,
-                                                                     slots.index))
-            continue
+            index[finished] = -1
+        if queue and len(finished):
+            new_idx = take_masked(queue, np.ones(len(finished), bool))
+            filled = finished[new_idx >= 0]
+            index[filled] = new_idx[new_idx >= 0]
+            if len(filled):
+                pos = _pad_pow2(filled)
+                new = index[pos]
+                slots, p0 = refill(stepper, slots, p0, jnp.asarray(pos), params_of(jnp.asarray(new)),
+                                   jnp.asarray(new))
+        live = ~done | (index >= 0)
         n_live = int(live.sum())
         if n_live == 0:
             return
-        # Compact only when at most 1/8 of the slots are live: each new width costs one
-        # compilation, so a tail shrinks to its own size in one or two moves.
-        target = max(n_dev, 1 << (n_live - 1).bit_length())
-        target = -(-target // n_dev) * n_dev
-        if target * 8 <= width:
+        target = _round_up(max(1, 1 << (n_live - 1).bit_length()), n_dev)
+        if not queue and target < width:
             keep = np.concatenate([np.nonzero(live)[0], np.nonzero(~live)[0]])[:target]
             slots, p0 = jax.tree_util.tree_map(lambda x: x[keep] if getattr(x, "ndim", 0) else x, (slots, p0))
             slots, p0 = _mesh_put((slots, p0), n_dev)
-            wall, width = wall[keep], target
-        slots = eqx.tree_at(lambda s: s.index, slots, jnp.where(slots.done, -1, slots.index))
+            wall, index, width = wall[keep], index[keep], target
+        slots = eqx.tree_at(lambda s: s.index, slots, jnp.asarray(index))
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _pad_pow2(positions: np.ndarray) -> np.ndarray:
+    """``positions`` padded (repeating its first entry) to a power-of-two length, so the
+    finalize/refill calls compile for a handful of batch sizes only."""
+    n = 1 << (len(positions) - 1).bit_length()
+    return np.concatenate([positions, np.full(n - len(positions), positions[0])])
+
+
+def _grad_evals(values: dict, per_step: int, once: int, project: bool) -> np.ndarray:
+    """Gradient evaluations as :func:`gflow.flow.solve_flow` counts them (a pin or unpin makes
+    the first-same-as-last stage stale unless projecting: one more evaluation)."""
+    evals = np.asarray(values["steps"]) * per_step + once
+    if "pins" in values and not project:
+        evals = evals + (np.asarray(values["pins"]) + np.asarray(values["unpins"])) * min(once, 1)
+    return evals
 
 
 def take_masked(queue: list[int], mask: np.ndarray) -> np.ndarray:

@@ -27,38 +27,60 @@ def _rows(out_dir):
     return table.to_pylist()
 
 
-def test_rows_match_single_solves(tmp_path):
-    """Each row equals a single ``gradient_flow`` of the same init: same step counts (the slot
-    runs Diffrax's own step logic) and losses/drift to round-off. Losses agree to 1e-10; the
-    only differences are summation-order effects of the vmapped gradient (measured ~1e-13)."""
-    cfg = SweepConfig(**SMALL)
+@pytest.mark.parametrize("kinks, delta", [("none", 0.5), ("auto", -0.5)])
+def test_rows_match_single_solves(tmp_path, kinks, delta):
+    """Each row equals a single ``gradient_flow`` of the same init and kink mode: same step
+    counts (the slot runs Diffrax's own step logic, the sliding field and the pinning) and
+    losses/drift to round-off. Losses agree to 1e-10; the only differences are
+    summation-order effects of the vmapped gradient (measured ~1e-13). With kinks="auto" on
+    obstructed inits (delta < 0) the flow slides along kinks, whose band tests amplify those
+    effects: Diffrax's own ``vmap(solve_flow)`` differs from the unbatched solve by ~1e-9
+    relative in loss on these inits (measured), so there the bound is 1e-8 relative, with
+    identical step counts."""
+    cfg = SweepConfig(**dict(SMALL, kinks=kinks, delta=delta))
     run_sweep(cfg, str(tmp_path), progress=False)
     rows = _rows(tmp_path)
     assert [r["index"] for r in rows] == list(range(cfg.n_inits))
     data, _ = dataset(cfg)
     for r in rows[:3]:
-        # The engine integrates the plain field -grad L (kinks="none") with Diffrax's PID controller.
         traj = gf.gradient_flow(make_init(cfg, data, r["index"]), data, "mse", cfg.t1, rtol=cfg.rtol, atol=cfg.atol,
-                                n_save=cfg.n_save, kinks="none")
+                                n_save=cfg.n_save, kinks=kinks)
         s = traj.summary()
         assert r["status"] == s["status"] == "successful"
         assert (r["steps"], r["accepted"], r["rejected"], r["grad_evals"]) == (
             s["steps"], s["accepted"], s["rejected"], s["grad_evals"])
-        assert abs(r["final_loss"] - s["final_loss"]) < 1e-10
-        assert abs(r["final_test_loss"] - s["final_test_loss"]) < 1e-10
+        for key in ("final_loss", "final_test_loss"):
+            assert abs(r[key] - s[key]) < (1e-10 if kinks == "none" else 1e-8 * s[key])
         assert abs(r["drift"] - s["drift"]) < 1e-10
         assert r["label_changes"] == 0 and r["label_start"] == r["label_end"]
-        assert r["n_pathological"] == 0  # every neuron relocated to delta > 0
+        if kinks == "auto":
+            assert (r["pins"], r["pinned"]) == (int(traj.stats["pins"]), int(traj.stats["pinned"]))
+        else:
+            assert r["n_pathological"] == 0  # every neuron relocated to delta > 0
 
 
 def test_failures_become_statuses(tmp_path):
-    """max_steps too small: rows are marked, the sweep finishes, nothing raises."""
-    cfg = SweepConfig(**dict(SMALL, max_steps=5, n_inits=4))
-    summary = run_sweep(cfg, str(tmp_path), progress=False)
-    rows = _rows(tmp_path)
-    assert summary["complete"] and len(rows) == 4
-    assert {r["status"] for r in rows} == {"max_steps_reached"}
-    assert all(r["steps"] == 5 and r["t_reached"] < cfg.t1 for r in rows)
+    """max_steps below some trajectories' needs: those rows are marked ``max_steps_reached``
+    at t < t1, the sweep finishes, and every other row equals the row of a sweep without
+    the limit (except timing)."""
+    free = SweepConfig(**SMALL)
+    run_sweep(free, str(tmp_path / "free"), progress=False)
+    reference = _rows(tmp_path / "free")
+    limit = int(np.median([r["steps"] for r in reference]))
+    cfg = SweepConfig(**dict(SMALL, max_steps=limit))
+    summary = run_sweep(cfg, str(tmp_path / "limited"), progress=False)
+    rows = _rows(tmp_path / "limited")
+    assert summary["complete"] and len(rows) == cfg.n_inits
+    failed = [r for r in rows if r["status"] != "successful"]
+    assert 0 < len(failed) < len(rows)
+    for r, ref in zip(rows, reference):
+        if ref["steps"] < limit:  # equal; floats to round-off (slots run at other batch widths)
+            assert r.keys() == ref.keys()
+            for key, value in ref.items():
+                assert r[key] == pytest.approx(value, rel=1e-10, abs=1e-14) if isinstance(value, float) else \
+                    r[key] == value, key
+        else:
+            assert r["status"] == "max_steps_reached" and r["steps"] == limit and r["t_reached"] < cfg.t1
 
 
 def test_exploding_gd_rows_marked(tmp_path):

@@ -1,6 +1,6 @@
 """Figure 'breast_cancer' (gflow figure breast_cancer): run or reuse its experiment, draw PNG + PDF.
 
-Usage: python scripts/fig_breast_cancer.py [--quick] [--out DIR]   (default DIR: results/breast_cancer)
+Usage: python scripts/fig_breast_cancer.py [--quick] [--out DIR]  (default: results/breast_cancer)
 """
 
 import sys

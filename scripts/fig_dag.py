@@ -1,6 +1,6 @@
 """Figure 'dag' (gflow figure dag): run or reuse its experiment, draw PNG + PDF.
 
-Usage: python scripts/fig_dag.py [--quick] [--out DIR]   (default DIR: results/dag)
+Usage: python scripts/fig_dag.py [--quick] [--out DIR]  (default: results/dag)
 """
 
 import sys

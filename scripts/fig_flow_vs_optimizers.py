@@ -1,6 +1,6 @@
 """Figure 'flow_vs_optimizers' (gflow figure flow_vs_optimizers): run or reuse its experiment, draw PNG + PDF.
 
-Usage: python scripts/fig_flow_vs_optimizers.py [--quick] [--out DIR]   (default DIR: results/flow_vs_optimizers)
+Usage: python scripts/fig_flow_vs_optimizers.py [--quick] [--out DIR]  (default: results/flow_vs_optimizers)
 """
 
 import sys

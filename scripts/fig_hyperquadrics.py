@@ -1,6 +1,6 @@
 """Figure 'hyperquadrics' (gflow figure hyperquadrics): run or reuse its experiment, draw PNG + PDF.
 
-Usage: python scripts/fig_hyperquadrics.py [--quick] [--out DIR]   (default DIR: results/hyperquadrics)
+Usage: python scripts/fig_hyperquadrics.py [--quick] [--out DIR]  (default: results/hyperquadrics)
 """
 
 import sys

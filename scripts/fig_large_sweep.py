@@ -1,6 +1,6 @@
 """Figure 'large_sweep' (gflow figure large_sweep): run or reuse its experiment, draw PNG + PDF.
 
-Usage: python scripts/fig_large_sweep.py [--quick] [--out DIR]   (default DIR: results/large_sweep)
+Usage: python scripts/fig_large_sweep.py [--quick] [--out DIR]  (default: results/large_sweep)
 """
 
 import sys

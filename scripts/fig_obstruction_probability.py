@@ -1,6 +1,6 @@
 """Figure 'obstruction_probability' (gflow figure obstruction_probability): run or reuse its experiment, draw PNG + PDF.
 
-Usage: python scripts/fig_obstruction_probability.py [--quick] [--out DIR]   (default DIR: results/obstruction_probability)
+Usage: python scripts/fig_obstruction_probability.py [--quick] [--out DIR]  (default: results/obstruction_probability)
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Figure 'reachability' (gflow figure reachability): run or reuse its experiment, draw PNG + PDF.
 
-Usage: python scripts/fig_reachability.py [--quick] [--out DIR]   (default DIR: results/reachability)
+Usage: python scripts/fig_reachability.py [--quick] [--out DIR]  (default: results/reachability)
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Figure 'toy_obstruction' (gflow figure toy_obstruction): run or reuse its experiment, draw PNG + PDF.
 
-Usage: python scripts/fig_toy_obstruction.py [--quick] [--out DIR]   (default DIR: results/toy_obstruction)
+Usage: python scripts/fig_toy_obstruction.py [--quick] [--out DIR]  (default: results/toy_obstruction)
 """
 
 import sys

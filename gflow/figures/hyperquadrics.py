@@ -124,7 +124,7 @@ def draw(out_dir: str) -> list[str]:
     fig, axes = figure(ncols=2, width=2 * 3.4, aspect=1.0, subplot_kw=dict(projection="3d"))
     r_max = 1.05 * np.max(np.linalg.norm(a["w"], axis=-1))
     v_max = 1.05 * np.max(np.abs(a["v"]))
-    for ax, delta in zip(axes, np.unique(a["delta"])[::-1]):
+    for ax, delta in zip(axes, np.unique(a["delta"])[::-1], strict=True):
         rows = np.nonzero(a["delta"] == delta)[0]
         _surface(ax, delta, r_max, np.sqrt(max(r_max**2 - delta, 0.0)) if delta > 0 else v_max, "0.5")
         for c, i in enumerate(rows):

@@ -34,9 +34,9 @@ def _params(quick: bool) -> dict:
                 mc_l=[2, 8, 32, 128], budget=40_000_000, max_samples=100_000, seed=0)
 
 
-def _samples(p: dict, d: int, l: int) -> int:
+def _samples(p: dict, d: int, width: int) -> int:
     """Monte Carlo sample size of cell ``(d, l)``: ``budget / (l (d + 1))`` draws, at most ``max_samples``."""
-    return int(min(p["max_samples"], max(1000, p["budget"] // (l * (d + 1)))))
+    return int(min(p["max_samples"], max(1000, p["budget"] // (width * (d + 1)))))
 
 
 def _compute(p: dict):
@@ -46,14 +46,14 @@ def _compute(p: dict):
 
     arrays = {}
     for scheme in SCHEMES:
-        arrays[f"exact_{scheme}"] = np.array([[obstruction_probability(d, l, scheme) for l in p["l"]] for d in p["d"]])
+        arrays[f"exact_{scheme}"] = np.array([[obstruction_probability(d, w, scheme) for w in p["l"]] for d in p["d"]])
         est, se, n, ex = (np.zeros((len(p["mc_d"]), len(p["mc_l"]))) for _ in range(4))
         for i, d in enumerate(p["mc_d"]):
-            for j, l in enumerate(p["mc_l"]):
-                n[i, j] = _samples(p, d, l)
-                key = jr.fold_in(jr.PRNGKey(p["seed"]), 1000 * d + l)
-                est[i, j], se[i, j] = obstruction_probability_mc(d, l, scheme, int(n[i, j]), key)
-                ex[i, j] = obstruction_probability(d, l, scheme)
+            for j, width in enumerate(p["mc_l"]):
+                n[i, j] = _samples(p, d, width)
+                key = jr.fold_in(jr.PRNGKey(p["seed"]), 1000 * d + width)
+                est[i, j], se[i, j] = obstruction_probability_mc(d, width, scheme, int(n[i, j]), key)
+                ex[i, j] = obstruction_probability(d, width, scheme)
         arrays.update({f"mc_{scheme}": est, f"mc_se_{scheme}": se, f"mc_n_{scheme}": n, f"mc_exact_{scheme}": ex})
     scalars = {}
     for scheme in SCHEMES:
@@ -83,11 +83,11 @@ def draw(out_dir: str) -> list[str]:
     fig, axes = figure(ncols=2, width=2 * 3.4, aspect=1.0)
     norm = Normalize(0.0, 1.0)
     d_idx = {d: i for i, d in enumerate(p["d"])}
-    l_idx = {l: j for j, l in enumerate(p["l"])}
-    for ax, scheme in zip(axes, SCHEMES):
+    l_idx = {w: j for j, w in enumerate(p["l"])}
+    for ax, scheme in zip(axes, SCHEMES, strict=True):
         im = ax.imshow(arrays[f"exact_{scheme}"], origin="lower", cmap="viridis", norm=norm, aspect="auto")
         ys = [d_idx[d] for d in p["mc_d"]]
-        xs = [l_idx[l] for l in p["mc_l"]]
+        xs = [l_idx[w] for w in p["mc_l"]]
         yy, xx = np.meshgrid(ys, xs, indexing="ij")
         ax.scatter(xx, yy, c=arrays[f"mc_{scheme}"], cmap="viridis", norm=norm, s=70, edgecolors="white",
                    linewidths=0.8, label="Monte Carlo")
@@ -98,7 +98,7 @@ def draw(out_dir: str) -> list[str]:
         s = doc["scalars"][scheme]
         ax.set_title(f"{scheme.capitalize()}: exact $P$; circles: Monte Carlo\n"
                      f"max |MC − exact| = {s['max_abs_error']:.3f}, {s['agree_4se']}/{s['cells']} within 4 s.e.")
-        ax.set_xticks(range(len(p["l"])), [str(l) for l in p["l"]])
+        ax.set_xticks(range(len(p["l"])), [str(w) for w in p["l"]])
         ax.set_yticks(range(len(p["d"])), [str(d) for d in p["d"]])
         ax.set_xlabel("hidden width $l$")
         ax.set_ylabel("input dimension $d$")

@@ -2,7 +2,8 @@
 
 Each figure (:mod:`gflow.figures`) runs or reuses its experiment in ``--out`` (default
 ``results/NAME``), stores the data there and draws ``NAME.png`` and ``NAME.pdf`` from it.
-``--quick`` uses reduced sizes (under a minute each). ``scripts/fig_<name>.py`` call
+``--quick`` uses reduced sizes (under a minute each) and defaults to ``results/quick/NAME``,
+so it never replaces the committed full results. ``scripts/fig_<name>.py`` call
 :func:`script_main`, the same entry point.
 """
 
@@ -21,7 +22,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("name", nargs="?", help="a figure name from --list, or 'all'")
     p.add_argument("--list", action="store_true", help="list the figures with one line each")
     p.add_argument("--quick", action="store_true", help="reduced sizes: under a minute per figure")
-    p.add_argument("--out", help="output folder (default results/NAME; with 'all': OUT/NAME per figure)")
+    p.add_argument("--out", help="output folder (default results/NAME, with --quick results/quick/NAME; "
+                                 "with 'all': OUT/NAME per figure)")
     p.set_defaults(func=run_figure)
 
 
@@ -32,12 +34,17 @@ def describe() -> list[tuple[str, str]]:
     return [(name, get(name).DESCRIPTION) for name in FIGURES]
 
 
+def default_out(name: str, quick: bool = False) -> str:
+    """``results/<name>``, or ``results/quick/<name>`` for a quick run."""
+    return os.path.join("results", "quick", name) if quick else os.path.join("results", name)
+
+
 def make(name: str, out_dir: str | None = None, quick: bool = False) -> tuple[list[str], float]:
-    """Run figure ``name`` into ``out_dir`` (default ``results/<name>``); ``(files, seconds)``."""
+    """Run figure ``name`` into ``out_dir`` (default :func:`default_out`); ``(files, seconds)``."""
     from .figures import get
 
     module = get(name)
-    out_dir = out_dir or os.path.join("results", name)
+    out_dir = out_dir or default_out(name, quick)
     start = time.perf_counter()
     files = module.run(out_dir, quick=quick)
     return files, time.perf_counter() - start

@@ -191,8 +191,10 @@ def draw(out_dir: str) -> list[str]:
         frac = [s["labels"][f"{method}_{lr:g}"]["label_changed"] for lr in lrs]
         div = [s["labels"][f"{method}_{lr:g}"]["diverged"] for lr in lrs]
         bx.semilogx(lrs, frac, "o-", color=color, label=_pretty(method))
-        if any(div):
-            bx.semilogx(lrs, div, "x:", color=color, label=f"{_pretty(method)}: diverged")
+        hit = [(lr, x) for lr, x in zip(lrs, div, strict=True) if x > 0]
+        if hit:
+            bx.semilogx(*zip(*hit, strict=True), "x", color=color, ms=6, mew=1.5)
+    bx.plot([], [], "x", color="0.3", ms=6, mew=1.5, label="diverged (fraction)")
     bx.set(xlabel="learning rate $\\eta$", ylabel="fraction of runs", ylim=(-0.03, 1.03),
            title=f"(b) component label changes by $t = {p['t1']:g}$ ({p['n_inits']} inits each)")
     bx.legend(frameon=False, fontsize=6)

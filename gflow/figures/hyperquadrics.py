@@ -83,8 +83,9 @@ def _compute(p: dict):
                   delta=np.array(deltas), sign=np.array(signs))
     drift = np.max(np.abs(arrays["conserved"] - arrays["conserved"][:, :1]), axis=1)
     sign_kept = np.all(np.sign(arrays["v"]) == arrays["sign"][:, None], axis=1)
+    zero_loss = float(0.5 * np.mean(np.asarray(data.y_train) ** 2))  # loss of f = 0 (MSE, 1/(2n))
     scalars = dict(status=status, max_drift=float(drift.max()), final_loss=arrays["loss"][:, -1].tolist(),
-                   v_sign_kept=sign_kept.tolist())
+                   v_sign_kept=sign_kept.tolist(), zero_function_loss=zero_loss)
     return arrays, scalars
 
 

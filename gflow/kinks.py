@@ -191,41 +191,76 @@ class Pinning(eqx.Module):
         return jnp.min(phi, axis=0), self.oracle.rays[i], scale
 
     def apply(self, params, allow_unpin: bool = True):
-        """``(params', pinned_now, unpinned_now)``: pin (and unpin) neurons as described above."""
-        W, b, V = params.W, params.b, params.V
-        w_sq = jnp.sum(W**2, axis=1) + (0.0 if b is None else b**2)
+        """``(params', pinned_now, unpinned_now)``: pin (and unpin) neurons as described above.
+
+        The escape check runs only when some neuron is a candidate (:func:`cond_any`: also
+        under ``vmap``, where it runs for the whole batch when any member has one)."""
+        return cond_any(jnp.any(self._candidates(params)[0]), lambda pin, p: pin._act(p, allow_unpin),
+                        _unchanged, self, params)
+
+    def _candidates(self, params):
+        w_sq = jnp.sum(params.W**2, axis=1) + (0.0 if params.b is None else params.b**2)
         neg = self.delta < 0
         target = jnp.sqrt(jnp.where(neg, -self.delta, 1.0))
-        cand = neg & (w_sq <= (self.pin_tol * target) ** 2)
-        falses = jnp.zeros_like(cand)
+        return neg & (w_sq <= (self.pin_tol * target) ** 2), w_sq, target
 
-        def act(_):
-            Wc = jnp.where(cand[:, None], 0.0, W)
-            bc = None if b is None else jnp.where(cand, 0.0, b)
-            v_norm = jnp.linalg.norm(V, axis=0)
-            Vc = jnp.where(cand[None, :], V * (target / jnp.where(v_norm > 0, v_norm, 1.0))[None, :], V)
-            min_phi, ray, scale = self.escape(Wc, bc, Vc)
-            escape = min_phi < -self.esc_tol * scale
-            was_pinned = cand & (w_sq == 0)
-            pin = cand & ~escape
-            unpin = was_pinned & escape & allow_unpin
-            seed = 0.5 * self.pin_tol * target
-            d_in = W.shape[1]
-            Wn = jnp.where(pin[:, None], 0.0, W)
-            Wn = jnp.where(unpin[:, None], seed[:, None] * ray[:, :d_in], Wn)
-            bn = None
-            if b is not None:
-                bn = jnp.where(pin, 0.0, jnp.where(unpin, seed * ray[:, d_in], b))
-            v_target = jnp.where(unpin, jnp.sqrt(seed**2 + target**2), target)
-            Vn = jnp.where((pin | unpin)[None, :], V * (v_target / jnp.where(v_norm > 0, v_norm, 1.0))[None, :], V)
-            return (Wn, bn, Vn), pin & (w_sq > 0), unpin
-
-        def skip(_):
-            return (W, b, V), falses, falses
-
-        (Wn, bn, Vn), pinned_now, unpinned_now = jax.lax.cond(jnp.any(cand), act, skip, None)
+    def _act(self, params, allow_unpin):
+        # Leaves params bitwise unchanged where no neuron is a candidate (cond_any's contract).
+        W, b, V = params.W, params.b, params.V
+        cand, w_sq, target = self._candidates(params)
+        Wc = jnp.where(cand[:, None], 0.0, W)
+        bc = None if b is None else jnp.where(cand, 0.0, b)
+        v_norm = jnp.linalg.norm(V, axis=0)
+        Vc = jnp.where(cand[None, :], V * (target / jnp.where(v_norm > 0, v_norm, 1.0))[None, :], V)
+        min_phi, ray, scale = self.escape(Wc, bc, Vc)
+        escape = min_phi < -self.esc_tol * scale
+        was_pinned = cand & (w_sq == 0)
+        pin = cand & ~escape
+        unpin = was_pinned & escape & allow_unpin
+        seed = 0.5 * self.pin_tol * target
+        d_in = W.shape[1]
+        Wn = jnp.where(pin[:, None], 0.0, W)
+        Wn = jnp.where(unpin[:, None], seed[:, None] * ray[:, :d_in], Wn)
+        bn = None
+        if b is not None:
+            bn = jnp.where(pin, 0.0, jnp.where(unpin, seed * ray[:, d_in], b))
+        v_target = jnp.where(unpin, jnp.sqrt(seed**2 + target**2), target)
+        Vn = jnp.where((pin | unpin)[None, :], V * (v_target / jnp.where(v_norm > 0, v_norm, 1.0))[None, :], V)
         new = eqx.tree_at(lambda p: (p.W, p.b, p.V), params, (Wn, bn, Vn), is_leaf=lambda v: v is None)
-        return new, pinned_now, unpinned_now
+        return new, pin & (w_sq > 0), unpin
+
+
+def _unchanged(pinning, params):
+    falses = jnp.zeros(pinning.delta.shape, bool)
+    return params, falses, falses
+
+
+def cond_any(pred, true_fn, false_fn, *operands):
+    """``lax.cond(pred, true_fn, false_fn, *operands)`` that stays a branch under ``vmap``.
+
+    ``vmap`` turns a ``lax.cond`` with a batched predicate into a ``select`` that runs both
+    branches for every member. Here the batched version runs ``vmap(true_fn)`` for the whole
+    batch when *any* member's predicate holds, else ``vmap(false_fn)``. Contract:
+    ``true_fn(*ops) == false_fn(*ops)`` (bitwise) whenever ``pred`` is false, so every member
+    gets what the unbatched cond would give it.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def run(pred, *ops):
+        return jax.lax.cond(pred, true_fn, false_fn, *ops)
+
+    @run.def_vmap
+    def _rule(axis_size, in_batched, pred, *ops):
+        def batch(tree, batched):
+            return jax.tree_util.tree_map(
+                lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), tree, batched)
+
+        ops = tuple(batch(o, b) for o, b in zip(ops, in_batched[1:]))
+        any_pred = jnp.any(pred) if in_batched[0] else pred
+        out = jax.lax.cond(any_pred, jax.vmap(true_fn), jax.vmap(false_fn), *ops)
+        return out, jax.tree_util.tree_map(lambda _: True, out)
+
+    return run(pred, *operands)
 
 
 def make_pinning(model, data, loss_fn, rtol, atol, pin_tol=None, esc_tol=None) -> Pinning:

@@ -28,10 +28,17 @@ def add_parser(subparsers) -> None:
 
 
 def describe() -> list[tuple[str, str]]:
-    """``(name, one-line description)`` of every figure, in registry order."""
+    """``(name, one-line description)`` of every figure, in registry order (a module that
+    cannot be imported is listed as unavailable, with the reason)."""
     from .figures import FIGURES, get
 
-    return [(name, get(name).DESCRIPTION) for name in FIGURES]
+    out = []
+    for name in FIGURES:
+        try:
+            out.append((name, get(name).DESCRIPTION))
+        except ImportError as err:
+            out.append((name, f"(unavailable: {err})"))
+    return out
 
 
 def default_out(name: str, quick: bool = False) -> str:

@@ -43,7 +43,20 @@ def test_figure_list(capsys):
     assert cli.main(["figure", "--list"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == list(FIGURES)
-    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
+    assert all(len(line.split(maxsplit=1)) == 2 and "(unavailable" not in line for line in lines)
+
+
+def test_script_entry_point_prints_files_and_time(tmp_path, capsys):
+    """``scripts/fig_<name>.py`` and ``gflow figure NAME`` share ``script_main``; a second run
+    reuses the stored data."""
+    from gflow.cli_figure import script_main
+
+    name = "obstruction_probability"
+    for _ in range(2):
+        assert script_main(name, ["--quick", "--out", str(tmp_path)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith(f"{name}: ") and out[0].endswith(" s (quick)")
+        assert sorted(line.strip() for line in out[1:]) == sorted(str(tmp_path / f"{name}.{e}") for e in ("pdf", "png"))
 
 
 @pytest.mark.parametrize("argv", [["figure", "no_such_figure"], ["figure"], ["figure", "dag", "--list"]])

@@ -16,7 +16,6 @@ from .controller import FloorPIDController, controller_stats, default_max_steps
 from .events import ON_EVENT, make_context, parse_events, solve_with_events
 from .invariants import conserved
 from .invariants import project as project_model
-from .invariants import rescale
 from .kinks import PinnedSolver, activation_stats, make_pinning, pin_stats, sliding_field
 from .losses import full_batch_loss, get_loss
 from .models import ShallowReLU
@@ -83,26 +82,10 @@ class _Projected(ForwardingSolver):
 
 
 def project_params(params, static, delta):
-    """Prop. 4 projection of the parameters onto ``Q(delta)``.
-
-    Shallow nets are projected here with the cancellation-free form of Prop. 4,
-    ``alpha^2 = 2b / (s - delta)`` for ``delta < 0`` (``s = sqrt(delta^2 + 4ab)``,
-    ``a = ||w||^2``, ``b = ||v||^2``), which keeps ``delta`` to round-off even for a neuron
-    whose ``w`` is collapsing; a neuron with ``w = 0`` (pinned) is left as it is.
-    """
-    model = eqx.combine(params, static)
-    if isinstance(model, ShallowReLU):
-        a = jnp.sum(model.W**2, axis=-1) + (0.0 if model.b is None else model.b**2)
-        b = jnp.sum(model.V**2, axis=-2)
-        d = jnp.broadcast_to(jnp.asarray(delta, a.dtype), a.shape)
-        root = jnp.sqrt(d**2 + 4 * a * b)
-        safe_a = jnp.where(a > 0, a, 1.0)
-        alpha_sq = jnp.where(d >= 0, (d + root) / (2 * safe_a), 2 * b / jnp.where(root - d > 0, root - d, 1.0))
-        alpha = jnp.where(a > 0, jnp.sqrt(alpha_sq), 1.0)
-        out = rescale(model, alpha)
-    else:
-        out = project_model(model, delta)
-    return eqx.filter(out, eqx.is_inexact_array)
+    """Prop. 4 projection of the parameters onto ``Q(delta)`` (:func:`gflow.invariants.project`:
+    the cancellation-free closed form for shallow nets, which leaves a pinned neuron with
+    ``w = 0`` as it is; Newton's method for MLP and DAG nets)."""
+    return eqx.filter(project_model(eqx.combine(params, static), delta), eqx.is_inexact_array)
 
 
 def build_solver(solver: str, project: bool, delta, static, *, pinning=None) -> diffrax.AbstractSolver:

@@ -89,10 +89,17 @@ def rescale(model, alphas: Float[Array, " hidden"]):
     raise ValueError(f"model must be a ShallowReLU, MLP or DAGNet, got {type(model).__name__}.")
 
 
-def _prop4_alpha(w_sq, v_sq, delta):
-    """THEORY.md Prop. 4: the alpha > 0 with alpha^2 w_sq - v_sq / alpha^2 = delta."""
-    alpha_sq = (delta + jnp.sqrt(delta**2 + 4 * w_sq * v_sq)) / (2 * w_sq)
-    return jnp.sqrt(alpha_sq)
+def prop4_alpha(w_sq, v_sq, delta):
+    """THEORY.md Prop. 4: the alpha > 0 with alpha^2 w_sq - v_sq / alpha^2 = delta (1 where w_sq = 0).
+
+    ``alpha^2 = (delta + s) / (2 w_sq)`` with ``s = sqrt(delta^2 + 4 w_sq v_sq)`` for
+    ``delta >= 0``, and the same root in the cancellation-free form ``2 v_sq / (s - delta)``
+    for ``delta < 0``, so that ``delta`` is hit to round-off even for a collapsing ``w``."""
+    root = jnp.sqrt(delta**2 + 4 * w_sq * v_sq)
+    safe_w = jnp.where(w_sq > 0, w_sq, 1.0)
+    alpha_sq = jnp.where(delta >= 0, (delta + root) / (2 * safe_w),
+                         2 * v_sq / jnp.where(root - delta > 0, root - delta, 1.0))
+    return jnp.where(w_sq > 0, jnp.sqrt(alpha_sq), 1.0)
 
 
 def project(model, delta, *, max_iter: int = 100):
@@ -115,7 +122,7 @@ def _project(model, delta, *, max_iter: int):
     target = jnp.broadcast_to(delta, conserved(model).shape)
     if isinstance(model, ShallowReLU):
         w_in, w_out = _in_out_squares(model)
-        return rescale(model, _prop4_alpha(w_in, w_out, target))
+        return rescale(model, prop4_alpha(w_in, w_out, target))
     return rescale(model, jnp.exp(_newton_log_scales(model, target, max_iter)))
 
 

@@ -227,3 +227,24 @@ def test_drift_function():
     assert float(gf.drift(c)) == pytest.approx(1.0)
     d_abs, d_rel = gf.drift(c, jnp.array([2.0, 4.0]))
     assert float(d_abs) == pytest.approx(1.0) and float(d_rel) == pytest.approx(0.25)
+
+
+def test_projection_of_collapsing_neuron_hits_delta():
+    """delta < 0 and a nearly collapsed w (|w|^2 = 1e-24): the textbook root (delta + s)/(2|w|^2)
+    cancels to 0 in float64; the cancellation-free form hits delta to round-off and keeps
+    the function (alpha * w, v / alpha)."""
+    import jax.numpy as jnp
+
+    from gflow.invariants import conserved, project, prop4_alpha
+
+    w_sq, v_sq, delta = jnp.array([1e-24, 0.3]), jnp.array([2.0, 0.5]), jnp.array([-1.5, -0.2])
+    textbook = (delta + jnp.sqrt(delta**2 + 4 * w_sq * v_sq)) / (2 * w_sq)
+    assert textbook[0] == 0.0  # the cancellation this guards against
+    alpha = prop4_alpha(w_sq, v_sq, delta)
+    np.testing.assert_allclose(alpha**2 * w_sq - v_sq / alpha**2, delta, rtol=1e-14)
+    model = gf.ShallowReLU(2, 2, key=jax.random.PRNGKey(0))
+    model = eqx.tree_at(lambda m: m.W, model, model.W.at[0].multiply(1e-12))
+    projected = project(model, delta)
+    np.testing.assert_allclose(conserved(projected), delta, rtol=1e-14)
+    x = jnp.array([[0.3, -1.2], [1.0, 0.5]])
+    np.testing.assert_allclose(jax.vmap(projected)(x), jax.vmap(model)(x), rtol=1e-12, atol=1e-300)

@@ -45,7 +45,7 @@ def _colors() -> dict:
 
 def _params(quick: bool) -> dict:
     return dict(n_data=1000, width=4, c=0.1, t1=10.0, seed=0, flow_tol=1e-8, n_save=101 if quick else 201,
-                gd_lrs=[0.03, 0.3] if quick else [0.01, 0.03, 0.1, 0.3], other_lr=0.01,
+                gd_lrs=[0.3] if quick else [0.01, 0.03, 0.1, 0.3], other_lr=0.01,
                 others=["adam"] if quick else ["sgd", "momentum", "adam"],
                 sweep_methods=["gd"] if quick else ["gd", "sgd", "momentum", "adam"],
                 sweep_lrs=[0.03, 1.0] if quick else [0.01, 0.03, 0.1, 0.3, 1.0], n_inits=16 if quick else 128,

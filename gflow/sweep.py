@@ -334,9 +334,11 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
     wall = np.zeros(width)
     n_steps = jnp.asarray(cfg.steps_per_call)
     while True:
-        # While initializations wait, return after a few finish (1/16 of the slots) so that
-        # finished slots idle briefly; once the queue is empty, return when half are idle.
-        stop_finished, stop_live = (max(1, width // 16), 0) if queue else (width + 1, width // 2)
+        # While initializations wait, return after `group` slots finish, so that finished
+        # slots idle briefly; once the queue is empty, return when 3/4 are idle and compact
+        # (by 4x or more: each width costs one compilation of the step, seconds on a CPU).
+        group = max(1, width // 16)
+        stop_finished, stop_live = (group, 0) if queue else (width + 1, width // _SHRINK)
         steps_before = np.asarray(slots.steps)
         t = time.perf_counter()
         slots, executed, useful = advance(stepper, slots, n_steps, jnp.asarray(stop_finished),
@@ -348,22 +350,20 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
         counters["executed"] += int(executed)
         counters["useful"] += int(useful)
         finished = np.nonzero(done & (index >= 0))[0]
-        if len(finished):
-            pos = _pad_pow2(finished)
+        # finalize and refill in groups of a fixed size: one compilation per slot width
+        for pos, n in _groups(finished, group):
             values = jax.tree_util.tree_map(np.asarray, finalize(stepper, slots, p0, jnp.asarray(pos)))
             values.update(grad_evals=_grad_evals(values, per_step, once, cfg.project), index=index[pos])
-            emit(_rows_from(values, np.arange(len(finished)), cfg, teacher, static, dict(wall=wall[pos])))
-            wall[finished] = 0.0
-            index[finished] = -1
+            emit(_rows_from(values, np.arange(n), cfg, teacher, static, dict(wall=wall[pos])))
+        wall[finished] = 0.0
+        index[finished] = -1
         if queue and len(finished):
             new_idx = take_masked(queue, np.ones(len(finished), bool))
             filled = finished[new_idx >= 0]
             index[filled] = new_idx[new_idx >= 0]
-            if len(filled):
-                pos = _pad_pow2(filled)
-                new = index[pos]
-                slots, p0 = refill(stepper, slots, p0, jnp.asarray(pos), params_of(jnp.asarray(new)),
-                                   jnp.asarray(new))
+            for pos, _ in _groups(filled, group):
+                slots, p0 = refill(stepper, slots, p0, jnp.asarray(pos), params_of(jnp.asarray(index[pos])),
+                                   jnp.asarray(index[pos]))
         live = ~done | (index >= 0)
         n_live = int(live.sum())
         if n_live == 0:
@@ -377,15 +377,19 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
         slots = eqx.tree_at(lambda s: s.index, slots, jnp.asarray(index))
 
 
+_SHRINK = 4  # compact the slots when at most 1/_SHRINK of them are live
+
+
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def _pad_pow2(positions: np.ndarray) -> np.ndarray:
-    """``positions`` padded (repeating its first entry) to a power-of-two length, so the
-    finalize/refill calls compile for a handful of batch sizes only."""
-    n = 1 << (len(positions) - 1).bit_length()
-    return np.concatenate([positions, np.full(n - len(positions), positions[0])])
+def _groups(positions: np.ndarray, size: int):
+    """``(group, n_real)`` pairs covering ``positions`` in groups of exactly ``size`` (the last
+    padded by repeating its first entry), so finalize/refill compile for one batch size."""
+    for start in range(0, len(positions), size):
+        chunk = positions[start:start + size]
+        yield np.concatenate([chunk, np.full(size - len(chunk), chunk[0])]), len(chunk)
 
 
 def _grad_evals(values: dict, per_step: int, once: int, project: bool) -> np.ndarray:

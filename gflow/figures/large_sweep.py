@@ -31,15 +31,15 @@ SOLVED = 1e-3  # a run "fits" when its final loss is below this
 
 
 def config(quick: bool = False):
-    """The sweep: 10^4 inits (quick: 16), 256 training points, t1 = 20, Tsit5 at 1e-6.
+    """The sweep: 10^4 inits (quick: 8), 256 training points, t1 = 20, Tsit5 at 1e-6.
 
     16 slots measured fastest on the 2-core CPU here (32 ms CPU per trajectory at 256 points,
     against 2x that with 32 or 64 slots)."""
     from ..sweep import SweepConfig
 
     return SweepConfig(name=NAME, data="toy", n_data=256, width=2, delta=-1.0, signs="random", t1=20.0,
-                       rtol=1e-6, atol=1e-6, n_inits=16 if quick else 10_000, slots=16,
-                       chunk_size=16 if quick else 1000, n_save=11, kinks="auto")
+                       rtol=1e-6, atol=1e-6, n_inits=8 if quick else 10_000, slots=8 if quick else 16,
+                       chunk_size=8 if quick else 1000, n_save=11, kinks="auto")
 
 
 def run(out_dir: str, quick: bool = False) -> list[str]:

@@ -24,6 +24,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     p.add_argument("--slots", type=int, default=32)
     p.add_argument("--vmap-timeout", type=float, default=300.0)
+    p.add_argument("--modes", nargs="+", default=["auto", "none"],
+                   help="kink modes to compare (the first one also at 4096 inits)")
     args = p.parse_args(argv)
     setup()
     from _report import table, write_report
@@ -34,38 +36,40 @@ def main(argv=None):
     rows, ratios = [], []
     for name, kw in CONFIGS.items():
         for n in sizes[name]:
-            cfg = SweepConfig(**kw, n_inits=n, slots=args.slots, chunk_size=max(256, args.slots))
-            res = {"sweep": run_engine(cfg, n)}
-            if n <= 256:
-                res["loop"] = run_loop(cfg, n)
-            res["naive vmap"] = naive_vmap_timeboxed(cfg, n, args.vmap_timeout)
-            rate = {}
-            for method, r in res.items():
-                if r["seconds"] == float("inf"):
-                    rate[method] = n / r["timeout"]
-                    shown = f"< {rate[method]:.3g}"
-                else:
-                    rate[method] = shown = n / r["seconds"]
-                frac = r["useful"] / r["executed"] if r.get("executed") else "n/a"
-                rows.append([name, n, method, r["seconds"], shown, r.get("compile", "warm"),
-                             r.get("executed") or "n/a", frac])
-                print(rows[-1], flush=True)
-            timed_out = res["naive vmap"]["seconds"] == float("inf")
-            vs_naive = rate["sweep"] / rate["naive vmap"]
-            ratios.append([name, n, f"> {vs_naive:.3g}" if timed_out else vs_naive,
-                           rate["sweep"] / rate["loop"] if "loop" in rate else "n/a (loop run at 256 only)",
-                           res["sweep"]["useful"] / res["sweep"]["executed"]])
-    body = table(["problem", "inits", "method", "seconds", "traj/s", "compile s", "slot-steps executed",
+            for mode in args.modes if n <= 256 else args.modes[:1]:
+                cfg = SweepConfig(**kw, kinks=mode, n_inits=n, slots=args.slots, chunk_size=max(256, args.slots))
+                res = {"sweep": run_engine(cfg, n)}
+                if n <= 256:
+                    res["loop"] = run_loop(cfg, n)
+                res["naive vmap"] = naive_vmap_timeboxed(cfg, n, args.vmap_timeout)
+                rate = {}
+                for method, r in res.items():
+                    if r["seconds"] == float("inf"):
+                        rate[method] = n / r["timeout"]
+                        shown = f"< {rate[method]:.3g}"
+                    else:
+                        rate[method] = shown = n / r["seconds"]
+                    frac = r["useful"] / r["executed"] if r.get("executed") else "n/a"
+                    rows.append([name, n, mode, method, r["seconds"], shown, r.get("compile", "warm"),
+                                 r.get("executed") or "n/a", frac])
+                    print(rows[-1], flush=True)
+                timed_out = res["naive vmap"]["seconds"] == float("inf")
+                vs_naive = rate["sweep"] / rate["naive vmap"]
+                ratios.append([name, n, mode, f"> {vs_naive:.3g}" if timed_out else vs_naive,
+                               rate["sweep"] / rate["loop"] if "loop" in rate else "n/a (loop run at 256 only)",
+                               res["sweep"]["useful"] / res["sweep"]["executed"]])
+    body = table(["problem", "inits", "kinks", "method", "seconds", "traj/s", "compile s", "slot-steps executed",
                   "useful fraction"], rows)
-    body += "\n\n" + table(["problem", "inits", "sweep / naive vmap", "sweep / loop", "sweep useful fraction"],
+    body += "\n\n" + table(["problem", "inits", "kinks", "sweep / naive vmap", "sweep / loop", "sweep useful fraction"],
                             ratios)
-    note = ("Every method integrates the same flow (the sweep's kink mode, `kinks = \"%s\"`: the Filippov "
-            "sliding field and pinning of gflow.kinks for shallow nets) with Tsit5 and the same PID controller. "
+    note = ("Within a row group every method integrates the same flow — `kinks = auto` (the Filippov sliding "
+            "field and pinning of gflow.kinks, the default) or `none` (the plain field -grad L, the issue's "
+            "baseline) — with Tsit5 and the same PID controller. "
             "The sweep and the loop are warmed up (compiled) before they are timed; the naive vmap is compiled "
             "ahead of time in a child process (compile column) and its solve is timed, killed after the time box "
             "(then its rate is an upper bound: inits / time left, and the ratio a lower bound). Targets of issue 6: "
-            "toy >= 10x naive vmap and >= 2x the loop; breast cancer >= 1.5x both; >= 90%% useful slot-steps. "
-            "Ratios, not absolute times, are meaningful on a shared machine." % CONFIGS["toy"].get("kinks", "auto"))
+            "toy >= 10x naive vmap and >= 2x the loop; breast cancer >= 1.5x both; >= 90% useful slot-steps. "
+            "Ratios, not absolute times, are meaningful on a shared machine.")
     run = f"`python benchmarks/sweep_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}` " \
           f"(slots={args.slots}, inits per problem: {sizes})"
     path = write_report("sweep_throughput", "Sweep throughput: naive vmap vs loop vs continuous batching",

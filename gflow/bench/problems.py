@@ -1,0 +1,82 @@
+"""The benchmark problems, their reference solutions and the error measure.
+
+- ``breast_cancer``: the Wisconsin data (398 training points, 30 features, standardized),
+  ``ShallowReLU(30, 8)`` with Kaiming init (key 0), BCE, horizon ``t1 = 10``.
+- ``toy``: THEORY.md §5 (``y = relu(x1) - relu(x2)``, ``x ~ N(0, I_2)``), width 2, MSE,
+  the demo's reachable initialization (Kaiming, key 1, relocated to ``delta = -1`` with
+  output signs ``(+, -)``), ``t1 = 10``. ``n`` points (1000 by default: every point's
+  pre-activations cross zero about once, and at 8000 points a tight reference costs
+  minutes of solver steps through kinks).
+
+The error of a run is ``||theta(t1) - theta_ref(t1)|| / ||theta_ref(t1)||`` over all
+parameters (2-norm of the flattened parameter vector).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from ..data import Dataset, breast_cancer, toy
+from ..init import relocate
+from ..models import ShallowReLU
+
+T1 = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A model, its data, its loss and the horizon of the benchmark."""
+
+    name: str
+    model: ShallowReLU
+    data: Dataset
+    loss: str
+    t1: float = T1
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(n, d, l)``: training points, inputs, hidden width."""
+        return self.data.x_train.shape[0], self.data.in_size, self.model.width
+
+
+def breast_cancer_problem() -> Problem:
+    return Problem("breast_cancer", ShallowReLU(30, 8, key=jr.PRNGKey(0)), breast_cancer(), "bce")
+
+
+def toy_problem(n: int = 1000) -> Problem:
+    model = relocate(ShallowReLU(2, 2, key=jr.PRNGKey(1)), -1.0, jnp.array([1.0, -1.0]))
+    return Problem("toy", model, toy(n=n, key=jr.PRNGKey(0)), "mse")
+
+
+def make_problem(name: str, toy_n: int = 1000) -> Problem:
+    if name == "breast_cancer":
+        return breast_cancer_problem()
+    if name == "toy":
+        return toy_problem(toy_n)
+    raise ValueError(f"problem must be breast_cancer or toy, got {name!r}.")
+
+
+def flat(model) -> np.ndarray:
+    """All trainable parameters of ``model`` as one float64 vector (tree order: W, b, V)."""
+    return np.asarray(ravel_pytree(eqx.filter(model, eqx.is_inexact_array))[0], dtype=np.float64)
+
+
+def relative_error(theta: np.ndarray, ref: np.ndarray) -> float:
+    """``||theta - ref|| / ||ref||`` (``inf`` when ``theta`` is not finite)."""
+    theta = np.asarray(theta, dtype=np.float64)
+    if not np.all(np.isfinite(theta)):
+        return float("inf")
+    return float(np.linalg.norm(theta - ref) / np.linalg.norm(ref))
+
+
+def flops_per_grad(n: int, d: int, width: int) -> int:
+    """Matmul flops of one full-batch gradient of a shallow net (``n`` points, ``d`` inputs,
+    width ``l``, one output): forward ``2ndl + 2nl`` (``W x`` and ``V relu(.)``), backward
+    counted as twice the forward, so ``3 (2ndl + 2nl) = 6 n l (d + 1)``."""
+    return 3 * (2 * n * d * width + 2 * n * width)

@@ -19,6 +19,8 @@ rtol = 1e-6
 atol = 1e-6
 max_steps = 100000
 kinks = "auto"             # auto (shallow: pin collapsed neurons + slide on kinks) | none | pin | slide | pin+slide
+events = []                # e.g. ["loss_below=1e-3", "grad_norm_below=1e-8", "output_sign_change", "neuron_dies"]
+on_event = "stop"          # stop | record (event columns: event, event_time, t_<name>)
 t1 = 20.0                  # final time (discrete optimizers: steps = t1 / lr unless steps is set)
 lr = 0.01
 n_inits = 256              # initialization i is drawn from fold_in(PRNGKey(seed), i)

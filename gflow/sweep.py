@@ -22,9 +22,10 @@ import numpy as np
 from . import store
 from .data import DATASETS
 from .discrete import OPTIMIZERS
+from .events import ON_EVENT, parse_events
 from .flow import KINKS, SOLVERS
 from .metrics import label_string
-from .trajectory import status_name
+from .trajectory import Status, status_name
 
 METHODS = ("flow", *OPTIMIZERS)
 MODELS = ("shallow", "mlp")
@@ -40,7 +41,8 @@ class SweepConfig:
     - loss: ``mse`` | ``bce`` | ``cross_entropy`` (default: bce for breast_cancer, else mse)
     - method: ``flow`` (``solver``, ``rtol``, ``atol``, ``max_steps``, ``project``, ``kinks`` as in
       :func:`gflow.flow.gradient_flow`: ``auto`` pins collapsed neurons and slides on
-      attractive kinks for shallow nets) or an optimizer
+      attractive kinks for shallow nets), ``events`` (e.g. ``["loss_below=1e-3", "neuron_dies"]``,
+      see :mod:`gflow.events`) and ``on_event`` (``stop`` | ``record``), or an optimizer
       ``gd`` | ``sgd`` | ``momentum`` | ``adam`` (``lr``, ``steps`` = t1/lr if 0, ``batch_size``)
     - t1, n_inits, init (``kaiming`` | ``xavier``), ``delta`` (relocate every unit to it; a number,
       a list, or none), ``signs`` (``random`` | a list of +-1 | none), seed, precision (64 | 32)
@@ -66,6 +68,8 @@ class SweepConfig:
     max_steps: int = 100_000
     project: bool = False
     kinks: str = "auto"
+    events: tuple[str, ...] = ()
+    on_event: str = "stop"
     lr: float = 1e-2
     steps: int = 0
     batch_size: int = 0
@@ -112,6 +116,17 @@ class SweepConfig:
             bad("signs", "'random', a list of +1/-1, or absent")
         if self.signs is not None and self.delta is None:
             bad("signs", "absent unless delta is set (signs are forced after relocating)")
+        if self.on_event not in ON_EVENT:
+            bad("on_event", "one of " + ", ".join(ON_EVENT))
+        if isinstance(self.events, str) or not all(isinstance(e, str) for e in self.events):
+            bad("events", 'a list of event names, e.g. ["loss_below=1e-3", "neuron_dies"]')
+        try:
+            parse_events(list(self.events))
+        except ValueError as err:
+            raise ValueError(f"config field 'events': {err}") from None
+        if self.events and self.method != "flow":
+            bad("events", "empty unless method is flow")
+        object.__setattr__(self, "events", tuple(self.events))
         object.__setattr__(self, "hidden", tuple(self.hidden))
         for field in ("delta", "signs"):
             if isinstance(getattr(self, field), list):
@@ -197,6 +212,11 @@ def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
                 "accepted", "rejected", "grad_evals", "dtmin_steps", "pins", "unpins", "pinned"):
         if key in values:
             row[key] = int(values[key][j])
+    for key in values:
+        if key == "event_time" or key.startswith("t_") and key != "t_reached":
+            row[key] = float(values[key][j])
+    if "event" in values:
+        row["event"] = int(values["event"][j])
     row["status"] = status_name(values["status"][j])
     if teacher is not None and cfg.model == "shallow" and not cfg.bias:
         row.update(_teacher_flags(values, j, teacher, static))
@@ -260,7 +280,7 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
             bar.set_postfix(failures=counters["failures"])
 
     if queue:
-        run = _run_flow if config.method == "flow" else _run_discrete
+        run = _run_discrete if config.method != "flow" else _run_flow_events if config.events else _run_flow
         run(config, data, teacher, queue, emit, counters)
     if bar is not None:
         bar.close()
@@ -312,13 +332,13 @@ def _rows_from(values: dict, which: np.ndarray, cfg, teacher, static, extra: dic
 
 def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters: dict) -> None:
     from ._engine import FlowStepper, advance, finalize, refill, start
-    from .flow import evals_per_step, resolve_kinks, save_times
+    from .flow import evals_per_step, save_times
     from .losses import get_loss
 
     params_of, static = _params_fn(cfg, data)
     dtype = jnp.result_type(float)
     loss_fn = get_loss(cfg.loss_name)
-    pinning, slide = resolve_kinks(cfg.kinks, make_init(cfg, data, 0), data, loss_fn, cfg.rtol, cfg.atol)
+    pinning, slide = _kink_parts(cfg, data, loss_fn)
     stepper = FlowStepper(static=static, data=data, loss_fn=loss_fn, solver_name=cfg.solver,
                           ts=save_times(cfg.t1, cfg.n_save, None), rtol=jnp.asarray(cfg.rtol, dtype),
                           atol=jnp.asarray(cfg.atol, dtype), max_steps=cfg.max_steps, project=cfg.project,
@@ -412,32 +432,86 @@ def take_masked(queue: list[int], mask: np.ndarray) -> np.ndarray:
 
 
 def _run_discrete(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters: dict) -> None:
+    """Discrete optimizers: fixed step counts, so groups of ``slots`` inits vmap directly."""
     from .discrete import _save_slots, run_optimizer
-    from .losses import get_loss
-    from . import metrics
 
-    params_of, static = _params_fn(cfg, data)
-    loss_fn = get_loss(cfg.loss_name)
     saved, slot = _save_slots(cfg.n_steps, cfg.n_save)
     batch = cfg.batch_size or (min(32, data.x_train.shape[0]) if cfg.method == "sgd" else None)
     dtype = jnp.result_type(float)
+    n = cfg.n_steps
+
+    def solve_one(model0, loss_fn):
+        models = run_optimizer(model0, data, loss_fn, cfg.method, jnp.asarray(cfg.lr, dtype), jnp.asarray(slot),
+                               jr.PRNGKey(cfg.seed), batch_size=batch, n_saved=len(saved))
+        stats = dict(steps=n, accepted=n, rejected=0, grad_evals=n)
+        return models, Status.successful._value, jnp.asarray(n * cfg.lr, dtype), stats
+
+    _run_batched(cfg, data, teacher, queue, emit, counters, solve_one, slot_steps=lambda values: n)
+
+
+def _run_flow_events(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters: dict) -> None:
+    """Exact flows with events: groups of ``slots`` inits through ``vmap`` of the same jitted
+    solve as :func:`gflow.flow.gradient_flow` (the continuous-batching engine does not locate
+    events, so a group runs until its slowest member ends)."""
+    from .flow import save_times, solve_flow
+    from .invariants import conserved
+    from .losses import get_loss
+
+    dtype = jnp.result_type(float)
+    events = parse_events(list(cfg.events))
+    ts = save_times(cfg.t1, cfg.n_save, None)
+    pinning, slide = _kink_parts(cfg, data, get_loss(cfg.loss_name))
+
+    def solve_one(model0, loss_fn):
+        pin = None if pinning is None else eqx.tree_at(lambda q: q.delta, pinning, conserved(model0))
+        traj = solve_flow(model0, data, loss_fn, ts, jnp.asarray(cfg.rtol, dtype), jnp.asarray(cfg.atol, dtype),
+                          jnp.asarray(0.0, dtype), solver=cfg.solver, max_steps=cfg.max_steps, project=cfg.project,
+                          adaptive=True, pinning=pin, slide_tol=slide, events=events, on_event=cfg.on_event)
+        keep = ("steps", "accepted", "rejected", "grad_evals", "dtmin_steps", "event", "event_time")
+        stats = {k: v for k, v in traj.stats.items() if k in keep or k.startswith("t_")}
+        if pinning is not None:
+            stats.update({k: traj.stats[k] for k in ("pins", "unpins", "pinned")})
+        return traj.models, traj.status._value, traj.ts[-1], stats
+
+    _run_batched(cfg, data, teacher, queue, emit, counters, solve_one, slot_steps=lambda values: values["steps"])
+
+
+def _kink_parts(cfg: SweepConfig, data, loss_fn):
+    """``(pinning, slide_tol)`` of the sweep's kink mode (pinning's delta: initialization 0's)."""
+    from .flow import resolve_kinks
+
+    return resolve_kinks(cfg.kinks, make_init(cfg, data, 0), data, loss_fn, cfg.rtol, cfg.atol)
+
+
+def _run_batched(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters: dict, solve_one,
+                 slot_steps) -> None:
+    """Groups of ``slots`` initializations through ``vmap(solve_one)``; each run is reduced to
+    a row by folding :mod:`gflow.metrics` over its saved models.
+
+    ``solve_one(model0, loss_fn) -> (saved models, status value, t_reached, stats)``;
+    ``slot_steps(values)`` gives the steps each member took (for the useful-work counters)."""
+    from . import metrics
+    from .losses import get_loss
+
+    params_of, static = _params_fn(cfg, data)
+    loss_fn = get_loss(cfg.loss_name)
 
     @eqx.filter_jit
     def run_batch(params):
         def one(p):
             model0 = eqx.combine(p, static)
-            models = run_optimizer(model0, data, loss_fn, cfg.method, jnp.asarray(cfg.lr, dtype),
-                                   jnp.asarray(slot), jr.PRNGKey(cfg.seed), batch_size=batch, n_saved=len(saved))
+            models, status, t_reached, stats = solve_one(model0, loss_fn)
+            n_saved = jax.tree_util.tree_leaves(models)[0].shape[0]
             acc = metrics.start(model0)
-            acc = jax.lax.fori_loop(1, len(saved), lambda i, a: metrics.observe(
+            acc = jax.lax.fori_loop(1, n_saved, lambda i, a: metrics.observe(
                 a, jax.tree_util.tree_map(lambda x: x[i], models)), acc)
             final = jax.tree_util.tree_map(lambda x: x[-1], models)
             row = metrics.loss_columns(model0, final, data, loss_fn)
             row.update(metrics.summarize(acc))
             ok = jnp.isfinite(row["final_loss"])
-            row.update(label_start=acc["label0"], label_end=acc["label"], pathological=acc["pathological"],
+            row.update(stats, label_start=acc["label0"], label_end=acc["label"], pathological=acc["pathological"],
                        initial_params=p, final_params=eqx.filter(final, eqx.is_inexact_array),
-                       status=jnp.where(ok, 0, 3), t_reached=jnp.asarray(cfg.n_steps * cfg.lr, dtype))
+                       status=jnp.where(ok, status, Status.nonfinite._value), t_reached=t_reached)
             return row
 
         return jax.vmap(one)(params)
@@ -450,9 +524,10 @@ def _run_discrete(cfg: SweepConfig, data, teacher, queue: list[int], emit, count
         t = time.perf_counter()
         values = jax.tree_util.tree_map(np.asarray, run_batch(params_of(jnp.asarray(padded))))
         wall = np.full(width, (time.perf_counter() - t) / len(idx))
-        n = cfg.n_steps
-        values.update(index=padded, steps=np.full(width, n), accepted=np.full(width, n),
-                      rejected=np.zeros(width, int), grad_evals=np.full(width, n))
-        counters["executed"] += width * n
-        counters["useful"] += len(idx) * n
+        values = {k: np.broadcast_to(v, (width,) + np.shape(v)[1:]) if np.ndim(v) == 0 else v
+                  for k, v in values.items()}
+        values["index"] = padded
+        steps = np.broadcast_to(slot_steps(values), (width,))
+        counters["executed"] += int(steps.max()) * width
+        counters["useful"] += int(steps[: len(idx)].sum())
         emit(_rows_from(values, np.arange(len(idx)), cfg, teacher, static, dict(wall=wall)))

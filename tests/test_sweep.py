@@ -159,3 +159,31 @@ def test_devices_and_parts_same_rows(tmp_path):
         for a, b in zip(rows, ref):
             assert a["steps"] == b["steps"] and a["status"] == b["status"]
             assert abs(a["final_loss"] - b["final_loss"]) < 1e-10
+
+
+def test_sweep_events_match_gradient_flow(tmp_path):
+    """events in the sweep config: rows carry the event index and time of single
+    ``gradient_flow`` solves with the same events (stop mode: status event_occurred)."""
+    cfg = SweepConfig(**dict(SMALL, n_inits=4, events=["loss_below=0.05"], delta=-0.5))
+    run_sweep(cfg, str(tmp_path), progress=False)
+    rows = _rows(tmp_path)
+    data, _ = dataset(cfg)
+    stopped = 0
+    for r in rows:
+        traj = gf.gradient_flow(make_init(cfg, data, r["index"]), data, "mse", cfg.t1, rtol=cfg.rtol, atol=cfg.atol,
+                                n_save=cfg.n_save, events=["loss_below=0.05"])
+        assert r["status"] == traj.status_name
+        assert r["event"] == int(traj.stats["event"])
+        assert r["event_time"] == pytest.approx(float(traj.stats["event_time"]), rel=1e-8)
+        assert r["steps"] == int(traj.stats["steps"])
+        stopped += r["status"] == "event_occurred"
+        if r["status"] == "event_occurred":
+            assert r["final_loss"] == pytest.approx(0.05, rel=1e-6) and r["t_reached"] == r["event_time"]
+    assert stopped >= 1
+
+
+def test_sweep_events_validated():
+    with pytest.raises(ValueError, match="events"):
+        SweepConfig(events=["loss_above=1"])
+    with pytest.raises(ValueError, match="events"):
+        SweepConfig(method="gd", events=["neuron_dies"])

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from . import cli_figure, cli_run, cli_sweep, cli_topology
+from . import cli_bench, cli_figure, cli_run, cli_sweep, cli_topology
 from ._cache import enable_compilation_cache
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_sweep.add_parsers(sub)
     cli_topology.add_parser(sub)
     cli_figure.add_parser(sub)
+    cli_bench.add_parser(sub)
     return parser
 
 

@@ -47,7 +47,7 @@ class Grid:
 
 GRIDS = {
     "smoke": Grid("toy", (1e-4, 1e-6), (1e-4,), 20.0, 0),
-    "quick": Grid("breast_cancer", (1e-4, 1e-6, 1e-8), (1e-4, 1e-6, 1e-8), 20.0, 16, slots=16, vmap_timeout=90.0),
+    "quick": Grid("breast_cancer", (1e-4, 1e-6, 1e-8), (1e-4, 1e-6, 1e-8), 20.0, 0),
     "full": Grid("breast_cancer", tuple(10.0**-k for k in range(3, 12)), tuple(10.0**-k for k in range(3, 12)),
                  120.0, 64, slots=32, vmap_timeout=300.0),
 }
@@ -257,6 +257,9 @@ def _sections(size, grid, problem, info, rows, tte, torch_note, batched, have_to
                  f"per second (breast cancer, Tsit5 at rtol = atol = 1e-5, the sweep's default kink mode, "
                  f"{grid.slots} slots; equal error by construction: each slot takes the steps of a single solve).")
         sections.append(("Batched: naive vmap vs run_sweep", body))
+    else:
+        sections.append(("Batched: naive vmap vs run_sweep", "Full size only (each side compiles for about half "
+                         "a minute here); `benchmarks/sweep_throughput.py` compares them at more sizes."))
     notes = [
         "Times are whole warm calls (each tool's compiled or first-call work done beforehand): `gradient_flow` / "
         "`train` for gflow, `solve_ivp` for SciPy (the field is a `jax.jit` function called with NumPy arrays, "

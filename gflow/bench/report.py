@@ -17,7 +17,7 @@ def write_report(name: str, title: str, sections: list[tuple[str, str]], out_dir
     """
     from ..store import environment
 
-    env = environment()
+    env = dict(environment(), **runtime())
     lines = [f"# {title}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in env.items()]
     for heading, body in sections:
@@ -27,6 +27,21 @@ def write_report(name: str, title: str, sections: list[tuple[str, str]], out_dir
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def runtime() -> dict:
+    """Settings that change timings: NumPy's BLAS threads and JAX's persistent compilation cache."""
+    import jax
+
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(sorted({f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()
+                                 if i.get("user_api") == "blas"})) or "unknown"
+    except ImportError:
+        blas = "unknown (threadpoolctl not installed)"
+    cache = jax.config.jax_compilation_cache_dir if jax.config.jax_enable_compilation_cache else None
+    return {"numpy BLAS threads": blas, "persistent compilation cache": cache or "off"}
 
 
 def fmt(v) -> str:

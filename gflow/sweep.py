@@ -246,7 +246,8 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
               progress: bool = True) -> dict:
     """Run (or continue) a sweep into ``out_dir``; returns a summary dict.
 
-    Chunks of ``chunk_size`` initializations are the unit of work and of resumption;
+    Chunks of ``chunk_size`` initializations are the unit of work and of resumption (each
+    runs from fresh slots, so its rows do not depend on what ran before it);
     ``part=(i, N)`` runs chunks ``c`` with ``c % N == i`` only (for job arrays); the rows of
     all parts together equal one run's. After the last chunk, ``runs.parquet`` is merged.
     """
@@ -279,9 +280,13 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
             bar.update(len(rows))
             bar.set_postfix(failures=counters["failures"])
 
-    if queue:
-        run = _run_discrete if config.method != "flow" else _run_flow_events if config.events else _run_flow
-        run(config, data, teacher, queue, emit, counters)
+    # Each chunk runs on its own from fresh slots: its rows are then bitwise the same whether
+    # the sweep runs whole, resumed or split into parts (a batch's round-off depends on which
+    # slots run side by side, so sharing slots across chunks would break this).
+    run = _run_discrete if config.method != "flow" else _run_flow_events if config.events else _run_flow
+    for c in todo:
+        run(config, data, teacher, list(range(c * config.chunk_size, min((c + 1) * config.chunk_size,
+                                                                          config.n_inits))), emit, counters)
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - start

@@ -43,9 +43,16 @@ def config(quick: bool = False):
 
 
 def run(out_dir: str, quick: bool = False) -> list[str]:
-    """Run (or reuse) the sweep into ``out_dir/sweep``, then draw."""
+    """Run (or reuse) the sweep into ``out_dir/sweep``, store the per-component summary in
+    ``out_dir/large_sweep.json``, then draw."""
     _common.setup()
-    _common.sweep(config(quick), os.path.join(out_dir, "sweep"))
+    cfg = config(quick)
+    rows = _common.sweep(cfg, os.path.join(out_dir, "sweep"))
+    names, counts = np.unique(rows["status"], return_counts=True)
+    scalars = dict(components=summary(rows), reachable=reachable_by_label(), n_runs=len(rows["index"]),
+                   label_changes=int(np.sum(rows["label_changes"])),
+                   statuses=dict(zip(names.tolist(), counts.tolist(), strict=True)))
+    _common.save_result(out_dir, NAME, {}, cfg.to_dict(), scalars)
     return draw(out_dir)
 
 
@@ -80,12 +87,15 @@ def manifest_config(sweep_dir: str) -> dict:
 
 
 def summary(rows: dict) -> dict:
-    """Per effective label: count, median / min / max final loss, fraction below ``SOLVED``."""
+    """Per effective label: count, median / min / max final loss, fraction below ``SOLVED`` and
+    the median of the others (``nan`` if none)."""
     out = {}
     for m in np.unique(rows["effective_label_end"]):
         loss = rows["final_loss"][rows["effective_label_end"] == m]
+        rest = loss[loss >= SOLVED]
         out[int(m)] = dict(n=int(len(loss)), median=float(np.median(loss)), min=float(loss.min()),
-                           max=float(loss.max()), solved=float(np.mean(loss < SOLVED)))
+                           max=float(loss.max()), solved=float(np.mean(loss < SOLVED)),
+                           unsolved_median=float(np.median(rest)) if len(rest) else float("nan"))
     return out
 
 

@@ -66,6 +66,14 @@ def cached(out_dir: str, key: str, params: dict, compute) -> tuple[dict, dict]:
     return load_result(out_dir, key)
 
 
+def run_cached(out_dir: str, key: str, params: dict, compute, draw) -> list[str]:
+    """The ``run`` of a figure whose data is one cached result: :func:`setup`, compute (or
+    reuse) ``compute(params)`` under ``key`` in ``out_dir``, then ``draw(out_dir)``."""
+    setup()
+    cached(out_dir, key, params, lambda: compute(params))
+    return draw(out_dir)
+
+
 def sweep(config, out_dir: str) -> dict:
     """Run (or resume, or reuse) a sweep into ``out_dir`` quietly; returns its rows as a dict
     of numpy arrays (one entry per column of ``runs.parquet``).

@@ -91,10 +91,7 @@ def _compute(p: dict):
 
 def run(out_dir: str, quick: bool = False) -> list[str]:
     """Integrate (or reuse) the single-neuron flows in ``out_dir``, then draw."""
-    _common.setup()
-    p = _params(quick)
-    _common.cached(out_dir, NAME, p, lambda: _compute(p))
-    return draw(out_dir)
+    return _common.run_cached(out_dir, NAME, _params(quick), _compute, draw)
 
 
 def _teacher_point(delta: float, angle: float) -> np.ndarray:

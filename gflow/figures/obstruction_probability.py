@@ -66,10 +66,7 @@ def _compute(p: dict):
 
 def run(out_dir: str, quick: bool = False) -> list[str]:
     """Compute (or reuse) the exact grid and the Monte Carlo subgrid in ``out_dir``, then draw."""
-    _common.setup()
-    p = _params(quick)
-    _common.cached(out_dir, NAME, p, lambda: _compute(p))
-    return draw(out_dir)
+    return _common.run_cached(out_dir, NAME, _params(quick), _compute, draw)
 
 
 def draw(out_dir: str) -> list[str]:

@@ -115,10 +115,7 @@ def _summary(a: dict, method: str, c: float) -> dict:
 
 def run(out_dir: str, quick: bool = False) -> list[str]:
     """Run (or reuse) the flow and GD trainings from every initialization, then draw."""
-    _common.setup()
-    p = _params(quick)
-    _common.cached(out_dir, NAME, p, lambda: _compute(p))
-    return draw(out_dir)
+    return _common.run_cached(out_dir, NAME, _params(quick), _compute, draw)
 
 
 def draw(out_dir: str) -> list[str]:

@@ -127,9 +127,26 @@ def run(out_dir: str, quick: bool = False) -> list[str]:
     _common.setup()
     p = _params(quick)
     grid_keys = ("c_main", "grid", "c_max")
-    _common.cached(out_dir, "components", {k: p[k] for k in grid_keys}, lambda: _components(p))
-    _common.cached(out_dir, "flows", {k: v for k, v in p.items() if k not in grid_keys[1:]}, lambda: _flows(p))
+    comp, _ = _common.cached(out_dir, "components", {k: p[k] for k in grid_keys}, lambda: _components(p))
+    flows, doc = _common.cached(out_dir, "flows", {k: v for k, v in p.items() if k not in grid_keys[1:]},
+                                lambda: _flows(p))
+    kind = outcomes(doc)
+    counts, n = np.unique(comp["rigid"][np.isfinite(comp["rigid"])], return_counts=True)
+    scalars = dict(outcomes=kind.tolist(), decay_exponent=decay_exponents(flows).tolist(),
+                   final_boundary=doc["scalars"]["final_boundary"], final_loss=doc["scalars"]["final_loss"],
+                   inner_final=np.abs(flows["weights"][:, -1][:, _edge_roles(graph()) == "inner"]).tolist(),
+                   max_drift=max(doc["scalars"]["drift"]), steps=doc["scalars"]["steps"],
+                   component_cells={int(2**k): int(v) for k, v in zip(counts, n, strict=True)})
+    _common.save_result(out_dir, NAME, {}, p, scalars)
     return draw(out_dir)
+
+
+def decay_exponents(flows: dict, decades: float = 2.0) -> np.ndarray:
+    """Per seed: the slope of ``log max boundary |w|`` against ``log t`` over the last
+    ``decades`` decades of time (``-1/2`` for the algebraic approach to a pruned S)."""
+    ts, b = flows["ts"], flows["boundary"]
+    i = np.searchsorted(ts, ts[-1] / 10**decades)
+    return np.log(b[:, -1] / b[:, i]) / np.log(ts[-1] / ts[i])
 
 
 def outcomes(doc: dict, loss_tol: float = 1e-6) -> np.ndarray:
@@ -179,7 +196,9 @@ def draw(out_dir: str) -> list[str]:
         ax_b.loglog(ts, w[:, e], label=label, **style)
     ref = flows["boundary"][0, -1] * np.sqrt(ts[-1] / ts)
     mid = ts > ts[-1] / 300
-    ax_b.loglog(ts[mid], ref[mid], color="black", ls=":", lw=1.0, label="$\\propto t^{-1/2}$")
+    slope = decay_exponents(flows)[0]
+    ax_b.loglog(ts[mid], ref[mid], color="black", ls=":", lw=1.0,
+                label=f"$\\propto t^{{-1/2}}$ (fit: $t^{{{slope:.3f}}}$)")
     ax_b.set(xlabel="time $t$", ylabel="$|w_e|$",
              title=f"(b) seed 0: boundary of $S$ $\\to 0$, inner edges $\\to \\sqrt{{{-p['c_flow'][1]:g}}}$ "
                    "(grey: main path)")

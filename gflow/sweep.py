@@ -37,7 +37,8 @@ class SweepConfig:
 
     - model: ``shallow`` | ``mlp``; ``width`` (shallow), ``hidden`` (mlp), ``bias``
     - data: ``toy`` | ``breast_cancer`` | ``teacher_student``; ``n_data`` (toy/teacher size),
-      ``teacher_width``/``teacher_seed``/``noise`` (teacher-student, shallow teacher)
+      ``teacher_width``/``teacher_seed``/``noise`` (teacher-student, shallow teacher),
+      ``recover_tol`` (tolerance of the ``recovered`` column: :func:`gflow.recovered`, default 1e-3)
     - loss: ``mse`` | ``bce`` | ``cross_entropy`` (default: bce for breast_cancer, else mse)
     - method: ``flow`` (``solver``, ``rtol``, ``atol``, ``max_steps``, ``project``, ``kinks`` as in
       :func:`gflow.flow.gradient_flow`: ``auto`` pins collapsed neurons and slides on
@@ -84,6 +85,7 @@ class SweepConfig:
     steps_per_call: int = 32
     chunk_size: int = 256
     n_save: int = 11
+    recover_tol: float = 1e-3
 
     def __post_init__(self):
         def bad(field, allowed):
@@ -104,7 +106,7 @@ class SweepConfig:
                 bad(field, "a non-negative integer (0: default)")
         if not isinstance(self.n_save, int) or self.n_save < 2:
             bad("n_save", "an integer >= 2")
-        for field in ("t1", "rtol", "atol", "lr"):
+        for field in ("t1", "rtol", "atol", "lr", "recover_tol"):
             value = getattr(self, field)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 bad(field, "a positive number")
@@ -141,7 +143,10 @@ class SweepConfig:
         return self.steps or max(1, round(self.t1 / self.lr))
 
     def to_dict(self) -> dict:
+        """All fields, except those in ``_OMIT_AT_DEFAULT`` when at their default: fields added
+        after stores were written, left out so those stores keep their config hash."""
         d = dataclasses.asdict(self)
+        d = {k: v for k, v in d.items() if not (k in _OMIT_AT_DEFAULT and v == _OMIT_AT_DEFAULT[k])}
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
     @classmethod
@@ -199,6 +204,9 @@ def make_init(cfg: SweepConfig, data, i):
     return relocate(model, jnp.asarray(cfg.delta, float), signs)
 
 
+_OMIT_AT_DEFAULT = {"recover_tol": 1e-3}
+
+
 def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
     row = dict(index=int(values["index"][j]), seed=cfg.seed)
     for key in ("initial_loss", "final_loss", "initial_test_loss", "final_test_loss", "drift", "relative_drift",
@@ -219,13 +227,14 @@ def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
         row["event"] = int(values["event"][j])
     row["status"] = status_name(values["status"][j])
     if teacher is not None and cfg.model == "shallow" and not cfg.bias:
-        row.update(_teacher_flags(values, j, teacher, static))
+        row.update(_teacher_flags(values, j, teacher, static, cfg.recover_tol))
     return row
 
 
-def _teacher_flags(values, j, teacher, static) -> dict:
+def _teacher_flags(values, j, teacher, static, tol: float = 1e-3) -> dict:
     """``reachable``: THEORY.md §1's predicate for the initial student's component;
-    ``recovered``: the final student realizes the teacher's function (canonical forms, §3)."""
+    ``recovered``: the final student realizes the teacher's function (canonical forms within
+    ``tol``, §3)."""
     from .symmetry import reachable, recovered
 
     def model(key):
@@ -233,7 +242,7 @@ def _teacher_flags(values, j, teacher, static) -> dict:
 
     student0, student1 = model("initial_params"), model("final_params")
     ok = np.isfinite(values["final_loss"][j])
-    return dict(reachable=bool(reachable(teacher, student0)), recovered=bool(ok and recovered(student1, teacher)))
+    return dict(reachable=bool(reachable(teacher, student0)), recovered=bool(ok and recovered(student1, teacher, tol)))
 
 
 def _progress(total: int, initial: int, desc: str):

@@ -60,7 +60,7 @@ def _check(out, summary):
     with open(os.path.join(out, "summary.json")) as f:
         assert json.load(f)["size"] == summary["size"]
     gd_vs_flow = {h["target"]: h for h in summary["work_precision"]}[1e-3]
-    assert math.isfinite(gd_vs_flow["ratio"]) and gd_vs_flow["ratio"] > 0
+    assert gd_vs_flow["ratio"] is not None and math.isfinite(gd_vs_flow["ratio"]) and gd_vs_flow["ratio"] > 0
     assert 0 < summary["machine"]["best"]["peak_fraction"] < 10
     assert all(math.isfinite(v) and v > 0 for v in summary["machine"]["peaks_gflops"].values())
     assert "Headline" in open(os.path.join(out, "work_precision.md")).read()

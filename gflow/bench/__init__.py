@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import time
+
+from .report import json_safe, write_json
 
 BENCHMARKS = ("work_precision", "peers", "machine")
 SIZES = ("smoke", "quick", "full")
@@ -40,8 +41,21 @@ def run_all(size: str = "quick", out_dir: str = "results/benchmarks", only=BENCH
     with _blas_threads(1) as svd_ms:
         summary = _run(size, out_dir, only, log)
     summary["svd_398x30_ms"] = svd_ms
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=_json_default)
+    return _write_summary(os.path.join(out_dir, "summary.json"), summary)
+
+
+def _write_summary(path: str, summary: dict) -> dict:
+    """Write ``summary`` as strict JSON (non-finite numbers as null), merged into an existing
+    summary of the same size, so running one benchmark keeps the others' headline numbers."""
+    summary = json_safe(summary)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old.get("size") == summary["size"]:
+            for key in ("reports", "seconds"):
+                summary[key] = {**old.get(key, {}), **summary[key]}
+            summary = {**old, **summary}
+    write_json(path, summary)
     return summary
 
 
@@ -83,7 +97,7 @@ def _run(size, out_dir, only, log) -> dict:
         start = time.perf_counter()
         if name == "work_precision":
             wp = work_precision.run(size, out_dir, log)
-            summary["work_precision"] = [_plain_headline(h) for h in wp["headline"]]
+            summary["work_precision"] = wp["headline"]
             res = wp
         elif name == "peers":
             res = peers.run(size, out_dir, wp=wp, log=log)
@@ -96,16 +110,6 @@ def _run(size, out_dir, only, log) -> dict:
         summary["seconds"][name] = time.perf_counter() - start
         log(f"{name}: {summary['seconds'][name]:.0f} s, report {res['report']}")
     return summary
-
-
-def _plain_headline(h: dict) -> dict:
-    return {k: (dict(cost=v.cost, how=v.how) if hasattr(v, "how") else v) for k, v in h.items()}
-
-
-def _json_default(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return str(v)
 
 
 def add_arguments(parser: argparse.ArgumentParser, default_out: str | None) -> None:

@@ -3,7 +3,8 @@
 Single trajectory (breast cancer in the quick and full runs), errors against the
 work–precision reference:
 
-- gflow: ``gradient_flow`` (Tsit5, Dopri5, Dopri8; kink-aware default) and small-lr GD
+- gflow: ``gradient_flow`` (Heun at fixed steps; Tsit5, Dopri5, Dopri8 with the kink-aware
+  default) and small-lr GD
   (``gflow.train``; the NeurIPS paper's method), from :mod:`gflow.bench.work_precision`;
 - SciPy ``solve_ivp`` (RK45, DOP853) on the same field: ``jax.jit`` of the flat
   ``-grad L`` (:func:`gflow.flow.flow_field`), NumPy in and out;
@@ -26,12 +27,13 @@ import time
 
 import numpy as np
 
-from .curves import cost_at
+from ..store import environment
+from .peers_report import render
 from .problems import Problem, relative_error
-from .report import table, write_csv, write_report
+from .report import runtime, write_csv, write_json
+from .timing import TimeBox, call_time
 
-TARGETS = (1e-3, 1e-6)
-GFLOW_METHODS = ("tsit5", "dopri5", "dopri8", "gd")
+GFLOW_METHODS = ("heun", "tsit5", "dopri5", "dopri8", "gd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,15 +74,15 @@ def jax_flat_field(problem: Problem):
 
 
 def _series(name, tool, tols, budget, call, ref, log):
-    rows, used = [], 0.0
+    rows, box = [], TimeBox(budget)
     for tol in tols:
-        if used > budget:
-            log(f"  {name}: time box reached, skipping tol <= {tol:g}")
+        if not box.allows():
+            log(f"  {name}: time box of {budget:g} s reached, skipping tol <= {tol:g}")
             break
         start = time.perf_counter()
         theta, evals, status = call(tol)
         wall = time.perf_counter() - start
-        used += wall
+        box.add(wall)
         rows.append(dict(method=name, tool=tool, setting=tol, grad_evals=int(evals),
                          error=relative_error(theta, ref), wall=wall, status=status))
         log(f"  {name:>18} tol {tol:<7g} evals {evals:>8} error {rows[-1]['error']:.2e} wall {wall:.2f}s {status}")
@@ -120,31 +122,20 @@ def torch_rows(problem: Problem, ref: np.ndarray, grid: Grid, log=print) -> tupl
     if not np.array_equal(theta0.numpy(), y0) or gap > 1e-12 * max(1.0, float(np.abs(f(y0)).max())):
         raise RuntimeError(f"the torch field differs from the JAX field at the initial point (max gap {gap:.2e}).")
     threads = torch.get_num_threads()
-    per_call = {threads: _call_time(lambda: field(0.0, theta0))}
+    per_call = {threads: call_time(lambda: field(0.0, theta0))}
     torch.set_num_threads(1)
     try:
-        per_call[1] = _call_time(lambda: field(0.0, theta0))
+        per_call[1] = call_time(lambda: field(0.0, theta0))
         torch_net.solve(problem, 1e-2, 1e-2)  # warm-up (first-call overheads)
         rows = _series("torchdiffeq dopri5", f"torchdiffeq {_version('torchdiffeq')}, torch {torch.__version__}",
                        grid.torch_tols, grid.budget_s, lambda tol: torch_net.solve(problem, tol, tol), ref, log)
     finally:
         torch.set_num_threads(threads)
-    jax_call = _call_time(lambda: f(y0))
+    jax_call = call_time(lambda: f(y0))
     timing = ", ".join(f"{k} thread{'s' if k > 1 else ''}: {v * 1e3:.3g} ms" for k, v in per_call.items())
     return rows, (f"run with 1 intra-op thread. One field call (measured here): torch {timing}; the jitted JAX "
                   f"field with NumPy in/out: {jax_call * 1e3:.3g} ms. Field checked against JAX's at θ0 "
                   f"(max gap {gap:.1e}).")
-
-
-def _call_time(fn, n: int = 20) -> float:
-    """Median seconds of ``n`` calls of ``fn`` (after one call)."""
-    fn()
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def _version(module: str) -> str:
@@ -185,28 +176,6 @@ def gflow_rows(wp_rows: list[dict], problem: str) -> list[dict]:
             for r in wp_rows if r["problem"] == problem and r["method"] in GFLOW_METHODS]
 
 
-def time_to_error(rows: list[dict]) -> list[list]:
-    """Per method and target: time and gradient evaluations read off its curve, and its time
-    over the fastest gflow flow solver's."""
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    out = []
-    for target in TARGETS:
-        readings = {}
-        for m in methods:
-            rs = [r for r in rows if r["method"] == m]
-            gd = m.startswith("gflow GD")
-            readings[m] = (cost_at([r["wall"] for r in rs], [r["error"] for r in rs], target, extrapolate=gd),
-                           cost_at([r["grad_evals"] for r in rs], [r["error"] for r in rs], target, extrapolate=gd))
-        flows = [m for m in methods if m.startswith("gflow") and not m.startswith("gflow GD")]
-        best = min(flows, key=lambda m: readings[m][0].cost)
-        for m in methods:
-            t, e = readings[m]
-            ratio = t.cost / readings[best][0].cost if np.isfinite(readings[best][0].cost) else float("nan")
-            out.append([f"{target:g}", m, str(e), str(t), f"{ratio:.3g}" if np.isfinite(ratio) else "n/a",
-                        "(reference: fastest gflow flow)" if m == best else ""])
-    return out
-
-
 def run(size: str = "full", out_dir: str = "results/benchmarks", wp: dict | None = None, log=print) -> dict:
     """Run the peers at ``GRIDS[size]``; ``wp``: the result of :func:`work_precision.run` on
     the same problem in this process (else it is run here for that problem only)."""
@@ -215,7 +184,8 @@ def run(size: str = "full", out_dir: str = "results/benchmarks", wp: dict | None
     grid = GRIDS[size]
     if wp is None or grid.problem not in wp["references"]:
         base = work_precision.GRIDS[size]
-        wp_grid = dataclasses.replace(base, problems=(grid.problem,), fixed={},
+        wp_grid = dataclasses.replace(base, problems=(grid.problem,), fixed={k: v for k, v in base.fixed.items()
+                                                                             if k in GFLOW_METHODS},
                                       tols={k: v for k, v in base.tols.items() if k in GFLOW_METHODS})
         problem = work_precision.make_problem(grid.problem, wp_grid.toy_n)
         ref, info = work_precision.reference(problem, wp_grid)
@@ -230,47 +200,10 @@ def run(size: str = "full", out_dir: str = "results/benchmarks", wp: dict | None
     rows += trows
     batched = batched_rows(grid, log)
     write_csv(os.path.join(out_dir, "peers.csv"), rows)
-    tte = time_to_error(rows)
-    path = write_report("peers", "gflow vs peer tools: time to equal error", _sections(
-        size, grid, problem, info, rows, tte, torch_note, batched, bool(trows)), out_dir)
+    meta = dict(size=size, problem=problem.name, shape=list(problem.shape), loss=problem.loss, t1=problem.t1,
+                reference=dict(solver=info["solver"], tol=info["tol"]), budget_s=grid.budget_s, slots=grid.slots,
+                torch=torch_note, have_torch=bool(trows), batched=batched,
+                environment=dict(environment(), **runtime()))
+    write_json(os.path.join(out_dir, "peers.json"), meta)
+    path, tte = render(out_dir)
     return dict(rows=rows, time_to_error=tte, batched=batched, report=path, torch=torch_note)
-
-
-def _sections(size, grid, problem, info, rows, tte, torch_note, batched, have_torch):
-    run_text = (f"Size `{size}`. Problem `{problem.name}` ((n, d, l) = {problem.shape}, loss {problem.loss}, "
-                f"t1 = {problem.t1:g}, float64). Reference: {info['solver']} at rtol = atol = {info['tol']:g} "
-                "(the work–precision reference of the same run).")
-    sections = [("Run", run_text),
-                ("Time to equal error", table(["target error", "method", "grad evals", "wall s",
-                                               "× fastest gflow flow", ""], tte)),
-                ("All runs", table(["method", "tool", "tol / lr", "grad evals", "error", "wall s", "status"],
-                                   [[r["method"], r["tool"], f"{r['setting']:g}", r["grad_evals"], r["error"],
-                                     r["wall"], r["status"]] for r in rows]))]
-    if batched:
-        b = {r["method"]: r for r in batched}
-        sweep, naive = b["run_sweep (continuous batching)"], b["naive jit(vmap(diffeqsolve))"]
-        ratio = sweep["rate"] / naive["rate"]
-        body = table(["method", "inits", "seconds", "traj/s", "compile s", "useful slot-steps"],
-                     [[r["method"], r["inits"], r["seconds"], ("< " if r["timed_out"] else "") + f"{r['rate']:.3g}",
-                       r["compile"], r["useful"]] for r in batched])
-        body += (f"\n\nrun_sweep / naive vmap: {'> ' if naive['timed_out'] else ''}{ratio:.3g}× the trajectories "
-                 f"per second (breast cancer, Tsit5 at rtol = atol = 1e-5, the sweep's default kink mode, "
-                 f"{grid.slots} slots; equal error by construction: each slot takes the steps of a single solve).")
-        sections.append(("Batched: naive vmap vs run_sweep", body))
-    else:
-        sections.append(("Batched: naive vmap vs run_sweep", "Full size only (each side compiles for about half "
-                         "a minute here); `benchmarks/sweep_throughput.py` compares them at more sizes."))
-    notes = [
-        "Times are whole warm calls (each tool's compiled or first-call work done beforehand): `gradient_flow` / "
-        "`train` for gflow, `solve_ivp` for SciPy (the field is a `jax.jit` function called with NumPy arrays, "
-        "so every evaluation pays a host round trip), `odeint` for torchdiffeq. The time and evaluations at a "
-        "target error are read off each method's curve by log-log interpolation between the runs that bracket "
-        "it ('≤': its cheapest run already beats the target; '≈ … (extrapolated)': GD's first-order fit "
-        "carried past its most accurate run). Ratio: time over the fastest gflow flow solver at that error.",
-        "SciPy and torchdiffeq integrate the plain field `-∇L`; gflow's adaptive solvers use the kink-aware "
-        "default (`kinks=\"auto\"`), GD the plain gradient. All compute in float64 on the CPU.",
-        "torchdiffeq: " + (torch_note if have_torch else f"skipped — {torch_note}"),
-        "The machine was shared with other jobs (2 cores): ratios measured side by side in this run are what "
-        "count."]
-    sections.append(("Method", "\n\n".join(notes)))
-    return sections

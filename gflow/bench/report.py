@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 
 DEFAULT_OUT = "results/benchmarks"
 
 
-def write_report(name: str, title: str, sections: list[tuple[str, str]], out_dir: str = DEFAULT_OUT) -> str:
+def write_report(name: str, title: str, sections: list[tuple[str, str]], out_dir: str = DEFAULT_OUT,
+                 env: dict | None = None) -> str:
     """Write ``<out_dir>/<name>.md``; ``sections`` are (heading, markdown body) pairs.
 
-    The header table is :func:`gflow.store.environment` (gflow/JAX/Diffrax versions, git
-    commit, device, machine, date), so every report says where its numbers come from.
+    The header table is ``env``, by default :func:`gflow.store.environment` (gflow/JAX/Diffrax
+    versions, git commit, device, machine, date) and :func:`runtime`, so every report says
+    where its numbers come from; a report drawn later from saved rows passes the run's.
     """
     from ..store import environment
 
-    env = dict(environment(), **runtime())
+    env = env or dict(environment(), **runtime())
     lines = [f"# {title}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in env.items()]
     for heading, body in sections:
@@ -65,4 +68,26 @@ def write_csv(path: str, rows: list[dict]) -> str:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    return path
+
+
+def json_safe(v):
+    """Plain JSON values: curve readings as ``{cost, how}``, non-finite floats as ``None``."""
+    if hasattr(v, "how") and hasattr(v, "cost"):
+        return dict(cost=json_safe(v.cost), how=v.how)
+    if isinstance(v, dict):
+        return {str(k): json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    return str(v)
+
+
+def write_json(path: str, obj) -> str:
+    """Write ``json_safe(obj)`` as strict, indented JSON; returns the path."""
+    with open(path, "w") as f:
+        json.dump(json_safe(obj), f, indent=2, allow_nan=False)
     return path

@@ -54,6 +54,16 @@ def test_torch_field_matches_jax():
         assert calls == [1]
 
 
+def test_torch_missing_is_a_note(monkeypatch):
+    import sys
+
+    from gflow.bench import peers, problems
+
+    monkeypatch.setitem(sys.modules, "torchdiffeq", None)  # import fails as if not installed
+    rows, note = peers.torch_rows(problems.toy_problem(20), np.zeros(6), peers.GRIDS["smoke"])
+    assert rows == [] and "bench" in note
+
+
 def _check(out, summary):
     for name in REPORTS:
         assert os.path.getsize(os.path.join(out, name)) > 0, name

@@ -372,7 +372,8 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
         # slots idle briefly; once the queue is empty, return when 3/4 are idle and compact
         # (by 4x or more: each width costs one compilation of the step, seconds on a CPU).
         group = max(1, width // 16)
-        stop_finished, stop_live = (group, 0) if queue else (width + 1, width // _SHRINK)
+        shrink_at = width // _SHRINK if _width_for(max(1, width // _SHRINK), n_dev) < width else 0
+        stop_finished, stop_live = (group, 0) if queue else (width + 1, shrink_at)
         steps_before = np.asarray(slots.steps)
         t = time.perf_counter()
         slots, executed, useful = advance(stepper, slots, n_steps, jnp.asarray(stop_finished),
@@ -402,7 +403,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
         n_live = int(live.sum())
         if n_live == 0:
             return
-        target = _round_up(max(1, 1 << (n_live - 1).bit_length()), n_dev)
+        target = _width_for(n_live, n_dev)
         if not queue and target < width:
             keep = np.concatenate([np.nonzero(live)[0], np.nonzero(~live)[0]])[:target]
             slots, p0 = jax.tree_util.tree_map(lambda x: x[keep] if getattr(x, "ndim", 0) else x, (slots, p0))
@@ -412,6 +413,11 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
 
 
 _SHRINK = 4  # compact the slots when at most 1/_SHRINK of them are live
+
+
+def _width_for(n_live: int, n_dev: int) -> int:
+    """The compiled width for ``n_live`` slots: the next power of two, a multiple of ``n_dev``."""
+    return _round_up(1 << (n_live - 1).bit_length(), n_dev)
 
 
 def _round_up(n: int, multiple: int) -> int:

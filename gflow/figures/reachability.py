@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import textwrap
 
 import numpy as np
 
@@ -186,7 +187,7 @@ def draw(out_dir: str) -> list[str]:
     n_p, n_m = c["P"].max() + 1, c["M"].max() + 1
     ncols = 2 if len(Fs) > 1 else 1
     nrows = -(-len(Fs) // ncols)
-    fig, axes = figure(ncols=ncols, nrows=nrows, aspect=0.9, squeeze=False)
+    fig, axes = figure(ncols=ncols, nrows=nrows, aspect=1.0, squeeze=False)
     norm = mcolors.Normalize(0.0, 1.0)
     for ax, F in zip(axes.flat, Fs, strict=False):
         frac = np.full((n_m, n_p), np.nan)
@@ -205,19 +206,21 @@ def draw(out_dir: str) -> list[str]:
             ax.text(P, M, text + (" !" if wrong else ""), ha="center", va="center", fontsize=5,
                     color="white" if c["fraction"][i] < 0.6 else "black")
         _boundary(ax, pred, ~np.isnan(frac))
-        ax.set(xticks=range(n_p), yticks=range(n_m), xlabel="$P$", ylabel="$M$", title=f"$F = {F}$")
+        ax.set(xticks=range(n_p), yticks=range(n_m), ylabel="$M$", title=f"$F = {F}$")
+    for ax in axes[-1]:
+        ax.set_xlabel("$P$")
     for ax in axes.flat[len(Fs):]:
         ax.set_visible(False)
     fig.colorbar(mesh, ax=axes, label="fraction of runs recovering the teacher", shrink=0.8)
     strict_note = ("" if strict is None else
                    f" In brackets: at tol = {STRICT_TOL:g} (matches in "
                    f"{100 * doc['scalars']['agreement_strict']['match']:.0f}%).")
-    fig.suptitle(f"Student: $P$ / $M$ pathological neurons with $v > 0$ / $v < 0$, $F$ non-pathological. "
-                 f"Teacher: $a_+ = {TEACHER[0]}$, $a_- = {TEACHER[1]}$.\n{fit['n_runs']} exact flows "
-                 f"($t_1 = {p['t1']:g}$, rtol = atol = {p['rtol']:g}). Hatched: predicted unreachable; "
-                 f"line: predicted boundary.\nObserved (fraction recovered at the data's resolution, "
-                 f"tol = {doc['scalars']['resolution']:.3f}, > 0) matches the prediction in "
-                 f"{100 * fit['match']:.0f}% of {fit['n_cells']} cells (!: disagreement).{strict_note}", fontsize=6)
+    text = (f"Student: P / M pathological neurons with v > 0 / v < 0, F non-pathological; teacher a+ = "
+            f"{TEACHER[0]}, a- = {TEACHER[1]}. {fit['n_runs']} exact flows (t1 = {p['t1']:g}, rtol = atol = "
+            f"{p['rtol']:g}). Hatched: predicted unreachable; thick line: predicted boundary. Observed (fraction "
+            f"recovered at the data's resolution, tol = {doc['scalars']['resolution']:.3f}, > 0) matches the "
+            f"prediction in {100 * fit['match']:.0f}% of {fit['n_cells']} cells (!: disagreement).{strict_note}")
+    fig.suptitle(textwrap.fill(text, 80), fontsize=6)
     return _common.save_figure(fig, out_dir, NAME)
 
 

@@ -371,7 +371,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
         # While initializations wait, return after `group` slots finish, so that finished
         # slots idle briefly; once the queue is empty, return when 3/4 are idle and compact
         # (by 4x or more: each width costs one compilation of the step, seconds on a CPU).
-        group = max(1, width // 16)
+        group = max(1, width // _GROUP)
         shrink_at = width // _SHRINK if _width_for(max(1, width // _SHRINK), n_dev) < width else 0
         stop_finished, stop_live = (group, 0) if queue else (width + 1, shrink_at)
         steps_before = np.asarray(slots.steps)
@@ -413,6 +413,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
 
 
 _SHRINK = 4  # compact the slots when at most 1/_SHRINK of them are live
+_GROUP = 16  # while inits wait, a call returns once 1/_GROUP of the slots have finished
 
 
 def _width_for(n_live: int, n_dev: int) -> int:

@@ -65,7 +65,7 @@ class FlowStepper(eqx.Module):
     slide_tol: object = None  # band factor of gflow.kinks.sliding_field, or None: plain field
 
     def _pinning(self, delta):
-        return None if self.pinning is None else eqx.tree_at(lambda p: p.delta, self.pinning, delta)
+        return None if self.pinning is None else self.pinning.with_delta(delta)
 
     def _parts(self, delta):
         # diffeqsolve wraps its terms (direction +1); wrapping here too makes every step,

@@ -179,6 +179,11 @@ class Pinning(eqx.Module):
     esc_tol: Float[Array, ""]
     loss_fn: object = eqx.field(static=True)
 
+    def with_delta(self, delta) -> "Pinning":
+        """The same pinning for a network with conserved values ``delta`` (the escape oracle
+        depends on the data only, so one pinning serves every initialization of a sweep)."""
+        return eqx.tree_at(lambda p: p.delta, self, delta)
+
     def escape(self, W, b, V):
         """Per neuron: ``(min_r phi(r), argmin ray, scale sum_i |g_i| |z_i|)`` at these weights."""
         pre = self.x @ W.T + (0.0 if b is None else b)

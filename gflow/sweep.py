@@ -293,9 +293,9 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
     # the sweep runs whole, resumed or split into parts (a batch's round-off depends on which
     # slots run side by side, so sharing slots across chunks would break this).
     run = _run_discrete if config.method != "flow" else _run_flow_events if config.events else _run_flow
-    for c in todo:
-        run(config, data, teacher, list(range(c * config.chunk_size, min((c + 1) * config.chunk_size,
-                                                                          config.n_inits))), emit, counters)
+    chunks = [list(range(c * config.chunk_size, min((c + 1) * config.chunk_size, config.n_inits))) for c in todo]
+    if chunks:
+        run(config, data, teacher, chunks, emit, counters)
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - start
@@ -344,7 +344,9 @@ def _rows_from(values: dict, which: np.ndarray, cfg, teacher, static, extra: dic
     return rows
 
 
-def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters: dict) -> None:
+def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict) -> None:
+    """Exact flows by continuous batching (:mod:`gflow._engine`), one chunk at a time from
+    fresh slots; the stepper, kink set-up and compiled functions are shared by all chunks."""
     from ._engine import FlowStepper, advance, finalize, refill, start
     from .flow import evals_per_step, save_times
     from .losses import get_loss
@@ -359,57 +361,62 @@ def _run_flow(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters:
                           pinning=pinning, slide_tol=slide)
     per_step, once = evals_per_step(SOLVERS[cfg.solver](), cfg.project)
     n_dev = jax.device_count()
-    width = _round_up(min(cfg.slots, len(queue)), n_dev)
-    queue = list(queue)
 
-    idx = take_masked(queue, np.ones(width, bool))
-    p0 = params_of(jnp.asarray(np.maximum(idx, 0)))
-    slots, p0 = _mesh_put((start(stepper, p0, jnp.asarray(idx)), p0), n_dev)
-    wall = np.zeros(width)
-    n_steps = jnp.asarray(cfg.steps_per_call)
-    while True:
-        # While initializations wait, return after `group` slots finish, so that finished
-        # slots idle briefly; once the queue is empty, return when 3/4 are idle and compact
-        # (by 4x or more: each width costs one compilation of the step, seconds on a CPU).
-        group = max(1, width // _GROUP)
-        shrink_at = width // _SHRINK if _width_for(max(1, width // _SHRINK), n_dev) < width else 0
-        stop_finished, stop_live = (group, 0) if queue else (width + 1, shrink_at)
-        steps_before = np.asarray(slots.steps)
-        t = time.perf_counter()
-        slots, executed, useful = advance(stepper, slots, n_steps, jnp.asarray(stop_finished),
-                                          jnp.asarray(stop_live))
-        done, index = np.asarray(slots.done), np.array(slots.index)
-        dt = time.perf_counter() - t
-        progress = np.asarray(slots.steps) - steps_before
-        wall += dt * progress / max(1, progress.sum())
-        counters["executed"] += int(executed)
-        counters["useful"] += int(useful)
-        finished = np.nonzero(done & (index >= 0))[0]
-        # finalize and refill in groups of a fixed size: one compilation per slot width
-        for pos, n in _groups(finished, group):
-            values = jax.tree_util.tree_map(np.asarray, finalize(stepper, slots, p0, jnp.asarray(pos)))
-            values.update(grad_evals=_grad_evals(values, per_step, once, cfg.project), index=index[pos])
-            emit(_rows_from(values, np.arange(n), cfg, teacher, static, dict(wall=wall[pos])))
-        wall[finished] = 0.0
-        index[finished] = -1
-        if queue and len(finished):
-            new_idx = take_masked(queue, np.ones(len(finished), bool))
-            filled = finished[new_idx >= 0]
-            index[filled] = new_idx[new_idx >= 0]
-            for pos, _ in _groups(filled, group):
-                slots, p0 = refill(stepper, slots, p0, jnp.asarray(pos), params_of(jnp.asarray(index[pos])),
-                                   jnp.asarray(index[pos]))
-        live = ~done | (index >= 0)
-        n_live = int(live.sum())
-        if n_live == 0:
-            return
-        target = _width_for(n_live, n_dev)
-        if not queue and target < width:
-            keep = np.concatenate([np.nonzero(live)[0], np.nonzero(~live)[0]])[:target]
-            slots, p0 = jax.tree_util.tree_map(lambda x: x[keep] if getattr(x, "ndim", 0) else x, (slots, p0))
-            slots, p0 = _mesh_put((slots, p0), n_dev)
-            wall, index, width = wall[keep], index[keep], target
-        slots = eqx.tree_at(lambda s: s.index, slots, jnp.asarray(index))
+    def run_chunk(queue: list[int]) -> None:
+        width = _round_up(min(cfg.slots, len(queue)), n_dev)
+        queue = list(queue)
+
+        idx = take_masked(queue, np.ones(width, bool))
+        p0 = params_of(jnp.asarray(np.maximum(idx, 0)))
+        slots, p0 = _mesh_put((start(stepper, p0, jnp.asarray(idx)), p0), n_dev)
+        wall = np.zeros(width)
+        n_steps = jnp.asarray(cfg.steps_per_call)
+        while True:
+            # While initializations wait, return after `group` slots finish, so that finished
+            # slots idle briefly; once the queue is empty, return when 3/4 are idle and compact
+            # (by 4x or more: each width costs one compilation of the step, seconds on a CPU).
+            group = max(1, width // _GROUP)
+            shrink_at = width // _SHRINK if _width_for(max(1, width // _SHRINK), n_dev) < width else 0
+            stop_finished, stop_live = (group, 0) if queue else (width + 1, shrink_at)
+            steps_before = np.asarray(slots.steps)
+            t = time.perf_counter()
+            slots, executed, useful = advance(stepper, slots, n_steps, jnp.asarray(stop_finished),
+                                              jnp.asarray(stop_live))
+            done, index = np.asarray(slots.done), np.array(slots.index)
+            dt = time.perf_counter() - t
+            progress = np.asarray(slots.steps) - steps_before
+            wall += dt * progress / max(1, progress.sum())
+            counters["executed"] += int(executed)
+            counters["useful"] += int(useful)
+            finished = np.nonzero(done & (index >= 0))[0]
+            # finalize and refill in groups of a fixed size: one compilation per slot width
+            for pos, n in _groups(finished, group):
+                values = jax.tree_util.tree_map(np.asarray, finalize(stepper, slots, p0, jnp.asarray(pos)))
+                values.update(grad_evals=_grad_evals(values, per_step, once, cfg.project), index=index[pos])
+                emit(_rows_from(values, np.arange(n), cfg, teacher, static, dict(wall=wall[pos])))
+            wall[finished] = 0.0
+            index[finished] = -1
+            if queue and len(finished):
+                new_idx = take_masked(queue, np.ones(len(finished), bool))
+                filled = finished[new_idx >= 0]
+                index[filled] = new_idx[new_idx >= 0]
+                for pos, _ in _groups(filled, group):
+                    slots, p0 = refill(stepper, slots, p0, jnp.asarray(pos), params_of(jnp.asarray(index[pos])),
+                                       jnp.asarray(index[pos]))
+            live = ~done | (index >= 0)
+            n_live = int(live.sum())
+            if n_live == 0:
+                return
+            target = _width_for(n_live, n_dev)
+            if not queue and target < width:
+                keep = np.concatenate([np.nonzero(live)[0], np.nonzero(~live)[0]])[:target]
+                slots, p0 = jax.tree_util.tree_map(lambda x: x[keep] if getattr(x, "ndim", 0) else x, (slots, p0))
+                slots, p0 = _mesh_put((slots, p0), n_dev)
+                wall, index, width = wall[keep], index[keep], target
+            slots = eqx.tree_at(lambda s: s.index, slots, jnp.asarray(index))
+
+    for queue in chunks:
+        run_chunk(queue)
 
 
 _SHRINK = 4  # compact the slots when at most 1/_SHRINK of them are live
@@ -452,7 +459,7 @@ def take_masked(queue: list[int], mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _run_discrete(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters: dict) -> None:
+def _run_discrete(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict) -> None:
     """Discrete optimizers: fixed step counts, so groups of ``slots`` inits vmap directly."""
     from .discrete import _save_slots, run_optimizer
 
@@ -467,10 +474,10 @@ def _run_discrete(cfg: SweepConfig, data, teacher, queue: list[int], emit, count
         stats = dict(steps=n, accepted=n, rejected=0, grad_evals=n)
         return models, Status.successful._value, jnp.asarray(n * cfg.lr, dtype), stats
 
-    _run_batched(cfg, data, teacher, queue, emit, counters, solve_one, slot_steps=lambda values: n)
+    _run_batched(cfg, data, teacher, chunks, emit, counters, solve_one, slot_steps=lambda values: n)
 
 
-def _run_flow_events(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters: dict) -> None:
+def _run_flow_events(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict) -> None:
     """Exact flows with events: groups of ``slots`` inits through ``vmap`` of the same jitted
     solve as :func:`gflow.flow.gradient_flow` (the continuous-batching engine does not locate
     events, so a group runs until its slowest member ends)."""
@@ -484,7 +491,7 @@ def _run_flow_events(cfg: SweepConfig, data, teacher, queue: list[int], emit, co
     pinning, slide = _kink_parts(cfg, data, get_loss(cfg.loss_name))
 
     def solve_one(model0, loss_fn):
-        pin = None if pinning is None else eqx.tree_at(lambda q: q.delta, pinning, conserved(model0))
+        pin = None if pinning is None else pinning.with_delta(conserved(model0))
         traj = solve_flow(model0, data, loss_fn, ts, jnp.asarray(cfg.rtol, dtype), jnp.asarray(cfg.atol, dtype),
                           jnp.asarray(0.0, dtype), solver=cfg.solver, max_steps=cfg.max_steps, project=cfg.project,
                           adaptive=True, pinning=pin, slide_tol=slide, events=events, on_event=cfg.on_event)
@@ -494,7 +501,7 @@ def _run_flow_events(cfg: SweepConfig, data, teacher, queue: list[int], emit, co
             stats.update({k: traj.stats[k] for k in ("pins", "unpins", "pinned")})
         return traj.models, traj.status._value, traj.ts[-1], stats
 
-    _run_batched(cfg, data, teacher, queue, emit, counters, solve_one, slot_steps=lambda values: values["steps"])
+    _run_batched(cfg, data, teacher, chunks, emit, counters, solve_one, slot_steps=lambda values: values["steps"])
 
 
 def _kink_parts(cfg: SweepConfig, data, loss_fn):
@@ -504,10 +511,11 @@ def _kink_parts(cfg: SweepConfig, data, loss_fn):
     return resolve_kinks(cfg.kinks, make_init(cfg, data, 0), data, loss_fn, cfg.rtol, cfg.atol)
 
 
-def _run_batched(cfg: SweepConfig, data, teacher, queue: list[int], emit, counters: dict, solve_one,
+def _run_batched(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict, solve_one,
                  slot_steps) -> None:
-    """Groups of ``slots`` initializations through ``vmap(solve_one)``; each run is reduced to
-    a row by folding :mod:`gflow.metrics` over its saved models.
+    """Groups of ``slots`` initializations of each chunk through ``vmap(solve_one)`` (compiled
+    once for all chunks); each run is reduced to a row by folding :mod:`gflow.metrics` over
+    its saved models.
 
     ``solve_one(model0, loss_fn) -> (saved models, status value, t_reached, stats)``;
     ``slot_steps(values)`` gives the steps each member took (for the useful-work counters)."""
@@ -538,17 +546,19 @@ def _run_batched(cfg: SweepConfig, data, teacher, queue: list[int], emit, counte
         return jax.vmap(one)(params)
 
     width = cfg.slots
-    while queue:
-        idx = np.asarray(queue[:width])
-        del queue[:width]
-        padded = np.concatenate([idx, np.full(width - len(idx), idx[-1])])
-        t = time.perf_counter()
-        values = jax.tree_util.tree_map(np.asarray, run_batch(params_of(jnp.asarray(padded))))
-        wall = np.full(width, (time.perf_counter() - t) / len(idx))
-        values = {k: np.broadcast_to(v, (width,) + np.shape(v)[1:]) if np.ndim(v) == 0 else v
-                  for k, v in values.items()}
-        values["index"] = padded
-        steps = np.broadcast_to(slot_steps(values), (width,))
-        counters["executed"] += int(steps.max()) * width
-        counters["useful"] += int(steps[: len(idx)].sum())
-        emit(_rows_from(values, np.arange(len(idx)), cfg, teacher, static, dict(wall=wall)))
+    for chunk in chunks:
+        queue = list(chunk)
+        while queue:
+            idx = np.asarray(queue[:width])
+            del queue[:width]
+            padded = np.concatenate([idx, np.full(width - len(idx), idx[-1])])
+            t = time.perf_counter()
+            values = jax.tree_util.tree_map(np.asarray, run_batch(params_of(jnp.asarray(padded))))
+            wall = np.full(width, (time.perf_counter() - t) / len(idx))
+            values = {k: np.broadcast_to(v, (width,) + np.shape(v)[1:]) if np.ndim(v) == 0 else v
+                      for k, v in values.items()}
+            values["index"] = padded
+            steps = np.broadcast_to(slot_steps(values), (width,))
+            counters["executed"] += int(steps.max()) * width
+            counters["useful"] += int(steps[: len(idx)].sum())
+            emit(_rows_from(values, np.arange(len(idx)), cfg, teacher, static, dict(wall=wall)))

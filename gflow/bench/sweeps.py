@@ -42,7 +42,6 @@ def inits(cfg, n):
 def single_solve(cfg, data):
     """``model -> steps`` of one jitted ``solve_flow`` in the sweep's kink mode (vmap-able: the
     pinning's conserved values are taken from the model inside the function)."""
-    import equinox as eqx
     import jax.numpy as jnp
 
     from ..flow import resolve_kinks, save_times, solve_flow
@@ -55,7 +54,7 @@ def single_solve(cfg, data):
     ts = save_times(cfg.t1, cfg.n_save, None)
 
     def solve(model):
-        pin = None if pinning is None else eqx.tree_at(lambda p: p.delta, pinning, conserved(model))
+        pin = None if pinning is None else pinning.with_delta(conserved(model))
         traj = solve_flow(model, data, loss_fn, ts, jnp.asarray(cfg.rtol), jnp.asarray(cfg.atol), jnp.asarray(0.0),
                           solver=cfg.solver, max_steps=cfg.max_steps, project=False, adaptive=True, pinning=pin,
                           slide_tol=slide)

@@ -141,6 +141,11 @@ class FlowStepper(eqx.Module):
                     index=s.index, done=done)
 
 
+def _where_live(live, new, old):
+    """``new`` for live slots, ``old`` for the others (leading axis: slots)."""
+    return jtu.tree_map(lambda a, b: jnp.where(live.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
+
+
 def _clip_to_end(tprev, tnext, t1, keep):
     """As Diffrax: a next time within 100 ULP of t1 becomes t1 (or, after a rejected step,
     halfway there), so the last interval is never tiny."""
@@ -154,43 +159,113 @@ def _int(value):
     return jnp.asarray(value, jnp.int32)
 
 
+class Chunk(eqx.Module):
+    """Device-side state of one chunk (every leaf's leading axis is spread over the devices;
+    per device: ``W`` slots, a queue of ``Qd`` initializations, a buffer of ``Q`` results).
+
+    Each device refills its own slots from its own queue inside the jitted loop, so a
+    finished slot costs no host round trip; finished slots are kept, by chunk-local index,
+    in the device's ``out`` buffer (``written`` marks them)."""
+
+    slots: Slot
+    queue: object  # initial params, (Qd,) per device
+    qindex: jax.Array  # chunk-local index of each queue entry; -1: padding
+    next: jax.Array  # (1,) per device: next queue entry to load
+    out: Slot  # (Q,) per device
+    written: jax.Array  # (Q,) per device
+    executed: jax.Array  # (1,) per device: slot-steps executed
+    useful: jax.Array  # (1,) per device: slot-steps of live trajectories
+
+
+_AXIS = "slots"
+
+
+def _spread(fn, mesh, n_replicated: int):
+    """``fn(*replicated, *spread)`` run per device by ``shard_map``: the first
+    ``n_replicated`` arguments are copied to every device, the others split along axis 0."""
+
+    def specs(n_spread):
+        return (jax.sharding.PartitionSpec(),) * n_replicated + (jax.sharding.PartitionSpec(_AXIS),) * n_spread
+
+    def run(*args):
+        return jax.shard_map(fn, mesh=mesh, in_specs=specs(len(args) - n_replicated),
+                             out_specs=jax.sharding.PartitionSpec(_AXIS), check_vma=False)(*args)
+
+    return run
+
+
 @eqx.filter_jit
-def advance(stepper: FlowStepper, slots: Slot, n_steps, stop_finished, stop_live):
-    """Advance every live slot by up to ``n_steps`` steps, returning early once at least
-    ``stop_finished`` slots hold a finished trajectory not yet written out (``index >= 0``)
-    or at most ``stop_live`` slots are live. Returns (slots, executed, useful) slot-step
-    counts: ``executed`` counts every slot in every iteration, ``useful`` only live ones."""
-    width = slots.index.shape[0]
+def start_chunk(stepper: FlowStepper, mesh, width: int, n_out: int, queue, qindex) -> Chunk:
+    """A chunk with ``width`` slots per device filled from the head of each device's queue."""
+    dynamic, static = eqx.partition(stepper, eqx.is_array)
 
-    def cond(c):
-        i, s, _ = c
-        finished = jnp.sum(s.done & (s.index >= 0))
-        return (i < n_steps) & ~jnp.all(s.done) & (finished < stop_finished) & (jnp.sum(~s.done) > stop_live)
+    def local(dynamic, queue, qindex):
+        stepper = eqx.combine(dynamic, static)
+        first = jnp.minimum(jnp.arange(width), qindex.shape[0] - 1)
+        index = jnp.where(jnp.arange(width) < qindex.shape[0], qindex[first], -1)
+        slots = jax.vmap(stepper.init)(jtu.tree_map(lambda x: x[first], queue), index)
+        out = jtu.tree_map(lambda x: jnp.zeros((n_out,) + x.shape[1:], x.dtype), slots)
+        n_loaded = jnp.minimum(width, jnp.sum(qindex >= 0))
+        return Chunk(slots=slots, queue=queue, qindex=qindex, next=n_loaded[None], out=out,
+                     written=jnp.zeros(n_out, bool), executed=_int([0]), useful=_int([0]))
 
-    def body(c):
-        i, s, useful = c
-        new = jax.vmap(stepper.step)(s)
-        live = ~s.done
-        merged = jtu.tree_map(lambda a, b: jnp.where(live.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, s)
-        return i + 1, merged, useful + jnp.sum(live)
-
-    i, slots, useful = jax.lax.while_loop(cond, body, (jnp.array(0), slots, jnp.array(0)))
-    return slots, i * width, useful
+    return _spread(local, mesh, 1)(dynamic, queue, qindex)
 
 
 @eqx.filter_jit
-def start(stepper: FlowStepper, params, index):
-    """Fresh slots for batched ``params``/``index`` (``index < 0``: an empty slot)."""
-    return jax.vmap(stepper.init)(params, index)
+def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, stop_live) -> Chunk:
+    """Advance all slots by up to ``n_steps`` steps, refilling finished ones from the queue
+    (in groups of ``group`` per device, once that many are free or the queue's rest fits).
 
+    Returns once every queue is empty and at most ``stop_live`` slots (over all devices) are
+    still live — time to compact them into a narrower width — or after ``n_steps``."""
+    dynamic, static = eqx.partition(stepper, eqx.is_array)
 
-@eqx.filter_jit
-def refill(stepper: FlowStepper, slots: Slot, params0, positions, params, index):
-    """Put fresh slots for ``params``/``index`` at slot ``positions`` (a short batch; repeated
-    positions must carry the same values), and their initial params into ``params0``."""
-    fresh = jax.vmap(stepper.init)(params, index)
-    put = lambda a, b: a.at[positions].set(b)  # noqa: E731
-    return jtu.tree_map(put, slots, fresh), jtu.tree_map(put, params0, params)
+    def local(dynamic, n_steps, stop_live, c: Chunk):
+        stepper = eqx.combine(dynamic, static)
+        width, n_out = c.slots.index.shape[0], c.written.shape[0]
+        n_queue = jnp.sum(c.qindex >= 0)
+
+        def cond(carry):
+            i, c = carry
+            live = jax.lax.psum(jnp.sum(c.slots.index >= 0), _AXIS)
+            left = jax.lax.psum(n_queue - c.next[0], _AXIS)
+            return (i < n_steps) & ((left > 0) | (live > stop_live))
+
+        def refill(slots, nxt):
+            free = slots.index < 0
+            pos = jnp.nonzero(free, size=group, fill_value=width)[0]
+            k = jnp.arange(group)
+            take = (k < jnp.sum(free)) & (nxt + k < n_queue)
+            q = jnp.minimum(nxt + k, c.qindex.shape[0] - 1)
+            fresh = jax.vmap(stepper.init)(jtu.tree_map(lambda x: x[q], c.queue), jnp.where(take, c.qindex[q], -1))
+            at = jnp.where(take, pos, width)
+            slots = jtu.tree_map(lambda a, b: a.at[at].set(b, mode="drop"), slots, fresh)
+            return slots, nxt + _int(jnp.sum(take))
+
+        def body(carry):
+            i, c = carry
+            s = c.slots
+            live = ~s.done
+            # a device whose slots are all idle skips the step (its queue is empty)
+            stepped = jnp.any(live)
+            s = jax.lax.cond(stepped, lambda s: _where_live(live, jax.vmap(stepper.step)(s), s), lambda s: s, s)
+            finished = s.done & (s.index >= 0)
+            at = jnp.where(finished, s.index, n_out)
+            out = jtu.tree_map(lambda o, x: o.at[at].set(x, mode="drop"), c.out, s)
+            written = c.written.at[at].set(True, mode="drop")
+            s = eqx.tree_at(lambda s: s.index, s, jnp.where(finished, -1, s.index))
+            nxt = c.next[0]
+            left = n_queue - nxt
+            go = (left > 0) & (jnp.sum(s.index < 0) >= jnp.minimum(group, left))
+            s, nxt = jax.lax.cond(go, refill, lambda s, n: (s, n), s, nxt)
+            c = Chunk(slots=s, queue=c.queue, qindex=c.qindex, next=nxt[None], out=out, written=written,
+                      executed=c.executed + width * _int(stepped), useful=c.useful + _int(jnp.sum(live)))
+            return i + 1, c
+
+        return jax.lax.while_loop(cond, body, (jnp.asarray(0), c))[1]
+
+    return _spread(local, mesh, 3)(dynamic, n_steps, stop_live, chunk)
 
 
 @eqx.filter_jit

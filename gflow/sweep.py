@@ -46,7 +46,9 @@ class SweepConfig:
       see :mod:`gflow.events`) and ``on_event`` (``stop`` | ``record``), or an optimizer
       ``gd`` | ``sgd`` | ``momentum`` | ``adam`` (``lr``, ``steps`` = t1/lr if 0, ``batch_size``)
     - t1, n_inits, init (``kaiming`` | ``xavier``), ``delta`` (relocate every unit to it; a number,
-      a list, or none), ``signs`` (``random`` | a list of +-1 | none), seed, precision (64 | 32)
+      a list, or none), ``delta_signs`` (``random``: each unit's delta gets a random sign, so
+      ``|delta_k| = delta``; or none), ``signs`` (output-weight signs: ``random`` | a list of +-1 |
+      none), seed, precision (64 | 32)
     - engine: ``slots`` (parallel trajectories), ``steps_per_call``, ``chunk_size`` (rows per file),
       ``n_save`` (saved times at which drift and labels are checked)
     """
@@ -78,6 +80,7 @@ class SweepConfig:
     n_inits: int = 64
     init: str = "kaiming"
     delta: float | tuple[float, ...] | None = None
+    delta_signs: str | None = None
     signs: str | tuple[float, ...] | None = None
     seed: int = 0
     precision: int = 64
@@ -118,6 +121,10 @@ class SweepConfig:
             bad("signs", "'random', a list of +1/-1, or absent")
         if self.signs is not None and self.delta is None:
             bad("signs", "absent unless delta is set (signs are forced after relocating)")
+        if self.delta_signs not in (None, "random"):
+            bad("delta_signs", "'random' or absent")
+        if self.delta_signs is not None and self.delta is None:
+            bad("delta_signs", "absent unless delta is set")
         if self.on_event not in ON_EVENT:
             bad("on_event", "one of " + ", ".join(ON_EVENT))
         if isinstance(self.events, str) or not all(isinstance(e, str) for e in self.events):
@@ -196,15 +203,21 @@ def make_init(cfg: SweepConfig, data, i):
         n_out_weights = (data.out_size, cfg.hidden[-1])
     if cfg.delta is None:
         return model
+    delta = jnp.asarray(cfg.delta, float)
+    if cfg.delta_signs == "random":
+        from .invariants import conserved
+
+        shape = jnp.broadcast_shapes(delta.shape, conserved(model).shape)
+        delta = jnp.abs(delta) * jnp.where(jr.bernoulli(jr.fold_in(k_signs, 1), 0.5, shape), 1.0, -1.0)
     signs = None
     if cfg.signs == "random":
         signs = jnp.where(jr.bernoulli(k_signs, 0.5, n_out_weights), 1.0, -1.0)
     elif cfg.signs is not None:
         signs = jnp.asarray(cfg.signs, float)
-    return relocate(model, jnp.asarray(cfg.delta, float), signs)
+    return relocate(model, delta, signs)
 
 
-_OMIT_AT_DEFAULT = {"recover_tol": 1e-3}
+_OMIT_AT_DEFAULT = {"recover_tol": 1e-3, "delta_signs": None}
 
 
 def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
@@ -277,7 +290,9 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
     counters = dict(executed=0, useful=0, failures=0)
     pending: dict[int, list[dict]] = {c: [] for c in todo}
 
-    def emit(rows):
+    def emit(rows, ticks=None):
+        """Rows of finished trajectories; ``ticks``: trajectories to add to the progress bar
+        (default: one per row)."""
         for row in rows:
             c = row["index"] // config.chunk_size
             pending[c].append(row)
@@ -286,7 +301,7 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
             if len(pending[c]) == expected:
                 store.write_chunk(out_dir, c, pending.pop(c))
         if bar is not None:
-            bar.update(len(rows))
+            bar.update(len(rows) if ticks is None else ticks)
             bar.set_postfix(failures=counters["failures"])
 
     # Each chunk runs on its own from fresh slots: its rows are then bitwise the same whether
@@ -306,7 +321,7 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
                 rate=len(queue) / elapsed if elapsed > 0 else float("nan"), **counters)
 
 
-_INIT_FIELDS = ("model", "width", "hidden", "bias", "init", "delta", "signs", "seed")
+_INIT_FIELDS = ("model", "width", "hidden", "bias", "init", "delta", "delta_signs", "signs", "seed")
 
 
 def _params_fn(cfg: SweepConfig, data):
@@ -346,8 +361,13 @@ def _rows_from(values: dict, which: np.ndarray, cfg, teacher, static, extra: dic
 
 def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict) -> None:
     """Exact flows by continuous batching (:mod:`gflow._engine`), one chunk at a time from
-    fresh slots; the stepper, kink set-up and compiled functions are shared by all chunks."""
-    from ._engine import FlowStepper, advance, finalize, refill, start
+    fresh slots; the stepper, kink set-up and compiled functions are shared by all chunks.
+
+    Per chunk: its initializations are dealt round-robin into one queue per device; each
+    device refills its slots from its queue inside the jitted loop; once the queues are
+    empty and the live slots fit a narrower compiled width (:func:`_ladder`), they are
+    compacted into it, so the slowest trajectories end at the cost of a narrow batch."""
+    from ._engine import _AXIS, FlowStepper, finalize, run_chunk, start_chunk
     from .flow import evals_per_step, save_times
     from .losses import get_loss
 
@@ -361,83 +381,78 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
                           pinning=pinning, slide_tol=slide)
     per_step, once = evals_per_step(SOLVERS[cfg.solver](), cfg.project)
     n_dev = jax.device_count()
+    mesh = jax.make_mesh((n_dev,), (_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+    n_out = cfg.chunk_size  # result buffer per device, by chunk-local index
+    q_dev = -(-cfg.chunk_size // n_dev)  # queue entries per device (fixed: one compilation)
+    # queue position of chunk-local index l: device l % n_dev, entry l // n_dev
+    local = np.arange(q_dev * n_dev)
+    order = local.reshape(q_dev, n_dev).T.ravel()
+    queue_pos = (local % n_dev) * q_dev + local // n_dev
+    n_steps = jnp.asarray(cfg.steps_per_call)
 
-    def run_chunk(queue: list[int]) -> None:
-        width = _round_up(min(cfg.slots, len(queue)), n_dev)
-        queue = list(queue)
+    def run_one(indices: list[int]) -> None:
+        n = len(indices)
+        t = time.perf_counter()
+        queue = params_of(jnp.asarray(np.asarray(indices)[np.minimum(order, n - 1)]))
+        qindex = np.where(order < n, order, -1)
+        width = _width_for(min(cfg.slots, n), n_dev)
+        chunk = start_chunk(stepper, mesh, width // n_dev, n_out, *_mesh_put((queue, jnp.asarray(qindex)), n_dev))
+        n_written = 0
+        while n_written < n:
+            group = max(1, width // n_dev // _GROUP)
+            chunk = run_chunk(stepper, mesh, group, chunk, n_steps, jnp.asarray(_narrower(width, n_dev)))
+            written = int(chunk.written.sum())
+            emit((), ticks=written - n_written)
+            n_written = written
+            index = np.asarray(chunk.slots.index)
+            n_live = int(np.sum(index >= 0))
+            queued = int(np.sum(qindex >= 0)) - int(np.sum(chunk.next))
+            target = _width_for(max(1, n_live), n_dev)
+            if n_live and not queued and target < width:
+                keep = np.concatenate([np.nonzero(index >= 0)[0], np.nonzero(index < 0)[0]])[:target]
+                slots = _mesh_put(jax.tree_util.tree_map(lambda x: x[keep], chunk.slots), n_dev)
+                chunk, width = eqx.tree_at(lambda c: c.slots, chunk, slots), target
+        # each result sits in the buffer of the device its slot ended on
+        device = np.argmax(np.asarray(chunk.written).reshape(n_dev, n_out), axis=0)
+        final = jax.tree_util.tree_map(lambda x: x[device * n_out + np.arange(n_out)], chunk.out)
+        p0 = jax.tree_util.tree_map(lambda x: x[queue_pos[np.minimum(np.arange(n_out), len(queue_pos) - 1)]], queue)
+        values = jax.tree_util.tree_map(np.asarray, finalize(stepper, final, p0, jnp.arange(n_out)))
+        values.update(grad_evals=_grad_evals(values, per_step, once, cfg.project),
+                      index=np.asarray(indices + [indices[-1]] * (n_out - n)))
+        counters["executed"] += int(np.sum(chunk.executed))
+        counters["useful"] += int(np.sum(chunk.useful))
+        steps = np.asarray(values["steps"][:n], float)
+        wall = (time.perf_counter() - t) * steps / max(1.0, steps.sum())
+        emit(_rows_from(values, np.arange(n), cfg, teacher, static, dict(wall=wall)), ticks=0)
 
-        idx = take_masked(queue, np.ones(width, bool))
-        p0 = params_of(jnp.asarray(np.maximum(idx, 0)))
-        slots, p0 = _mesh_put((start(stepper, p0, jnp.asarray(idx)), p0), n_dev)
-        wall = np.zeros(width)
-        n_steps = jnp.asarray(cfg.steps_per_call)
-        while True:
-            # While initializations wait, return after `group` slots finish, so that finished
-            # slots idle briefly; once the queue is empty, return when 3/4 are idle and compact
-            # (by 4x or more: each width costs one compilation of the step, seconds on a CPU).
-            group = max(1, width // _GROUP)
-            shrink_at = width // _SHRINK if _width_for(max(1, width // _SHRINK), n_dev) < width else 0
-            stop_finished, stop_live = (group, 0) if queue else (width + 1, shrink_at)
-            steps_before = np.asarray(slots.steps)
-            t = time.perf_counter()
-            slots, executed, useful = advance(stepper, slots, n_steps, jnp.asarray(stop_finished),
-                                              jnp.asarray(stop_live))
-            done, index = np.asarray(slots.done), np.array(slots.index)
-            dt = time.perf_counter() - t
-            progress = np.asarray(slots.steps) - steps_before
-            wall += dt * progress / max(1, progress.sum())
-            counters["executed"] += int(executed)
-            counters["useful"] += int(useful)
-            finished = np.nonzero(done & (index >= 0))[0]
-            # finalize and refill in groups of a fixed size: one compilation per slot width
-            for pos, n in _groups(finished, group):
-                values = jax.tree_util.tree_map(np.asarray, finalize(stepper, slots, p0, jnp.asarray(pos)))
-                values.update(grad_evals=_grad_evals(values, per_step, once, cfg.project), index=index[pos])
-                emit(_rows_from(values, np.arange(n), cfg, teacher, static, dict(wall=wall[pos])))
-            wall[finished] = 0.0
-            index[finished] = -1
-            if queue and len(finished):
-                new_idx = take_masked(queue, np.ones(len(finished), bool))
-                filled = finished[new_idx >= 0]
-                index[filled] = new_idx[new_idx >= 0]
-                for pos, _ in _groups(filled, group):
-                    slots, p0 = refill(stepper, slots, p0, jnp.asarray(pos), params_of(jnp.asarray(index[pos])),
-                                       jnp.asarray(index[pos]))
-            live = ~done | (index >= 0)
-            n_live = int(live.sum())
-            if n_live == 0:
-                return
-            target = _width_for(n_live, n_dev)
-            if not queue and target < width:
-                keep = np.concatenate([np.nonzero(live)[0], np.nonzero(~live)[0]])[:target]
-                slots, p0 = jax.tree_util.tree_map(lambda x: x[keep] if getattr(x, "ndim", 0) else x, (slots, p0))
-                slots, p0 = _mesh_put((slots, p0), n_dev)
-                wall, index, width = wall[keep], index[keep], target
-            slots = eqx.tree_at(lambda s: s.index, slots, jnp.asarray(index))
-
-    for queue in chunks:
-        run_chunk(queue)
+    for indices in chunks:
+        run_one(indices)
 
 
-_SHRINK = 4  # compact the slots when at most 1/_SHRINK of them are live
-_GROUP = 16  # while inits wait, a call returns once 1/_GROUP of the slots have finished
+_GROUP = 16  # a device refills its slots once 1/_GROUP of them are free
+
+
+def _ladder(m: int) -> int:
+    """The smallest compiled width per device >= ``m``: 1, 2, 3, 4, 6, 8, 12, 16, 24, ...
+    (powers of two and three times them: at most 1/3 of a narrow batch idles, with about two
+    compilations per doubling)."""
+    p = 1 << (m - 1).bit_length()
+    return 3 * p // 4 if p >= 4 and 3 * p // 4 >= m else p
 
 
 def _width_for(n_live: int, n_dev: int) -> int:
-    """The compiled width for ``n_live`` slots: the next power of two, a multiple of ``n_dev``."""
-    return _round_up(1 << (n_live - 1).bit_length(), n_dev)
+    """The compiled width (all devices) for ``n_live`` slots: a ladder width per device."""
+    return _ladder(-(-n_live // n_dev)) * n_dev
+
+
+def _narrower(width: int, n_dev: int) -> int:
+    """The next ladder width below ``width`` (0 below one slot per device)."""
+    per_device = width // n_dev
+    return max((v for v in map(_ladder, range(1, per_device)) if v < per_device), default=0) * n_dev
 
 
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
-
-
-def _groups(positions: np.ndarray, size: int):
-    """``(group, n_real)`` pairs covering ``positions`` in groups of exactly ``size`` (the last
-    padded by repeating its first entry), so finalize/refill compile for one batch size."""
-    for start in range(0, len(positions), size):
-        chunk = positions[start:start + size]
-        yield np.concatenate([chunk, np.full(size - len(chunk), chunk[0])]), len(chunk)
 
 
 def _grad_evals(values: dict, per_step: int, once: int, project: bool) -> np.ndarray:
@@ -447,16 +462,6 @@ def _grad_evals(values: dict, per_step: int, once: int, project: bool) -> np.nda
     if "pins" in values and not project:
         evals = evals + (np.asarray(values["pins"]) + np.asarray(values["unpins"])) * min(once, 1)
     return evals
-
-
-def take_masked(queue: list[int], mask: np.ndarray) -> np.ndarray:
-    """Pop ``mask.sum()`` indices from ``queue`` into the masked positions (-1 where it runs out)."""
-    out = np.full(mask.shape, -1, np.int64)
-    pos = np.nonzero(mask)[0]
-    got = queue[: len(pos)]
-    del queue[: len(pos)]
-    out[pos[: len(got)]] = got
-    return out
 
 
 def _run_discrete(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict) -> None:

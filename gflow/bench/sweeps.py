@@ -21,8 +21,8 @@ def setup():
 
 
 CONFIGS = {
-    "toy": dict(data="toy", n_data=8000, width=2, loss="mse", init="kaiming", delta=1.0, signs="random", t1=100.0,
-                rtol=1e-5, atol=1e-5),
+    "toy": dict(data="toy", n_data=8000, width=2, loss="mse", init="kaiming", delta=1.0, delta_signs="random",
+                t1=100.0, rtol=1e-5, atol=1e-5),
     "breast_cancer": dict(data="breast_cancer", width=8, loss="bce", init="kaiming", t1=10.0, rtol=1e-5, atol=1e-5),
 }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from ._devices import cpu_cores, host_devices_flag, sets_host_devices
+
 EXAMPLE = """\
 # gflow sweep config (TOML). Run: gflow sweep sweep.toml --out results/my-sweep
 name = "toy-obstruction"
@@ -41,7 +43,9 @@ def add_parsers(sub) -> None:
                        description="gflow sweep CONFIG.toml [--out DIR] | gflow sweep --example | gflow sweep merge DIR")
     p.add_argument("args", nargs="*", help="CONFIG.toml, or: merge DIR")
     p.add_argument("--out", help="results folder (default: results/<name>)")
-    p.add_argument("--devices", type=int, help="on CPU, split the host into N devices (sets XLA_FLAGS)")
+    p.add_argument("--devices", type=int,
+                   help="on a CPU, split the host into N devices, slots spread over them (default: one per core; "
+                        "sets XLA_FLAGS; GPUs are used as they are)")
     p.add_argument("--resume", action=__import__("argparse").BooleanOptionalAction, default=True,
                    help="continue a sweep in the same folder (default) or refuse to touch existing results")
     p.add_argument("--part", default="0/1", help="run part i of N (chunks c with c %% N == i), e.g. 2/8")
@@ -64,11 +68,11 @@ def run_sweep_cli(args) -> int:
     if args.example:
         print(EXAMPLE, end="")
         return 0
-    if args.devices is not None:
-        if args.devices < 1:
-            raise ValueError(f"--devices must be a positive integer, got {args.devices}.")
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   f" --xla_force_host_platform_device_count={args.devices}").strip()
+    if args.devices is not None and args.devices < 1:
+        raise ValueError(f"--devices must be a positive integer, got {args.devices}.")
+    flags = os.environ.get("XLA_FLAGS")
+    if args.devices is not None or not sets_host_devices(flags):
+        os.environ["XLA_FLAGS"] = host_devices_flag(flags, args.devices or cpu_cores())
     if args.args[:1] == ["merge"]:
         if len(args.args) != 2:
             raise ValueError("usage: gflow sweep merge DIR.")

@@ -388,7 +388,6 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
     local = np.arange(q_dev * n_dev)
     order = local.reshape(q_dev, n_dev).T.ravel()
     queue_pos = (local % n_dev) * q_dev + local // n_dev
-    n_steps = jnp.asarray(cfg.steps_per_call)
 
     def run_one(indices: list[int]) -> None:
         n = len(indices)
@@ -397,11 +396,14 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
         qindex = np.where(order < n, order, -1)
         width = _width_for(min(cfg.slots, n), n_dev)
         chunk = start_chunk(stepper, mesh, width // n_dev, n_out, *_mesh_put((queue, jnp.asarray(qindex)), n_dev))
-        n_written = 0
+        n_written, n_steps = 0, cfg.steps_per_call
         while n_written < n:
             group = max(1, width // n_dev // _GROUP)
-            chunk = run_chunk(stepper, mesh, group, chunk, n_steps, jnp.asarray(_narrower(width, n_dev)))
+            t_call = time.perf_counter()
+            chunk = run_chunk(stepper, mesh, group, chunk, jnp.asarray(n_steps), jnp.asarray(_narrower(width, n_dev)))
             written = int(chunk.written.sum())
+            # return to the host (progress bar) about every 0.2 s: rows do not depend on it
+            n_steps *= 2 if time.perf_counter() - t_call < _CALL_SECONDS else 1
             emit((), ticks=written - n_written)
             n_written = written
             index = np.asarray(chunk.slots.index)
@@ -430,6 +432,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
 
 
 _GROUP = 16  # a device refills its slots once 1/_GROUP of them are free
+_CALL_SECONDS = 0.2  # calls shorter than this double their step budget
 
 
 def _ladder(m: int) -> int:

@@ -8,6 +8,8 @@ steps whichever way it is batched.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import queue as queue_mod
 import shutil
 import tempfile
 import time
@@ -63,7 +65,7 @@ def single_solve(cfg, data):
     return solve
 
 
-def run_loop(cfg, n):
+def run_loop(cfg, n, started=None):
     """Python loop over single jitted ``solve_flow`` calls (compiled once, then timed)."""
     import equinox as eqx
     import jax
@@ -71,19 +73,20 @@ def run_loop(cfg, n):
     data, models = inits(cfg, n)
     solve = eqx.filter_jit(single_solve(cfg, data))
     pick = lambda i: jax.tree_util.tree_map(lambda x: x[i] if eqx.is_array(x) else x, models)  # noqa: E731
+    t = time.perf_counter()
     jax.block_until_ready(solve(pick(0)))
+    compile_s = time.perf_counter() - t
     steps = []
     start = time.perf_counter()
     for i in range(n):
         steps.append(int(jax.block_until_ready(solve(pick(i)))))
     return dict(seconds=time.perf_counter() - start, executed=sum(steps), useful=sum(steps), max_steps=max(steps),
-                mean_steps=sum(steps) / n)
+                mean_steps=sum(steps) / n, compile=compile_s)
 
 
-def run_naive_vmap(cfg, n, queue):
-    """``jit(vmap(solve_flow))`` over all n inits, in a child process killed after the time box.
-    Compiled ahead of time first (reported separately), so the timed part is the solve only."""
-    setup()
+def run_naive_vmap(cfg, n, started=lambda: None):
+    """``jit(vmap(solve_flow))`` over all n inits. Compiled ahead of time first (reported
+    separately), so the timed part is the solve only; ``started()`` is called as it begins."""
     import equinox as eqx
     import jax
 
@@ -92,48 +95,94 @@ def run_naive_vmap(cfg, n, queue):
     solve = single_solve(cfg, data)
     t = time.perf_counter()
     compiled = jax.jit(lambda p: jax.vmap(solve)(eqx.combine(p, static))).lower(params).compile()
-    queue.put(("compile", time.perf_counter() - t))
+    compile_s = time.perf_counter() - t
+    started()
     start = time.perf_counter()
     steps = jax.block_until_ready(compiled(params))
     seconds = time.perf_counter() - start
-    queue.put(("done", dict(seconds=seconds, executed=int(steps.max()) * n, useful=int(steps.sum()))))
+    return dict(seconds=seconds, executed=int(steps.max()) * n, useful=int(steps.sum()), compile=compile_s,
+                max_steps=int(steps.max()))
 
 
-def naive_vmap_timeboxed(cfg, n, timeout):
-    """Result dict of :func:`run_naive_vmap`; ``seconds = inf`` and ``timeout`` (the time left
-    after compiling) when the time box ran out."""
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    proc = ctx.Process(target=run_naive_vmap, args=(cfg, n, q))
-    start = time.perf_counter()
-    proc.start()
-    proc.join(timeout)
-    killed = proc.is_alive()
-    if killed:
-        proc.kill()
-        proc.join()
-    msgs = {}
-    while not q.empty():
-        key, value = q.get()
-        msgs[key] = value
-    compile_s = msgs.get("compile", float("nan"))
-    if "done" in msgs:
-        return dict(msgs["done"], compile=compile_s)
-    left = (time.perf_counter() - start) - (compile_s if compile_s == compile_s else 0.0)
-    return dict(seconds=float("inf"), executed=None, useful=None, timeout=left, compile=compile_s)
-
-
-def run_engine(cfg, n):
-    """``run_sweep`` on ``n`` inits, warmed up first on ``min(n, 2 slots)`` inits (same shapes)."""
+def run_engine(cfg, n, started=None):
+    """``run_sweep`` on ``n`` inits over all devices, after a warm-up sweep of ``min(n, 256)``
+    inits of the same configuration (it compiles the slot widths the timed run uses)."""
     import dataclasses
 
+    from .. import store
     from ..sweep import run_sweep
 
     out = tempfile.mkdtemp(prefix="gflow-bench-")
     try:
-        warm = dataclasses.replace(cfg, n_inits=min(n, 2 * cfg.slots))
-        run_sweep(warm, out + "/warm", progress=False)  # compiles the shapes the timed run uses
+        t = time.perf_counter()
+        run_sweep(dataclasses.replace(cfg, n_inits=min(n, 256)), out + "/warm", progress=False)
+        warm = time.perf_counter() - t
         s = run_sweep(dataclasses.replace(cfg, n_inits=n), out + "/run", progress=False)
-        return dict(seconds=s["seconds"], executed=s["executed"], useful=s["useful"])
+        steps = store.read_runs(out + "/run").column("steps").to_numpy()
+        return dict(seconds=s["seconds"], executed=s["executed"], useful=s["useful"], compile=warm,
+                    max_steps=int(steps.max()), mean_steps=float(steps.mean()))
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def run_naive_probe(cfg, n, started=None):
+    """The naive vmap cut at ``PROBE_STEPS`` steps: in lockstep every iteration costs the same
+    (finished members are still computed), so ``seconds / PROBE_STEPS`` is its cost per step
+    of the batch, and ``max_steps * seconds / PROBE_STEPS`` estimates the full naive run."""
+    import dataclasses
+
+    return run_naive_vmap(dataclasses.replace(cfg, max_steps=PROBE_STEPS), n)
+
+
+PROBE_STEPS = 100
+METHODS = {"sweep": run_engine, "loop": run_loop, "naive vmap": run_naive_vmap, "naive probe": run_naive_probe}
+
+
+def _child(method: str, cfg, n, queue):
+    setup()
+    queue.put(("done", METHODS[method](cfg, n, started=lambda: queue.put(("started", time.time())))))
+
+
+def measure(method: str, cfg, n: int, *, devices: int = 1, timeout: float | None = None) -> dict:
+    """``METHODS[method](cfg, n)`` in a fresh process that sees ``devices`` CPU devices
+    (``XLA_FLAGS=--xla_force_host_platform_device_count``), killed after ``timeout`` s.
+
+    The time box starts when the method reports its timed part as started (after
+    compiling; methods that do not report it are not boxed). Returns the method's dict
+    (``seconds``, ``executed``, ``useful``, ``compile``, ...), or, when the time box ran out,
+    ``seconds = inf`` and ``timeout``: how long the timed part had run without finishing (so
+    ``n / timeout`` bounds its rate from above)."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(method, cfg, n, q))
+    from .._devices import host_devices_flag
+
+    saved = os.environ.get("XLA_FLAGS")
+    os.environ["XLA_FLAGS"] = host_devices_flag(saved, devices)
+    try:
+        proc.start()
+    finally:
+        os.environ.pop("XLA_FLAGS") if saved is None else os.environ.__setitem__("XLA_FLAGS", saved)
+    deadline = None  # the time box starts with the timed part (compilation is not boxed)
+    try:
+        while True:
+            try:
+                key, value = q.get(timeout=1.0)
+            except queue_mod.Empty:
+                if not proc.is_alive():
+                    raise RuntimeError(f"benchmark child ({method}) died with exit code {proc.exitcode}.") from None
+                if deadline is not None and time.time() > deadline:
+                    return dict(seconds=float("inf"), executed=None, useful=None, timeout=time.time() - started)
+                continue
+            if key == "done":
+                return value
+            started = value
+            deadline = None if timeout is None else started + timeout
+    finally:
+        proc.kill()
+        proc.join()
+
+
+def naive_vmap_timeboxed(cfg, n, timeout):
+    """The naive vmap in a fresh one-device process, killed after ``timeout`` s."""
+    return measure("naive vmap", cfg, n, timeout=timeout)

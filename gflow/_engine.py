@@ -2,12 +2,15 @@
 
 ``vmap(diffeqsolve)`` advances a batch until its slowest member ends. Here a fixed number
 of *slots* each carry their own trajectory state (t, next t, solver and PID-controller
-state, counters, metric accumulator). One jitted call advances every live slot by at most
-``steps_per_call`` solver steps — the same step as Diffrax's own loop (``solver.step``,
-``controller.adapt_step_size``, clipping to t1, dense output at saved times) — so a slot
-reproduces a single ``gradient_flow`` solve. The host then writes out finished slots and
-refills them with new initializations; when the queue is empty the live slots are
-compacted into a narrower compiled width, so a slow tail costs what a single solve costs.
+state, counters, metric accumulator) and take the same steps as Diffrax's own loop
+(``solver.step``, ``controller.adapt_step_size``, clipping to t1, dense output at saved
+times), so a slot reproduces a single ``gradient_flow`` solve.
+
+A chunk of initializations is dealt into one queue per device (``shard_map``: no
+communication but two scalar sums per step). Inside one jitted loop each device steps its
+slots, parks finished ones in a result buffer and refills free slots from its queue; the
+host only sees the chunk again when the queues are empty and the live slots fit a
+narrower compiled width (it then compacts them) or after a step budget (progress bar).
 """
 
 from __future__ import annotations

@@ -28,11 +28,12 @@ lr = 0.01
 n_inits = 256              # initialization i is drawn from fold_in(PRNGKey(seed), i)
 init = "kaiming"           # kaiming (fan-in) | xavier
 delta = -1.0               # relocate every neuron to this conserved value (Prop. 4); omit to keep the init
+# delta_signs = "random"   # each neuron's delta gets a random sign: |delta_k| = |delta| (THEORY.md section 5)
 signs = "random"           # output-weight signs after relocating: "random", a list like [1, -1], or omit
 seed = 0
 precision = 64             # 64 | 32
-slots = 32                 # trajectories advanced in parallel (CPU: 16-32; GPU: thousands)
-steps_per_call = 32        # solver steps per jitted call between refills
+slots = 32                 # trajectories advanced in parallel, over all devices (CPU: 16-32; GPU: thousands)
+steps_per_call = 32        # first step budget of a jitted call (doubled while calls take < 0.2 s; rows do not depend on it)
 chunk_size = 256           # rows per chunk file: the unit of resumption and of --part
 n_save = 11                # saved times at which drift and component labels are checked
 """

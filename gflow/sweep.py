@@ -417,7 +417,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
         # each result sits in the buffer of the device its slot ended on
         device = np.argmax(np.asarray(chunk.written).reshape(n_dev, n_out), axis=0)
         final = jax.tree_util.tree_map(lambda x: x[device * n_out + np.arange(n_out)], chunk.out)
-        p0 = jax.tree_util.tree_map(lambda x: x[queue_pos[np.minimum(np.arange(n_out), len(queue_pos) - 1)]], queue)
+        p0 = jax.tree_util.tree_map(lambda x: x[queue_pos[:n_out]], queue)
         values = jax.tree_util.tree_map(np.asarray, finalize(stepper, final, p0, jnp.arange(n_out)))
         values.update(grad_evals=_grad_evals(values, per_step, once, cfg.project),
                       index=np.asarray(indices + [indices[-1]] * (n_out - n)))

@@ -301,3 +301,24 @@ def test_projection_with_pinning_keeps_delta_to_round_off():
                             project=True)
     assert traj.status_name == "successful" and int(traj.stats["pinned"]) == 1
     assert float(traj.drift[1]) < 1e-14
+
+
+@pytest.mark.parametrize("size", [1, 5, 16, 37])
+def test_cond_any_batched_is_a_per_member_cond(size):
+    """Under ``vmap``, ``cond_any`` gives every member what its own ``lax.cond`` gives (here
+    the branches differ, so running ``true_fn`` for a member whose predicate is false would
+    show), for any number of true members: none, a few, more than one group, all."""
+    from gflow.kinks import cond_any
+
+    def f(p, x, y):
+        return cond_any(p, lambda a, b: (a + b, a * b), lambda a, b: (-a, b), x, y)
+
+    x = jnp.arange(size, dtype=float)
+    y = 2.0 + jnp.arange(size, dtype=float)
+    for pred in (jnp.zeros(size, bool), jnp.arange(size) % 3 == 1, jnp.ones(size, bool)):
+        got = jax.vmap(f)(pred, x, y)
+        want = (jnp.where(pred, x + y, -x), jnp.where(pred, x * y, y))
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    got = jax.vmap(f, in_axes=(0, 0, None))(jnp.arange(size) % 2 == 0, x, 3.0)  # an unbatched operand
+    np.testing.assert_array_equal(got[0], jnp.where(jnp.arange(size) % 2 == 0, x + 3.0, -x))

@@ -83,6 +83,51 @@ def test_failures_become_statuses(tmp_path):
             assert r["status"] == "max_steps_reached" and r["steps"] == limit and r["t_reached"] < cfg.t1
 
 
+def test_rows_independent_of_call_budget(tmp_path):
+    """How often the engine returns to the host (``steps_per_call``, doubled while calls are
+    short) changes no row: refills and compactions are decided on the device."""
+    rows = []
+    for budget in (1, 64):
+        run_sweep(SweepConfig(**dict(SMALL, steps_per_call=budget)), str(tmp_path / str(budget)), progress=False)
+        rows.append(_rows(tmp_path / str(budget)))
+    assert rows[0] == rows[1]
+
+
+def test_width_ladder():
+    """Compiled widths: a ladder 1, 2, 3, 4, 6, 8, 12, ... per device, so a batch of live slots
+    never idles more than 1/3 of its slots; ``_narrower`` is the next rung down."""
+    from gflow.sweep import _ladder, _narrower, _width_for
+
+    assert [_ladder(m) for m in range(1, 14)] == [1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16]
+    for n_dev in (1, 2, 4):
+        widths = sorted({_width_for(n, n_dev) for n in range(1, 300)})
+        for n in range(1, 300):
+            w = _width_for(n, n_dev)
+            per_device = -(-n // n_dev)
+            assert w % n_dev == 0 and w // n_dev >= per_device and per_device / (w // n_dev) > 2 / 3
+        for lower, upper in zip(widths, widths[1:]):
+            assert _narrower(upper, n_dev) == lower
+        assert _narrower(n_dev, n_dev) == 0
+
+
+def test_delta_signs_random():
+    """``delta_signs = "random"``: every unit relocated to ``|delta_k| = delta`` with a random
+    sign (THEORY.md §5's toy initializations); validated; left out of the config hash when
+    absent."""
+    from gflow.invariants import conserved
+
+    cfg = SweepConfig(data="toy", n_data=20, width=4, delta=1.5, delta_signs="random")
+    data, _ = dataset(cfg)
+    deltas = np.stack([np.asarray(conserved(make_init(cfg, data, i))) for i in range(16)])
+    np.testing.assert_allclose(np.abs(deltas), 1.5, rtol=1e-12)
+    assert (deltas > 0).any() and (deltas < 0).any()  # 64 fair signs: all equal has probability 2^-63
+    with pytest.raises(ValueError, match="delta_signs"):
+        SweepConfig(delta_signs="random")
+    with pytest.raises(ValueError, match="delta_signs"):
+        SweepConfig(delta=1.0, delta_signs="up")
+    assert "delta_signs" not in SweepConfig().to_dict() and "delta_signs" in cfg.to_dict()
+
+
 def test_exploding_gd_rows_marked(tmp_path):
     cfg = SweepConfig(**dict(SMALL, method="gd", lr=50.0, steps=200, n_inits=4, delta=None, signs=None))
     run_sweep(cfg, str(tmp_path), progress=False)

@@ -65,33 +65,43 @@ def single_solve(cfg, data):
     return solve
 
 
-def run_loop(cfg, n, started=None):
-    """Python loop over single jitted ``solve_flow`` calls (compiled once, then timed)."""
+def run_loop(cfg, n, started=lambda: None, part=(0, 1)):
+    """Python loop over single jitted ``solve_flow`` calls (compiled once, then timed) on the
+    inits ``i`` with ``i % N == k`` for ``part = (k, N)``; ``started()`` is called as the
+    timed part begins."""
     import equinox as eqx
     import jax
 
     data, models = inits(cfg, n)
     solve = eqx.filter_jit(single_solve(cfg, data))
     pick = lambda i: jax.tree_util.tree_map(lambda x: x[i] if eqx.is_array(x) else x, models)  # noqa: E731
+    mine = range(part[0], n, part[1])
     t = time.perf_counter()
-    jax.block_until_ready(solve(pick(0)))
+    jax.block_until_ready(solve(pick(mine[0])))
     compile_s = time.perf_counter() - t
+    started()
     steps = []
     start = time.perf_counter()
-    for i in range(n):
+    for i in mine:
         steps.append(int(jax.block_until_ready(solve(pick(i)))))
     return dict(seconds=time.perf_counter() - start, executed=sum(steps), useful=sum(steps), max_steps=max(steps),
-                mean_steps=sum(steps) / n, compile=compile_s)
+                mean_steps=sum(steps) / len(steps), compile=compile_s, n=len(steps))
 
 
-def run_naive_vmap(cfg, n, started=lambda: None):
-    """``jit(vmap(solve_flow))`` over all n inits. Compiled ahead of time first (reported
-    separately), so the timed part is the solve only; ``started()`` is called as it begins."""
+def run_naive_vmap(cfg, n, started=lambda: None, part=(0, 1)):
+    """``jit(vmap(solve_flow))`` over all n inits, the batch split over all visible devices
+    (XLA partitions it; the loop still runs until the slowest member ends). Compiled ahead
+    of time first (reported separately), so the timed part is the solve only; ``started()``
+    is called as it begins."""
     import equinox as eqx
     import jax
 
     data, models = inits(cfg, n)
     params, static = eqx.partition(models, eqx.is_array)
+    if jax.device_count() > 1:
+        mesh = jax.make_mesh((jax.device_count(),), ("batch",), axis_types=(jax.sharding.AxisType.Auto,))
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+        params = jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), params)
     solve = single_solve(cfg, data)
     t = time.perf_counter()
     compiled = jax.jit(lambda p: jax.vmap(solve)(eqx.combine(p, static))).lower(params).compile()
@@ -104,7 +114,7 @@ def run_naive_vmap(cfg, n, started=lambda: None):
                 max_steps=int(steps.max()))
 
 
-def run_engine(cfg, n, started=None):
+def run_engine(cfg, n, started=None, part=(0, 1)):
     """``run_sweep`` on ``n`` inits over all devices, after a warm-up sweep of ``min(n, 256)``
     inits of the same configuration (it compiles the slot widths the timed run uses)."""
     import dataclasses
@@ -125,7 +135,7 @@ def run_engine(cfg, n, started=None):
         shutil.rmtree(out, ignore_errors=True)
 
 
-def run_naive_probe(cfg, n, started=None):
+def run_naive_probe(cfg, n, started=None, part=(0, 1)):
     """The naive vmap cut at ``PROBE_STEPS`` steps: in lockstep every iteration costs the same
     (finished members are still computed), so ``seconds / PROBE_STEPS`` is its cost per step
     of the batch, and ``max_steps * seconds / PROBE_STEPS`` estimates the full naive run."""
@@ -138,49 +148,71 @@ PROBE_STEPS = 100
 METHODS = {"sweep": run_engine, "loop": run_loop, "naive vmap": run_naive_vmap, "naive probe": run_naive_probe}
 
 
-def _child(method: str, cfg, n, queue):
+def _child(method: str, cfg, n, part, barrier, queue):
     setup()
-    queue.put(("done", METHODS[method](cfg, n, started=lambda: queue.put(("started", time.time())))))
+
+    def started():
+        barrier.wait()  # the processes of a split run start their timed parts together
+        queue.put(("started", time.time()))
+
+    queue.put(("done", METHODS[method](cfg, n, started=started, part=part)))
 
 
-def measure(method: str, cfg, n: int, *, devices: int = 1, timeout: float | None = None) -> dict:
-    """``METHODS[method](cfg, n)`` in a fresh process that sees ``devices`` CPU devices
+def measure(method: str, cfg, n: int, *, devices: int = 1, processes: int = 1, timeout: float | None = None) -> dict:
+    """``METHODS[method](cfg, n)`` in fresh processes that see ``devices`` CPU devices each
     (``XLA_FLAGS=--xla_force_host_platform_device_count``), killed after ``timeout`` s.
 
-    The time box starts when the method reports its timed part as started (after
-    compiling; methods that do not report it are not boxed). Returns the method's dict
-    (``seconds``, ``executed``, ``useful``, ``compile``, ...), or, when the time box ran out,
-    ``seconds = inf`` and ``timeout``: how long the timed part had run without finishing (so
-    ``n / timeout`` bounds its rate from above)."""
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(method, cfg, n, q))
+    ``processes > 1`` (the loop only): that many processes side by side, process ``k``
+    running the inits ``i % processes == k``, their timed parts started together; the run
+    takes as long as the slowest of them. The time box starts when the timed part starts
+    (after compiling; methods that do not report it are not boxed). Returns the method's
+    dict (``seconds``, ``executed``, ``useful``, ``compile``, ...), or, when the time box ran
+    out, ``seconds = inf`` and ``timeout``: how long the timed part had run without
+    finishing (so ``n / timeout`` bounds its rate from above)."""
     from .._devices import host_devices_flag
 
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    barrier = ctx.Barrier(processes)
+    procs = [ctx.Process(target=_child, args=(method, cfg, n, (k, processes), barrier, q)) for k in range(processes)]
     saved = os.environ.get("XLA_FLAGS")
     os.environ["XLA_FLAGS"] = host_devices_flag(saved, devices)
     try:
-        proc.start()
+        for proc in procs:
+            proc.start()
     finally:
         os.environ.pop("XLA_FLAGS") if saved is None else os.environ.__setitem__("XLA_FLAGS", saved)
-    deadline = None  # the time box starts with the timed part (compilation is not boxed)
+    deadline, results = None, []  # the time box starts with the timed part (compilation is not boxed)
     try:
-        while True:
+        while len(results) < processes:
             try:
                 key, value = q.get(timeout=1.0)
             except queue_mod.Empty:
-                if not proc.is_alive():
-                    raise RuntimeError(f"benchmark child ({method}) died with exit code {proc.exitcode}.") from None
+                dead = [p for p in procs if not p.is_alive() and p.exitcode != 0]
+                if dead:
+                    raise RuntimeError(f"benchmark child ({method}) died with exit code {dead[0].exitcode}.") from None
                 if deadline is not None and time.time() > deadline:
                     return dict(seconds=float("inf"), executed=None, useful=None, timeout=time.time() - started)
                 continue
             if key == "done":
-                return value
-            started = value
-            deadline = None if timeout is None else started + timeout
+                results.append(value)
+            elif deadline is None:
+                started = value
+                deadline = None if timeout is None else started + timeout
     finally:
-        proc.kill()
-        proc.join()
+        for proc in procs:
+            proc.kill()
+            proc.join()
+    return results[0] if processes == 1 else _combine(results)
+
+
+def _combine(results: list[dict]) -> dict:
+    """One result of processes run side by side: the slowest one's time, summed work."""
+    n = sum(r["n"] for r in results)
+    return dict(seconds=max(r["seconds"] for r in results), executed=sum(r["executed"] for r in results),
+                useful=sum(r["useful"] for r in results), max_steps=max(r["max_steps"] for r in results),
+                mean_steps=sum(r["mean_steps"] * r["n"] for r in results) / n,
+                compile=max(r["compile"] for r in results), n=n)
 
 
 def naive_vmap_timeboxed(cfg, n, timeout):

@@ -97,3 +97,27 @@ def test_gflow_bench_quick(tmp_path):
     ratio = {h["target"]: h for h in summary["work_precision"]}[1e-3]["ratio"]
     assert ratio is not None and math.isfinite(ratio)
     assert summary["machine"]["best"]["peak_fraction"] > 0
+
+
+def test_split_loop_results_combine():
+    """A loop split over processes lasts as long as its slowest process and did all their work."""
+    from gflow.bench.sweeps import _combine
+
+    parts = [dict(seconds=2.0, executed=300, useful=300, max_steps=90, mean_steps=30.0, compile=1.0, n=10),
+             dict(seconds=3.0, executed=100, useful=100, max_steps=20, mean_steps=10.0, compile=2.0, n=10)]
+    r = _combine(parts)
+    assert (r["seconds"], r["executed"], r["useful"], r["max_steps"], r["n"]) == (3.0, 400, 400, 90, 20)
+    assert r["mean_steps"] == 20.0 == 400 / 20
+
+
+@pytest.mark.slow
+def test_split_loop_runs_every_init_once():
+    """``measure("loop", ..., processes=2)``: two processes side by side run disjoint halves
+    whose steps add up to the one-process loop's (same solves)."""
+    from gflow.bench.sweeps import measure
+    from gflow.sweep import SweepConfig
+
+    cfg = SweepConfig(data="toy", n_data=64, width=2, t1=2.0, rtol=1e-6, atol=1e-6, kinks="none")
+    one, two = measure("loop", cfg, 6), measure("loop", cfg, 6, processes=2)
+    assert two["n"] == one["n"] == 6
+    assert two["executed"] == one["executed"] and two["max_steps"] == one["max_steps"]

@@ -40,7 +40,6 @@ def test_teacher_flags_use_the_tolerance():
     params, static = eqx.partition(student, eqx.is_inexact_array)
     batched = jax.tree_util.tree_map(lambda x: x[None], params)  # one row
     values = dict(initial_params=batched, final_params=batched, final_loss=jnp.array([0.0]))
-    assert not sweep._teacher_flags(values, 0, teacher, static)["recovered"]
-    assert not sweep._teacher_flags(values, 0, teacher, static, 1e-3)["recovered"]
+    assert not sweep._teacher_flags(values, 0, teacher, static, SweepConfig().recover_tol)["recovered"]
     assert sweep._teacher_flags(values, 0, teacher, static, 0.05)["recovered"]
 

@@ -78,15 +78,18 @@ def sweep(config, out_dir: str) -> dict:
     """Run (or resume, or reuse) a sweep into ``out_dir`` quietly; returns its rows as a dict
     of numpy arrays (one entry per column of ``runs.parquet``).
 
-    ``out_dir`` is a figure's own sweep folder: a sweep of another config there (e.g. a
-    ``--quick`` run before a full one) is removed first rather than refused.
+    ``out_dir`` is a figure's own sweep folder: a sweep of another config there (the
+    figure's parameters changed) is removed first rather than refused, with a line on
+    standard error saying so.
     """
     import shutil
+    import sys
 
     from ..store import MANIFEST
     from ..sweep import run_sweep
 
     if os.path.exists(os.path.join(out_dir, MANIFEST)) and not _same_config(config, out_dir):
+        print(f"{out_dir} holds a sweep of another config; removing it and running this one.", file=sys.stderr)
         shutil.rmtree(out_dir)
     if not os.path.exists(os.path.join(out_dir, "runs.parquet")):
         run_sweep(config, out_dir, progress=False)

@@ -50,6 +50,7 @@ class Slot(eqx.Module):
     acc: dict
     index: jax.Array  # which initialization; -1: empty
     done: jax.Array
+    states: object = None  # params at the saved times (leading axis: ts), NaN until reached; or None
 
 
 class FlowStepper(eqx.Module):
@@ -66,6 +67,7 @@ class FlowStepper(eqx.Module):
     project: bool = eqx.field(static=True)
     pinning: object = None  # gflow.kinks.Pinning (its delta is replaced per slot) or None
     slide_tol: object = None  # band factor of gflow.kinks.sliding_field, or None: plain field
+    save_states: bool = eqx.field(static=True, default=False)  # keep the params at every saved time
 
     def _pinning(self, delta):
         return None if self.pinning is None else self.pinning.with_delta(delta)
@@ -97,10 +99,13 @@ class FlowStepper(eqx.Module):
         t0, t1 = self.ts[0], self.ts[-1]
         tnext, cstate = controller.init(term, t0, t1, params, None, None, solver.func, solver.error_order(term))
         tnext = jnp.minimum(tnext, t1)
+        states = None
+        if self.save_states:
+            states = jtu.tree_map(lambda x: jnp.full(self.ts.shape + x.shape, jnp.nan, x.dtype), params)
         return Slot(y=params, tprev=t0, tnext=tnext, solver_state=solver.init(term, t0, tnext, params, None),
                     controller_state=cstate, made_jump=jnp.array(False), result=_R.successful,
                     steps=_int(0), accepted=_int(0), rejected=_int(0), save_index=_int(0),
-                    acc=metrics.start(model), index=index, done=index < 0)
+                    acc=metrics.start(model), index=index, done=index < 0, states=states)
 
     def step(self, s: Slot) -> Slot:
         """One attempted solver step of one slot, exactly as Diffrax's ``diffeqsolve`` loop."""
@@ -125,15 +130,17 @@ class FlowStepper(eqx.Module):
         n_ts = self.ts.shape[0]
 
         def save_cond(c):
-            i, _ = c
+            i = c[0]
             return keep & (i < n_ts) & (self.ts[jnp.minimum(i, n_ts - 1)] <= s.tnext)
 
         def save_body(c):
-            i, acc = c
-            model = eqx.combine(self.saved(interp.evaluate(self.ts[i]), s.acc["c0"]), self.static)
-            return i + 1, metrics.observe(acc, model)
+            i, acc, states = c
+            y_i = self.saved(interp.evaluate(self.ts[i]), s.acc["c0"])
+            if states is not None:
+                states = jtu.tree_map(lambda buf, x: buf.at[i].set(x), states, y_i)
+            return i + 1, metrics.observe(acc, eqx.combine(y_i, self.static)), states
 
-        save_index, acc = jax.lax.while_loop(save_cond, save_body, (s.save_index, s.acc))
+        save_index, acc, states = jax.lax.while_loop(save_cond, save_body, (s.save_index, s.acc, s.states))
         steps = s.steps + _int(1)
         result = _R.where((steps >= self.max_steps) & (tprev < t1) & (result == _R.successful),
                           _R.max_steps_reached, result)
@@ -141,7 +148,7 @@ class FlowStepper(eqx.Module):
         return Slot(y=y, tprev=tprev, tnext=tnext, solver_state=sstate, controller_state=cstate, made_jump=made_jump,
                     result=result, steps=steps, accepted=s.accepted + _int(keep),
                     rejected=s.rejected + _int(~keep), save_index=save_index, acc=acc,
-                    index=s.index, done=done)
+                    index=s.index, done=done, states=states)
 
 
 def _where_live(live, new, old):
@@ -290,6 +297,8 @@ def finalize(stepper: FlowStepper, slots: Slot, params0, positions):
         row.update(steps=s.steps, accepted=s.accepted, rejected=s.rejected, t_reached=s.tprev,
                    status=status._value, label_start=s.acc["label0"], label_end=s.acc["label"],
                    pathological=s.acc["pathological"], initial_params=p0, final_params=final)
+        if s.states is not None:
+            row["states"] = s.states
         return row
 
     return jax.vmap(one)(slots, params0)

@@ -36,6 +36,7 @@ slots = 32                 # trajectories advanced in parallel, over all devices
 steps_per_call = 32        # first step budget of a jitted call (doubled while calls take < 0.2 s; rows do not depend on it)
 chunk_size = 256           # rows per chunk file: the unit of resumption and of --part
 n_save = 11                # saved times at which drift and component labels are checked
+save_trajectories = false  # true: also keep every network at the n_save times (trajectories/*.npz)
 """
 
 

@@ -1,4 +1,5 @@
-"""Results on disk: ``manifest.json`` + per-chunk row tables + merged ``runs.parquet``.
+"""Results on disk: ``manifest.json`` + per-chunk row tables + merged ``runs.parquet``
+(+ per-chunk saved trajectories, when a sweep is asked to keep them).
 
 Every file is written to a temporary name in the same folder and renamed, so a sweep
 killed at any moment leaves only complete files. A chunk's table exists iff the chunk is
@@ -16,11 +17,13 @@ import platform
 import subprocess
 import tempfile
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 MANIFEST = "manifest.json"
 RUNS = "runs.parquet"
+TRAJECTORIES = "trajectories"
 
 
 def config_hash(config: dict) -> str:
@@ -107,6 +110,31 @@ def done_chunks(out_dir: str) -> set[int]:
 def write_chunk(out_dir: str, chunk: int, rows: list[dict]) -> None:
     table = pa.Table.from_pylist(sorted(rows, key=lambda r: r["index"]))
     _atomic_write(chunk_path(out_dir, chunk), lambda tmp: pq.write_table(table, tmp))
+
+
+def trajectory_path(out_dir: str, chunk: int) -> str:
+    return os.path.join(out_dir, TRAJECTORIES, f"chunk-{chunk:06d}.npz")
+
+
+def write_trajectories(out_dir: str, chunk: int, index: list[int], ts, states: list[list]) -> None:
+    """``trajectories/chunk-NNNNNN.npz``: ``index`` (the chunk's initializations, in order),
+    ``ts`` (saved times) and ``leaf_k`` = leaf ``k`` of the parameters, shape
+    ``(len(index), len(ts), ...)``; ``states[r]`` holds row ``r``'s leaves. Written atomically
+    before the chunk's rows, so every finished chunk has its file."""
+    from .trajectory import atomic_savez
+
+    leaves = {f"leaf_{k}": np.stack([row[k] for row in states]) for k in range(len(states[0]))}
+    atomic_savez(trajectory_path(out_dir, chunk), dict(index=np.asarray(index), ts=np.asarray(ts), **leaves))
+
+
+def read_trajectories(out_dir: str, chunk: int) -> dict:
+    """The arrays written by :func:`write_trajectories` for ``chunk``."""
+    path = trajectory_path(out_dir, chunk)
+    if not os.path.exists(path):
+        raise ValueError(f"{path} does not exist: run the sweep with save_trajectories = true (and let the "
+                         "chunk finish).")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
 
 
 def merge(out_dir: str, n_chunks: int | None = None) -> pa.Table:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 import tomllib
 
@@ -51,6 +52,8 @@ class SweepConfig:
       none), seed, precision (64 | 32)
     - engine: ``slots`` (parallel trajectories), ``steps_per_call``, ``chunk_size`` (rows per file),
       ``n_save`` (saved times at which drift and labels are checked)
+    - ``save_trajectories``: also keep every network's parameters at the ``n_save`` saved times
+      (``trajectories/chunk-NNNNNN.npz`` next to each chunk's rows; :func:`load_trajectory`)
     """
 
     name: str = "sweep"
@@ -89,6 +92,7 @@ class SweepConfig:
     chunk_size: int = 256
     n_save: int = 11
     recover_tol: float = 1e-3
+    save_trajectories: bool = False
 
     def __post_init__(self):
         def bad(field, allowed):
@@ -115,6 +119,8 @@ class SweepConfig:
                 bad(field, "a positive number")
         if self.precision not in (32, 64):
             bad("precision", "32 or 64")
+        if not isinstance(self.save_trajectories, bool):
+            bad("save_trajectories", "true or false")
         if self.method == "flow" and self.solver == "euler":
             bad("solver", "an adaptive solver for sweeps (heun, tsit5, dopri5, dopri8, kvaerno5)")
         if isinstance(self.signs, str) and self.signs != "random":
@@ -217,7 +223,7 @@ def make_init(cfg: SweepConfig, data, i):
     return relocate(model, delta, signs)
 
 
-_OMIT_AT_DEFAULT = {"recover_tol": 1e-3, "delta_signs": None}
+_OMIT_AT_DEFAULT = {"recover_tol": 1e-3, "delta_signs": None, "save_trajectories": False}
 
 
 def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
@@ -299,7 +305,11 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
             counters["failures"] += row["status"] != "successful"
             expected = min(config.chunk_size, config.n_inits - c * config.chunk_size)
             if len(pending[c]) == expected:
-                store.write_chunk(out_dir, c, pending.pop(c))
+                rows_c = sorted(pending.pop(c), key=lambda r: r["index"])
+                if config.save_trajectories:  # written first: a chunk's rows exist only with its trajectories
+                    store.write_trajectories(out_dir, c, [r["index"] for r in rows_c], saved_times(config),
+                                             [r.pop("_states") for r in rows_c])
+                store.write_chunk(out_dir, c, rows_c)
         if bar is not None:
             bar.update(len(rows) if ticks is None else ticks)
             bar.set_postfix(failures=counters["failures"])
@@ -319,6 +329,38 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
         store.merge(out_dir, n_chunks)
     return dict(out_dir=out_dir, ran=len(queue), seconds=elapsed, complete=complete,
                 rate=len(queue) / elapsed if elapsed > 0 else float("nan"), **counters)
+
+
+def saved_times(cfg: SweepConfig) -> np.ndarray:
+    """The times at which a sweep checks drift and labels (and saves trajectories): ``n_save``
+    times on [0, t1] for flows; for discrete optimizers ``lr * step`` at the saved steps."""
+    if cfg.method == "flow":
+        from .flow import save_times
+
+        return np.asarray(save_times(cfg.t1, cfg.n_save, None))
+    from .discrete import _save_slots
+
+    return np.asarray(_save_slots(cfg.n_steps, cfg.n_save)[0]) * cfg.lr
+
+
+def load_trajectory(out_dir: str, index: int):
+    """``(ts, models)`` of initialization ``index`` of a sweep run with ``save_trajectories``:
+    ``models`` is the network with a leading time axis (as ``Trajectory.models``), the saved
+    state at each ``ts``; times a failed run did not reach are NaN."""
+    import json
+
+    with open(os.path.join(out_dir, store.MANIFEST)) as f:
+        cfg = SweepConfig.from_dict(json.load(f)["config"])
+    jax.config.update("jax_enable_x64", cfg.precision == 64)
+    if not 0 <= index < cfg.n_inits:
+        raise ValueError(f"index must be in [0, {cfg.n_inits}) for this sweep, got {index}.")
+    arrays = store.read_trajectories(out_dir, index // cfg.chunk_size)
+    row = int(np.nonzero(arrays["index"] == index)[0][0])
+    shape = eqx.filter_eval_shape(make_init, cfg, dataset(cfg)[0], jnp.asarray(0))
+    params, static = eqx.partition(shape, lambda x: jnp.issubdtype(x.dtype, jnp.inexact))
+    treedef = jax.tree_util.tree_structure(params)
+    leaves = [jnp.asarray(arrays[f"leaf_{k}"][row]) for k in range(treedef.num_leaves)]
+    return arrays["ts"], eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static)
 
 
 _INIT_FIELDS = ("model", "width", "hidden", "bias", "init", "delta", "delta_signs", "signs", "seed")
@@ -351,10 +393,13 @@ def _mesh_put(tree, n_dev: int):
 
 def _rows_from(values: dict, which: np.ndarray, cfg, teacher, static, extra: dict) -> list[dict]:
     values = jax.tree_util.tree_map(np.asarray, values)
+    states = jax.tree_util.tree_leaves(values["states"]) if "states" in values else None
     rows = []
     for j in which:
         row = _row(values, int(j), cfg, teacher, static)
         row["wall_time"] = float(extra["wall"][j])
+        if states is not None:
+            row["_states"] = [leaf[j] for leaf in states]  # split off into the chunk's trajectory file
         rows.append(row)
     return rows
 
@@ -378,7 +423,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
     stepper = FlowStepper(static=static, data=data, loss_fn=loss_fn, solver_name=cfg.solver,
                           ts=save_times(cfg.t1, cfg.n_save, None), rtol=jnp.asarray(cfg.rtol, dtype),
                           atol=jnp.asarray(cfg.atol, dtype), max_steps=cfg.max_steps, project=cfg.project,
-                          pinning=pinning, slide_tol=slide)
+                          pinning=pinning, slide_tol=slide, save_states=cfg.save_trajectories)
     per_step, once = evals_per_step(SOLVERS[cfg.solver](), cfg.project)
     n_dev = jax.device_count()
     mesh = jax.make_mesh((n_dev,), (_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
@@ -549,6 +594,8 @@ def _run_batched(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit,
             row.update(stats, label_start=acc["label0"], label_end=acc["label"], pathological=acc["pathological"],
                        initial_params=p, final_params=eqx.filter(final, eqx.is_inexact_array),
                        status=jnp.where(ok, status, Status.nonfinite._value), t_reached=t_reached)
+            if cfg.save_trajectories:
+                row["states"] = eqx.filter(models, eqx.is_inexact_array)
             return row
 
         return jax.vmap(one)(params)
@@ -563,8 +610,8 @@ def _run_batched(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit,
             t = time.perf_counter()
             values = jax.tree_util.tree_map(np.asarray, run_batch(params_of(jnp.asarray(padded))))
             wall = np.full(width, (time.perf_counter() - t) / len(idx))
-            values = {k: np.broadcast_to(v, (width,) + np.shape(v)[1:]) if np.ndim(v) == 0 else v
-                      for k, v in values.items()}
+            values = {k: np.broadcast_to(v, (width,)) if isinstance(v, np.ndarray) and v.ndim == 0 else v
+                      for k, v in values.items()}  # per-run scalars (a model's batch stays as it is)
             values["index"] = padded
             steps = np.broadcast_to(slot_steps(values), (width,))
             counters["executed"] += int(steps.max()) * width

@@ -295,6 +295,7 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
     start = time.perf_counter()
     counters = dict(executed=0, useful=0, failures=0)
     pending: dict[int, list[dict]] = {c: [] for c in todo}
+    ts_saved = saved_times(config) if config.save_trajectories else None
 
     def emit(rows, ticks=None):
         """Rows of finished trajectories; ``ticks``: trajectories to add to the progress bar
@@ -307,7 +308,7 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
             if len(pending[c]) == expected:
                 rows_c = sorted(pending.pop(c), key=lambda r: r["index"])
                 if config.save_trajectories:  # written first: a chunk's rows exist only with its trajectories
-                    store.write_trajectories(out_dir, c, [r["index"] for r in rows_c], saved_times(config),
+                    store.write_trajectories(out_dir, c, [r["index"] for r in rows_c], ts_saved,
                                              [r.pop("_states") for r in rows_c])
                 store.write_chunk(out_dir, c, rows_c)
         if bar is not None:
@@ -356,9 +357,7 @@ def load_trajectory(out_dir: str, index: int):
         raise ValueError(f"index must be in [0, {cfg.n_inits}) for this sweep, got {index}.")
     arrays = store.read_trajectories(out_dir, index // cfg.chunk_size)
     row = int(np.nonzero(arrays["index"] == index)[0][0])
-    shape = eqx.filter_eval_shape(make_init, cfg, dataset(cfg)[0], jnp.asarray(0))
-    params, static = eqx.partition(shape, lambda x: jnp.issubdtype(x.dtype, jnp.inexact))
-    treedef = jax.tree_util.tree_structure(params)
+    treedef, static = _init_structure(cfg, dataset(cfg)[0])
     leaves = [jnp.asarray(arrays[f"leaf_{k}"][row]) for k in range(treedef.num_leaves)]
     return arrays["ts"], eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static)
 
@@ -372,9 +371,17 @@ def _params_fn(cfg: SweepConfig, data):
     The compiled function depends only on the fields that decide an initialization, so
     sweeps that differ elsewhere (n_inits, tolerances, ...) reuse it."""
     init_cfg = SweepConfig(**{f: getattr(cfg, f) for f in _INIT_FIELDS})
-    shape = eqx.filter_eval_shape(make_init, init_cfg, data, jnp.asarray(0))
-    static = eqx.partition(shape, eqx.is_inexact_array)[1]
+    static = _init_structure(init_cfg, data)[1]
     return (lambda indices: _batch_params(init_cfg, data, indices)), static
+
+
+def _init_structure(cfg: SweepConfig, data):
+    """The tree structure of an initialization's parameters and the models' static part,
+    from shapes only (nothing is computed)."""
+    shape = eqx.filter_eval_shape(make_init, cfg, data, jnp.asarray(0))
+    params, static = eqx.partition(
+        shape, lambda x: isinstance(x, jax.ShapeDtypeStruct) and jnp.issubdtype(x.dtype, jnp.inexact))
+    return jax.tree_util.tree_structure(params), static
 
 
 @eqx.filter_jit

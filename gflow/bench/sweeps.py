@@ -96,12 +96,11 @@ def run_naive_vmap(cfg, n, started=lambda: None, part=(0, 1)):
     import equinox as eqx
     import jax
 
+    from ..sweep import _mesh_put
+
     data, models = inits(cfg, n)
     params, static = eqx.partition(models, eqx.is_array)
-    if jax.device_count() > 1:
-        mesh = jax.make_mesh((jax.device_count(),), ("batch",), axis_types=(jax.sharding.AxisType.Auto,))
-        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
-        params = jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), params)
+    params = _mesh_put(params, jax.device_count())  # the batch axis over all devices; no-op on one
     solve = single_solve(cfg, data)
     t = time.perf_counter()
     compiled = jax.jit(lambda p: jax.vmap(solve)(eqx.combine(p, static))).lower(params).compile()

@@ -64,8 +64,19 @@ PROBLEMS = {"toy": toy_problem, "teacher-student": ts_problem}
 
 
 def solve(problem, data, model, kinks, solver="tsit5", tol=TOL, n_save=101, max_steps=None, project=False):
-    return gf.gradient_flow(model, data, "mse", T1[problem], solver=solver, rtol=tol, atol=tol, kinks=kinks,
-                            n_save=n_save, max_steps=max_steps, project=project)
+    return gf.gradient_flow(
+        model,
+        data,
+        "mse",
+        T1[problem],
+        solver=solver,
+        rtol=tol,
+        atol=tol,
+        kinks=kinks,
+        n_save=n_save,
+        max_steps=max_steps,
+        project=project,
+    )
 
 
 def outputs(traj, x):
@@ -82,9 +93,29 @@ def distribution(problem, n):
         for i in range(n):
             traj = solve(problem, data, init(i), kinks)
             s = traj.summary()
-            rows.append(dict(problem=problem, mode=kinks, init=i, **{k: s[k] for k in (
-                "steps", "rejected", "dtmin_steps", "status", "final_loss", "sliding", "pins", "unpins", "pinned",
-                "relative_drift", "wall_time")}))
+            rows.append(
+                dict(
+                    problem=problem,
+                    mode=kinks,
+                    init=i,
+                    **{
+                        k: s[k]
+                        for k in (
+                            "steps",
+                            "rejected",
+                            "dtmin_steps",
+                            "status",
+                            "final_loss",
+                            "sliding",
+                            "pins",
+                            "unpins",
+                            "pinned",
+                            "relative_drift",
+                            "wall_time",
+                        )
+                    },
+                )
+            )
             finals[(kinks, i)] = traj
         print(f"{problem:>16} {kinks:>5}: {n} solves in {time.perf_counter() - start:.0f} s", flush=True)
     return rows, finals
@@ -100,12 +131,24 @@ def summarize(rows):
             steps = np.array([x["steps"] for x in r])
             rej = np.array([x["rejected"] for x in r])
             bad = sum(x["status"] != "successful" for x in r)
-            out.append([problem, "plain Tsit5" if mode == "none" else "default (auto)", len(r), float(steps.mean()),
-                        float(np.median(steps)), float(np.percentile(steps, 99)), int(steps.max()),
-                        float(rej.sum() / steps.sum()), int(sum(x["dtmin_steps"] for x in r)), bad,
-                        int(sum(x["sliding"] for x in r)), int(sum(x["pinned"] for x in r)),
-                        float(np.median([x["relative_drift"] for x in r])),
-                        float(sum(x["wall_time"] for x in r))])
+            out.append(
+                [
+                    problem,
+                    "plain Tsit5" if mode == "none" else "default (auto)",
+                    len(r),
+                    float(steps.mean()),
+                    float(np.median(steps)),
+                    float(np.percentile(steps, 99)),
+                    int(steps.max()),
+                    float(rej.sum() / steps.sum()),
+                    int(sum(x["dtmin_steps"] for x in r)),
+                    bad,
+                    int(sum(x["sliding"] for x in r)),
+                    int(sum(x["pinned"] for x in r)),
+                    float(np.median([x["relative_drift"] for x in r])),
+                    float(sum(x["wall_time"] for x in r)),
+                ]
+            )
     return out
 
 
@@ -128,21 +171,39 @@ def accuracy(problem, finals, rows, n_ref):
         ref_steps.append(int(ref.stats["steps"]))
         tight_steps.append(int(tight.stats["steps"]))
         fr, lr = outputs(ref, x), float(ref.loss[-1])
-        for m, traj in (("none", finals[("none", i)]), ("auto", finals[("auto", i)]), ("auto_tight", tight),
-                        ("loose_ref", loose)):
+        for m, traj in (
+            ("none", finals[("none", i)]),
+            ("auto", finals[("auto", i)]),
+            ("auto_tight", tight),
+            ("loose_ref", loose),
+        ):
             errs[m].append((abs(float(traj.loss[-1]) - lr), float(jnp.max(jnp.abs(outputs(traj, x) - fr)))))
     print(f"{problem:>16} reference: {len(subset)} solves in {time.perf_counter() - start:.0f} s", flush=True)
     table = []
-    names = (("none", "plain Tsit5 1e-5"), ("auto", "default (auto) 1e-5"), ("auto_tight", "default (auto) 1e-7"),
-             ("loose_ref", f"reference at 10x its tolerance ({tol * 10:g})"))
+    names = (
+        ("none", "plain Tsit5 1e-5"),
+        ("auto", "default (auto) 1e-5"),
+        ("auto_tight", "default (auto) 1e-7"),
+        ("loose_ref", f"reference at 10x its tolerance ({tol * 10:g})"),
+    )
     for m, name in names:
         e = np.array(errs[m])
         if m in ("none", "auto"):
             steps = float(np.mean([finals[(m, i)].stats["steps"] for i in subset]))
         else:
             steps = float(np.mean(tight_steps)) if m == "auto_tight" else float("nan")
-        table.append([problem, name, len(subset), float(np.median(e[:, 0])), float(e[:, 0].max()),
-                      float(np.median(e[:, 1])), float(e[:, 1].max()), float(steps)])
+        table.append(
+            [
+                problem,
+                name,
+                len(subset),
+                float(np.median(e[:, 0])),
+                float(e[:, 0].max()),
+                float(np.median(e[:, 1])),
+                float(e[:, 1].max()),
+                float(steps),
+            ]
+        )
     return table, subset, int(np.mean(ref_steps))
 
 
@@ -156,8 +217,17 @@ def fixed_step_check(inits, dts):
     for i in inits:
         ref = solve("teacher-student", data, init(i), "auto", solver, tol, n_save=2, max_steps=400_000)
         for dt in dts:
-            traj = gf.gradient_flow(init(i), data, "mse", T1["teacher-student"], solver="heun", step_size=dt,
-                                    n_save=2, kinks="none", max_steps=int(T1["teacher-student"] / dt) + 10)
+            traj = gf.gradient_flow(
+                init(i),
+                data,
+                "mse",
+                T1["teacher-student"],
+                solver="heun",
+                step_size=dt,
+                n_save=2,
+                kinks="none",
+                max_steps=int(T1["teacher-student"] / dt) + 10,
+            )
             out.append([i, dt, float(jnp.max(jnp.abs(outputs(traj, x) - outputs(ref, x))))])
     return out
 
@@ -173,8 +243,16 @@ def projection_check(subset):
         b = solve("toy", data, init(i), "auto", project=True)
         fa = jax.vmap(lambda m: jax.vmap(m)(x))(a.models)
         fb = jax.vmap(lambda m: jax.vmap(m)(x))(b.models)
-        rows.append([i, float(a.drift[1]), float(b.drift[1]), float(jnp.max(jnp.abs(fa - fb))),
-                     float(jnp.sqrt(jnp.mean((fa - fb) ** 2))), int(b.stats["steps"])])
+        rows.append(
+            [
+                i,
+                float(a.drift[1]),
+                float(b.drift[1]),
+                float(jnp.max(jnp.abs(fa - fb))),
+                float(jnp.sqrt(jnp.mean((fa - fb) ** 2))),
+                int(b.stats["steps"]),
+            ]
+        )
     return rows
 
 
@@ -184,8 +262,17 @@ def tight_check(inits, tol=1e-7, max_steps=20_000):
     for i in inits:
         for kinks in ("none", "auto"):
             t = solve("toy", data, init(i), kinks, tol=tol, n_save=2, max_steps=max_steps)
-            rows.append([i, kinks, t.status_name, int(t.stats["steps"]), int(t.stats["rejected"]),
-                         float(t.loss[-1]), float(t.stats["wall_time"])])
+            rows.append(
+                [
+                    i,
+                    kinks,
+                    t.status_name,
+                    int(t.stats["steps"]),
+                    int(t.stats["rejected"]),
+                    float(t.loss[-1]),
+                    float(t.stats["wall_time"]),
+                ]
+            )
     return rows
 
 
@@ -217,33 +304,83 @@ def main():
 
     from _report import table, write_report
 
-    dist = table(["problem", "mode", "n", "mean steps", "median", "p99", "max", "rejected frac", "forced dtmin steps",
-                  "not successful", "sliding flag", "pinned neurons", "median rel. drift", "wall s"],
-                 summarize(rows))
+    dist = table(
+        [
+            "problem",
+            "mode",
+            "n",
+            "mean steps",
+            "median",
+            "p99",
+            "max",
+            "rejected frac",
+            "forced dtmin steps",
+            "not successful",
+            "sliding flag",
+            "pinned neurons",
+            "median rel. drift",
+            "wall s",
+        ],
+        summarize(rows),
+    )
     sections = [
-        ("Setup", __doc__.split("Modes:")[0].split("\n\n", 1)[1].strip()
-         + f"\n\nTotal benchmark time {total:.0f} s (including compilation and the references)."),
-        ("Steps per trajectory", dist + "\n\n`sliding flag`: trajectories with a (unit, point) pattern flipping "
-         f">= {gf.kinks.SLIDING_FLIPS} times over the 101 saved times; `pinned neurons`: neurons at w = 0 at t1."),
-        ("Accuracy at t1 against a reference",
-         table(["problem", "solve", "n", "median abs. loss err", "max abs. loss err", "median max|f - f_ref|",
-                "max max|f - f_ref|", "mean steps"], acc)
-         + "\n\nReference: the default mode at a tight tolerance — toy: Tsit5 rtol = atol = 1e-9 (mean "
-         f"{ref_steps['toy']} steps); teacher-student: Dopri8 rtol = atol = 1e-11 (mean "
-         f"{ref_steps['teacher-student']} steps). Plain solves cannot serve: at these tolerances they chatter on "
-         "the sliding and collapsed trajectories until max_steps (see the last table). Subset: the slowest plain "
-         "trajectories (half) and the first others. `f`: the network on the training inputs, max over inputs. "
-         "The row at 10x the reference tolerance measures the reference's own uncertainty."),
-        ("Independent check of the reference (teacher-student)",
-         table(["init", "Heun fixed dt, plain field", "max|f - f_ref| at t1"], rk4)
-         + "\n\nA fixed-step solve of the plain field, with no kink handling at all, approaches the kink-aware "
-         "reference as dt shrinks (slowly and not monotonically: on a discontinuous field with sliding modes a "
-         "fixed-step method chatters with an O(dt) amplitude)."),
-        ("Projection (toy, default mode)",
-         table(["init", "rel. drift, unprojected", "rel. drift, project=True", "max|f_proj - f| over t, x",
-                "rms", "steps"], proj)),
-        ("Tighter tolerance (toy, rtol = atol = 1e-7, max_steps 20000)",
-         table(["init", "kinks", "status", "steps", "rejected", "final loss", "wall s"], tight)),
+        (
+            "Setup",
+            __doc__.split("Modes:")[0].split("\n\n", 1)[1].strip()
+            + f"\n\nTotal benchmark time {total:.0f} s (including compilation and the references).",
+        ),
+        (
+            "Steps per trajectory",
+            dist + "\n\n`sliding flag`: trajectories with a (unit, point) pattern flipping "
+            f">= {gf.kinks.SLIDING_FLIPS} times over the 101 saved times; `pinned neurons`: neurons at w = 0 at t1.",
+        ),
+        (
+            "Accuracy at t1 against a reference",
+            table(
+                [
+                    "problem",
+                    "solve",
+                    "n",
+                    "median abs. loss err",
+                    "max abs. loss err",
+                    "median max|f - f_ref|",
+                    "max max|f - f_ref|",
+                    "mean steps",
+                ],
+                acc,
+            )
+            + "\n\nReference: the default mode at a tight tolerance — toy: Tsit5 rtol = atol = 1e-9 (mean "
+            f"{ref_steps['toy']} steps); teacher-student: Dopri8 rtol = atol = 1e-11 (mean "
+            f"{ref_steps['teacher-student']} steps). Plain solves cannot serve: at these tolerances they chatter on "
+            "the sliding and collapsed trajectories until max_steps (see the last table). Subset: the slowest plain "
+            "trajectories (half) and the first others. `f`: the network on the training inputs, max over inputs. "
+            "The row at 10x the reference tolerance measures the reference's own uncertainty.",
+        ),
+        (
+            "Independent check of the reference (teacher-student)",
+            table(["init", "Heun fixed dt, plain field", "max|f - f_ref| at t1"], rk4)
+            + "\n\nA fixed-step solve of the plain field, with no kink handling at all, approaches the kink-aware "
+            "reference as dt shrinks (slowly and not monotonically: on a discontinuous field with sliding modes a "
+            "fixed-step method chatters with an O(dt) amplitude).",
+        ),
+        (
+            "Projection (toy, default mode)",
+            table(
+                [
+                    "init",
+                    "rel. drift, unprojected",
+                    "rel. drift, project=True",
+                    "max|f_proj - f| over t, x",
+                    "rms",
+                    "steps",
+                ],
+                proj,
+            ),
+        ),
+        (
+            "Tighter tolerance (toy, rtol = atol = 1e-7, max_steps 20000)",
+            table(["init", "kinks", "status", "steps", "rejected", "final loss", "wall s"], tight),
+        ),
     ]
     path = write_report("kinks", "Exact flow through ReLU kinks (issue 5)", sections, a.out)
     with open(os.path.join(a.out, "kinks_rows.csv"), "w", newline="") as f:

@@ -45,9 +45,18 @@ def projection_rows(inits, x):
         proj = solve("toy", data, init(i), "auto", project=True)
         ref = solve("toy", data, init(i), "auto", REF["toy"][0], REF["toy"][1], max_steps=400_000)
         f_plain, f_proj, f_ref = (function_values(t, x) for t in (plain, proj, ref))
-        rows.append([i, float(plain.drift[1]), float(proj.drift[1]), float(jnp.max(jnp.abs(f_proj - f_plain))),
-                     float(jnp.max(jnp.abs(f_plain - f_ref))), float(jnp.max(jnp.abs(f_proj - f_ref))),
-                     int(plain.stats["steps"]), int(proj.stats["steps"])])
+        rows.append(
+            [
+                i,
+                float(plain.drift[1]),
+                float(proj.drift[1]),
+                float(jnp.max(jnp.abs(f_proj - f_plain))),
+                float(jnp.max(jnp.abs(f_plain - f_ref))),
+                float(jnp.max(jnp.abs(f_proj - f_ref))),
+                int(plain.stats["steps"]),
+                int(proj.stats["steps"]),
+            ]
+        )
     return rows
 
 
@@ -64,8 +73,17 @@ def softplus_flow(model, data, beta, t1, tol=1e-9):
     term = diffrax.ODETerm(lambda t, p, args: jax.tree_util.tree_map(jnp.negative, grad(p)))
     y0 = (model.W, model.V)
     ts = jnp.linspace(0.0, t1, 101)
-    sol = diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, t1, None, y0, saveat=diffrax.SaveAt(ts=ts),
-                              stepsize_controller=diffrax.PIDController(rtol=tol, atol=tol), max_steps=1_000_000)
+    sol = diffrax.diffeqsolve(
+        term,
+        diffrax.Tsit5(),
+        0.0,
+        t1,
+        None,
+        y0,
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=diffrax.PIDController(rtol=tol, atol=tol),
+        max_steps=1_000_000,
+    )
     W, V = sol.ys
     delta = jnp.sum(W**2, axis=-1) - jnp.sum(V**2, axis=-2)
     return (W[-1], V[-1]), float(jnp.max(jnp.abs(delta - delta[0]))), int(sol.stats["num_steps"])
@@ -103,20 +121,38 @@ def main():
     from _report import table, write_report
 
     sections = [
-        ("Setup", __doc__.split("\n\n", 1)[1].rsplit("\n\nWrites", 1)[0]
-         + f"\n\nInits {inits[0]}..{inits[-1]} of `benchmarks/kinks.py`'s toy problem; `f`: the network on the "
-         f"first 2000 training inputs (for projection: at all 101 saved times). Total time {total:.0f} s."),
-        ("Projection",
-         table(["init", "rel. drift, unprojected", "rel. drift, project=True", "max|f_proj - f_plain|",
-                "max|f_plain - f_ref|", "max|f_proj - f_ref|", "steps plain", "steps projected"], proj)
-         + "\n\nThe projected and unprojected solves differ by about as much as each differs from the reference: "
-         "the difference is the tolerance-1e-5 solver's own global error on these kink-crossing trajectories "
-         "(the per-step tolerance does not bound the global error through kinks), not an effect of projecting."),
-        ("Softplus smoothing (not a gflow mode)",
-         table(["init", "beta", "max |delta(t) - delta(0)|", "max|f_softplus - f_exact| at t1", "steps"], soft)
-         + "\n\nThe exact flow conserves delta to round-off (first table, relative drift ~1e-16 projected, "
-         "~1e-6 at rtol 1e-5 unprojected); the smoothed flow breaks the conservation law by the amounts above, "
-         "and its function at t1 is measured against the exact flow's (ReLU evaluated at the smoothed weights)."),
+        (
+            "Setup",
+            __doc__.split("\n\n", 1)[1].rsplit("\n\nWrites", 1)[0]
+            + f"\n\nInits {inits[0]}..{inits[-1]} of `benchmarks/kinks.py`'s toy problem; `f`: the network on the "
+            f"first 2000 training inputs (for projection: at all 101 saved times). Total time {total:.0f} s.",
+        ),
+        (
+            "Projection",
+            table(
+                [
+                    "init",
+                    "rel. drift, unprojected",
+                    "rel. drift, project=True",
+                    "max|f_proj - f_plain|",
+                    "max|f_plain - f_ref|",
+                    "max|f_proj - f_ref|",
+                    "steps plain",
+                    "steps projected",
+                ],
+                proj,
+            )
+            + "\n\nThe projected and unprojected solves differ by about as much as each differs from the reference: "
+            "the difference is the tolerance-1e-5 solver's own global error on these kink-crossing trajectories "
+            "(the per-step tolerance does not bound the global error through kinks), not an effect of projecting.",
+        ),
+        (
+            "Softplus smoothing (not a gflow mode)",
+            table(["init", "beta", "max |delta(t) - delta(0)|", "max|f_softplus - f_exact| at t1", "steps"], soft)
+            + "\n\nThe exact flow conserves delta to round-off (first table, relative drift ~1e-16 projected, "
+            "~1e-6 at rtol 1e-5 unprojected); the smoothed flow breaks the conservation law by the amounts above, "
+            "and its function at t1 is measured against the exact flow's (ReLU evaluated at the smoothed weights).",
+        ),
     ]
     path = write_report("kinks_checks", "Kinks: projection accuracy and softplus smoothing (issue 5)", sections, a.out)
     print(f"wrote {path} ({total:.0f} s)")

@@ -47,8 +47,9 @@ def main(argv=None):
         f.writelines(f"{k} = {v!r}\n".replace("'", '"') for k, v in config.items())
     try:
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "gflow.cli", "sweep", path, "--out", out, "--quiet"],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "gflow.cli", "sweep", path, "--out", out, "--quiet"], capture_output=True, text=True
+        )
         wall = time.perf_counter() - start
         print(proc.stdout, proc.stderr[-2000:])
         proc.check_returncode()
@@ -60,28 +61,42 @@ def main(argv=None):
         neg = np.asarray(runs["effective_label_start"])
         loss = np.asarray(runs["final_loss"])
         size = os.path.getsize(os.path.join(out, store.RUNS)) / 2**20
-        results = [["trajectories", runs.num_rows],
-                   ["statuses", {s: status.count(s) for s in sorted(set(status))}],
-                   ["wall time of the command (s, compilation included)", f"{wall:.0f}"],
-                   ["rate (traj/s)", f"{runs.num_rows / wall:.1f}"],
-                   ["peak RSS of the command (MiB)", f"{peak_mib:.0f}"],
-                   ["slot-steps useful / executed", f"{useful} / {executed} ({useful / executed:.3f})"],
-                   ["steps per trajectory mean / p99 / max",
-                    f"{steps.mean():.1f} / {np.percentile(steps, 99):.0f} / {steps.max()}"],
-                   ["max relative drift of delta", f"{np.max(np.asarray(runs['relative_drift'])):.2g}"],
-                   ["runs.parquet size (MiB, not committed)", f"{size:.1f}"]]
+        results = [
+            ["trajectories", runs.num_rows],
+            ["statuses", {s: status.count(s) for s in sorted(set(status))}],
+            ["wall time of the command (s, compilation included)", f"{wall:.0f}"],
+            ["rate (traj/s)", f"{runs.num_rows / wall:.1f}"],
+            ["peak RSS of the command (MiB)", f"{peak_mib:.0f}"],
+            ["slot-steps useful / executed", f"{useful} / {executed} ({useful / executed:.3f})"],
+            [
+                "steps per trajectory mean / p99 / max",
+                f"{steps.mean():.1f} / {np.percentile(steps, 99):.0f} / {steps.max()}",
+            ],
+            ["max relative drift of delta", f"{np.max(np.asarray(runs['relative_drift'])):.2g}"],
+            ["runs.parquet size (MiB, not committed)", f"{size:.1f}"],
+        ]
         components = [[k, int(np.sum(neg == k)), f"{np.median(loss[neg == k]):.4g}"] for k in np.unique(neg)]
-        cmd = f"`python benchmarks/sweep_1e5.py --n-inits {args.n_inits}`: `gflow sweep` on " \
-              f"`results/benchmarks/sweep_1e5.toml` ({', '.join(f'{k} = {v}' for k, v in config.items())}), " \
-              "the CPU split into one device per core (the command's default)"
-        body = table(["", ""], results) + "\n\n" + table(
-            ["negative output signs among pathological neurons", "runs", "median final loss"], components)
-        note = ("Memory is bounded: rows stream to one chunk file per `chunk_size` initializations and no "
-                "trajectory is kept; the peak RSS is that of the whole command, XLA runtime and compiled "
-                "programs included. Obstructed components (0 or 2 negative output weights among the two "
-                "pathological neurons of the target y = relu(x1) - relu(x2)) cannot reach the target.")
-        report = write_report("sweep_1e5", "10^5 toy initializations of the exact flow (issue 6, must-show 4)",
-                              [("Run", cmd), ("Results", body), ("Notes", note)])
+        cmd = (
+            f"`python benchmarks/sweep_1e5.py --n-inits {args.n_inits}`: `gflow sweep` on "
+            f"`results/benchmarks/sweep_1e5.toml` ({', '.join(f'{k} = {v}' for k, v in config.items())}), "
+            "the CPU split into one device per core (the command's default)"
+        )
+        body = (
+            table(["", ""], results)
+            + "\n\n"
+            + table(["negative output signs among pathological neurons", "runs", "median final loss"], components)
+        )
+        note = (
+            "Memory is bounded: rows stream to one chunk file per `chunk_size` initializations and no "
+            "trajectory is kept; the peak RSS is that of the whole command, XLA runtime and compiled "
+            "programs included. Obstructed components (0 or 2 negative output weights among the two "
+            "pathological neurons of the target y = relu(x1) - relu(x2)) cannot reach the target."
+        )
+        report = write_report(
+            "sweep_1e5",
+            "10^5 toy initializations of the exact flow (issue 6, must-show 4)",
+            [("Run", cmd), ("Results", body), ("Notes", note)],
+        )
         print(f"report: {report}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -28,14 +28,21 @@ from gflow.bench.sweeps import CONFIGS, PROBE_STEPS, measure  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
-    p.add_argument("--slots", type=int, nargs="+", default=[32],
-                   help="slots of the sweep (each value is run; 4096 toy inits: the first only)")
+    p.add_argument(
+        "--slots",
+        type=int,
+        nargs="+",
+        default=[32],
+        help="slots of the sweep (each value is run; 4096 toy inits: the first only)",
+    )
     p.add_argument("--vmap-timeout", type=float, default=300.0)
-    p.add_argument("--modes", nargs="+", default=["none", "auto"],
-                   help="kink modes to compare (the first one also at 4096 inits)")
+    p.add_argument(
+        "--modes", nargs="+", default=["none", "auto"], help="kink modes to compare (the first one also at 4096 inits)"
+    )
     p.add_argument("--devices", type=int, default=cpu_cores(), help="CPU devices of the split runs")
-    p.add_argument("--out", default=None,
-                   help="report folder (default results/benchmarks; with --quick results/quick/benchmarks)")
+    p.add_argument(
+        "--out", default=None, help="report folder (default results/benchmarks; with --quick results/quick/benchmarks)"
+    )
     args = p.parse_args(argv)
     out_dir = args.out or ("results/quick/benchmarks" if args.quick else "results/benchmarks")
     from _report import table, write_report
@@ -48,18 +55,48 @@ def main(argv=None):
                 res = _measure_group(name, n, mode, args.slots if n <= 256 else args.slots[:1], args)
                 rows += _rows(name, n, mode, res)
                 ratios += _ratios(name, n, mode, res, args.devices)
-                for row in rows[-len(res):]:
+                for row in rows[-len(res) :]:
                     print(row, flush=True)
-    body = table(["problem", "inits", "kinks", "method", "devices", "seconds", "traj/s", "compile / warm-up s",
-                  "slot-steps executed", "useful fraction"], rows)
-    body += "\n\n" + table(["problem", "inits", "kinks", "sweep", "devices", "/ naive vmap, same devices",
-                            "/ loop, same cores", "/ naive vmap, 1 device", "/ loop, 1 process", "useful fraction"],
-                           ratios)
-    run = f"`python benchmarks/sweep_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}` " \
-          f"(inits per problem: {sizes})"
-    path = write_report("sweep_throughput", "Sweep throughput: naive vmap vs loop vs continuous batching",
-                        [("Run", run), ("Results", body), ("Method", _NOTE.format(k=args.devices, probe=PROBE_STEPS))],
-                        out_dir=out_dir)
+    body = table(
+        [
+            "problem",
+            "inits",
+            "kinks",
+            "method",
+            "devices",
+            "seconds",
+            "traj/s",
+            "compile / warm-up s",
+            "slot-steps executed",
+            "useful fraction",
+        ],
+        rows,
+    )
+    body += "\n\n" + table(
+        [
+            "problem",
+            "inits",
+            "kinks",
+            "sweep",
+            "devices",
+            "/ naive vmap, same devices",
+            "/ loop, same cores",
+            "/ naive vmap, 1 device",
+            "/ loop, 1 process",
+            "useful fraction",
+        ],
+        ratios,
+    )
+    run = (
+        f"`python benchmarks/sweep_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
+        f"(inits per problem: {sizes})"
+    )
+    path = write_report(
+        "sweep_throughput",
+        "Sweep throughput: naive vmap vs loop vs continuous batching",
+        [("Run", run), ("Results", body), ("Method", _NOTE.format(k=args.devices, probe=PROBE_STEPS))],
+        out_dir=out_dir,
+    )
     print(f"report: {path}")
 
 
@@ -80,13 +117,18 @@ def _measure_group(name: str, n: int, mode: str, slots: list[int], args) -> dict
         res[("loop", k)] = measure("loop", base, n, processes=k)
     lockstep = max(r["max_steps"] for r in res.values())  # the slowest trajectory's steps
     for devices in (1, k):
-        naive = res[("naive vmap", devices)] = measure("naive vmap", base, n, devices=devices,
-                                                      timeout=args.vmap_timeout)
+        naive = res[("naive vmap", devices)] = measure(
+            "naive vmap", base, n, devices=devices, timeout=args.vmap_timeout
+        )
         if naive["seconds"] == float("inf"):  # estimate: lockstep steps x measured cost per step
             probe = measure("naive probe", base, n, devices=devices)
             res[(f"naive vmap (estimate: {PROBE_STEPS}-step probe x {lockstep} steps)", devices)] = dict(
-                seconds=probe["seconds"] * lockstep / min(PROBE_STEPS, lockstep), compile=probe["compile"],
-                executed=lockstep * n, useful=res[(f"sweep, {slots[0]} slots", 1)]["mean_steps"] * n, estimate=True)
+                seconds=probe["seconds"] * lockstep / min(PROBE_STEPS, lockstep),
+                compile=probe["compile"],
+                executed=lockstep * n,
+                useful=res[(f"sweep, {slots[0]} slots", 1)]["mean_steps"] * n,
+                estimate=True,
+            )
     return res
 
 
@@ -99,9 +141,20 @@ def _rows(name, n, mode, res) -> list[list]:
     rows = []
     for (method, devices), r in res.items():
         killed = r["seconds"] == float("inf")
-        rows.append([name, n, mode, method, devices, f"> {r['timeout']:.0f} (killed)" if killed else r["seconds"],
-                     f"< {_rate(r, n):.3g}" if killed else _rate(r, n), r.get("compile", "n/a"),
-                     r.get("executed") or "n/a", r["useful"] / r["executed"] if r.get("executed") else "n/a"])
+        rows.append(
+            [
+                name,
+                n,
+                mode,
+                method,
+                devices,
+                f"> {r['timeout']:.0f} (killed)" if killed else r["seconds"],
+                f"< {_rate(r, n):.3g}" if killed else _rate(r, n),
+                r.get("compile", "n/a"),
+                r.get("executed") or "n/a",
+                r["useful"] / r["executed"] if r.get("executed") else "n/a",
+            ]
+        )
     return rows
 
 
@@ -122,8 +175,20 @@ def _ratios(name, n, mode, res, k) -> list[list]:
     for (method, devices), r in res.items():
         if method.startswith("sweep"):
             rate = _rate(r, n)
-            out.append([name, n, mode, method, devices, vs(rate, ("naive vmap", devices)), vs(rate, ("loop", devices)),
-                        vs(rate, ("naive vmap", 1)), vs(rate, ("loop", 1)), r["useful"] / r["executed"]])
+            out.append(
+                [
+                    name,
+                    n,
+                    mode,
+                    method,
+                    devices,
+                    vs(rate, ("naive vmap", devices)),
+                    vs(rate, ("loop", devices)),
+                    vs(rate, ("naive vmap", 1)),
+                    vs(rate, ("loop", 1)),
+                    r["useful"] / r["executed"],
+                ]
+            )
     return out
 
 
@@ -145,7 +210,8 @@ _NOTE = (
     "the same naive vmap (max_steps={probe}: in lockstep every step costs the same, finished members included) "
     "gives its cost per step, times the lockstep length (the slowest trajectory's steps, from the other rows). "
     "Targets of issue 6: toy >= 10x naive vmap and >= 2x the loop; breast cancer >= 1.5x both; >= 90% useful "
-    "slot-steps. Ratios, not absolute times, are meaningful on a shared machine.")
+    "slot-steps. Ratios, not absolute times, are meaningful on a shared machine."
+)
 
 
 if __name__ == "__main__":

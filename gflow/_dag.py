@@ -129,16 +129,16 @@ class Graph:
         return tuple(groups)
 
     def to_json(self) -> dict:
-        return dict(inputs=self.n_in, hidden=self.n_hidden, outputs=self.n_out,
-                    edges=[list(e) for e in self.edges])
+        return dict(inputs=self.n_in, hidden=self.n_hidden, outputs=self.n_out, edges=[list(e) for e in self.edges])
 
     @classmethod
     def from_json(cls, obj: dict) -> "Graph":
         """Parse ``{"inputs": d, "hidden": h, "outputs": e, "edges": [["x0","h0"], ...]}``."""
         missing = {"inputs", "hidden", "outputs", "edges"} - set(obj)
         if missing:
-            raise ValueError(f"graph JSON is missing {', '.join(sorted(missing))}; "
-                             "it needs inputs, hidden, outputs and edges.")
+            raise ValueError(
+                f"graph JSON is missing {', '.join(sorted(missing))}; it needs inputs, hidden, outputs and edges."
+            )
         if any(not isinstance(e, (list, tuple)) or len(e) != 2 for e in obj["edges"]):
             raise ValueError("graph edges must be pairs [source, target] of node names.")
         return cls(obj["inputs"], obj["hidden"], obj["outputs"], tuple(tuple(e) for e in obj["edges"]))
@@ -163,8 +163,9 @@ class DAGNet(eqx.Module):
     weights: Float[Array, " edges"]
     graph: Graph = eqx.field(static=True)
 
-    def __init__(self, graph: Graph, *, init: str | Scheme = "kaiming", key: PRNGKeyArray,
-                 weights: Array | None = None):
+    def __init__(
+        self, graph: Graph, *, init: str | Scheme = "kaiming", key: PRNGKeyArray, weights: Array | None = None
+    ):
         self.graph = graph
         if weights is None:
             scheme = get_scheme(init)

@@ -102,20 +102,35 @@ class FlowStepper(eqx.Module):
         states = None
         if self.save_states:
             states = jtu.tree_map(lambda x: jnp.full(self.ts.shape + x.shape, jnp.nan, x.dtype), params)
-        return Slot(y=params, tprev=t0, tnext=tnext, solver_state=solver.init(term, t0, tnext, params, None),
-                    controller_state=cstate, made_jump=jnp.array(False), result=_R.successful,
-                    steps=_int(0), accepted=_int(0), rejected=_int(0), save_index=_int(0),
-                    acc=metrics.start(model), index=index, done=index < 0, states=states)
+        return Slot(
+            y=params,
+            tprev=t0,
+            tnext=tnext,
+            solver_state=solver.init(term, t0, tnext, params, None),
+            controller_state=cstate,
+            made_jump=jnp.array(False),
+            result=_R.successful,
+            steps=_int(0),
+            accepted=_int(0),
+            rejected=_int(0),
+            save_index=_int(0),
+            acc=metrics.start(model),
+            index=index,
+            done=index < 0,
+            states=states,
+        )
 
     def step(self, s: Slot) -> Slot:
         """One attempted solver step of one slot, exactly as Diffrax's ``diffeqsolve`` loop."""
         term, solver, controller = self._parts(s.acc["c0"])
         t1 = self.ts[-1]
-        y, y_error, dense_info, sstate, sresult = solver.step(term, s.tprev, s.tnext, s.y, None, s.solver_state,
-                                                             s.made_jump)
+        y, y_error, dense_info, sstate, sresult = solver.step(
+            term, s.tprev, s.tnext, s.y, None, s.solver_state, s.made_jump
+        )
         y_error = jtu.tree_map(lambda x: jnp.where(jnp.isnan(x), jnp.inf, x), y_error)
         keep, tprev, tnext, made_jump, cstate, cresult = controller.adapt_step_size(
-            s.tprev, s.tnext, s.y, y, None, y_error, solver.error_order(term), s.controller_state)
+            s.tprev, s.tnext, s.y, y, None, y_error, solver.error_order(term), s.controller_state
+        )
         tprev = jnp.minimum(tprev, t1)
         tnext = _clip_to_end(tprev, tnext, t1, keep)
         keep_tree = lambda a, b: jnp.where(keep, a, b)  # noqa: E731
@@ -142,13 +157,27 @@ class FlowStepper(eqx.Module):
 
         save_index, acc, states = jax.lax.while_loop(save_cond, save_body, (s.save_index, s.acc, s.states))
         steps = s.steps + _int(1)
-        result = _R.where((steps >= self.max_steps) & (tprev < t1) & (result == _R.successful),
-                          _R.max_steps_reached, result)
+        result = _R.where(
+            (steps >= self.max_steps) & (tprev < t1) & (result == _R.successful), _R.max_steps_reached, result
+        )
         done = (tprev >= t1) | (result != _R.successful)
-        return Slot(y=y, tprev=tprev, tnext=tnext, solver_state=sstate, controller_state=cstate, made_jump=made_jump,
-                    result=result, steps=steps, accepted=s.accepted + _int(keep),
-                    rejected=s.rejected + _int(~keep), save_index=save_index, acc=acc,
-                    index=s.index, done=done, states=states)
+        return Slot(
+            y=y,
+            tprev=tprev,
+            tnext=tnext,
+            solver_state=sstate,
+            controller_state=cstate,
+            made_jump=made_jump,
+            result=result,
+            steps=steps,
+            accepted=s.accepted + _int(keep),
+            rejected=s.rejected + _int(~keep),
+            save_index=save_index,
+            acc=acc,
+            index=s.index,
+            done=done,
+            states=states,
+        )
 
 
 def _where_live(live, new, old):
@@ -198,8 +227,13 @@ def _spread(fn, mesh, n_replicated: int):
         return (jax.sharding.PartitionSpec(),) * n_replicated + (jax.sharding.PartitionSpec(_AXIS),) * n_spread
 
     def run(*args):
-        return jax.shard_map(fn, mesh=mesh, in_specs=specs(len(args) - n_replicated),
-                             out_specs=jax.sharding.PartitionSpec(_AXIS), check_vma=False)(*args)
+        return jax.shard_map(
+            fn,
+            mesh=mesh,
+            in_specs=specs(len(args) - n_replicated),
+            out_specs=jax.sharding.PartitionSpec(_AXIS),
+            check_vma=False,
+        )(*args)
 
     return run
 
@@ -216,8 +250,16 @@ def start_chunk(stepper: FlowStepper, mesh, width: int, n_out: int, queue, qinde
         slots = jax.vmap(stepper.init)(jtu.tree_map(lambda x: x[first], queue), index)
         out = jtu.tree_map(lambda x: jnp.zeros((n_out,) + x.shape[1:], x.dtype), slots)
         n_loaded = jnp.minimum(width, jnp.sum(qindex >= 0))
-        return Chunk(slots=slots, queue=queue, qindex=qindex, next=n_loaded[None], out=out,
-                     written=jnp.zeros(n_out, bool), executed=_int([0]), useful=_int([0]))
+        return Chunk(
+            slots=slots,
+            queue=queue,
+            qindex=qindex,
+            next=n_loaded[None],
+            out=out,
+            written=jnp.zeros(n_out, bool),
+            executed=_int([0]),
+            useful=_int([0]),
+        )
 
     return _spread(local, mesh, 1)(dynamic, queue, qindex)
 
@@ -269,8 +311,16 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, sto
             left = n_queue - nxt
             go = (left > 0) & (jnp.sum(s.index < 0) >= jnp.minimum(group, left))
             s, nxt = jax.lax.cond(go, refill, lambda s, n: (s, n), s, nxt)
-            c = Chunk(slots=s, queue=c.queue, qindex=c.qindex, next=nxt[None], out=out, written=written,
-                      executed=c.executed + width * _int(stepped), useful=c.useful + _int(jnp.sum(live)))
+            c = Chunk(
+                slots=s,
+                queue=c.queue,
+                qindex=c.qindex,
+                next=nxt[None],
+                out=out,
+                written=written,
+                executed=c.executed + width * _int(stepped),
+                useful=c.useful + _int(jnp.sum(live)),
+            )
             return i + 1, c
 
         return jax.lax.while_loop(cond, body, (jnp.asarray(0), c))[1]
@@ -289,14 +339,24 @@ def finalize(stepper: FlowStepper, slots: Slot, params0, positions):
         row = metrics.loss_columns(model0, model, stepper.data, stepper.loss_fn)
         row.update(metrics.summarize(s.acc))
         status = flow_status(s.result)
-        status = Status.where((status == Status.successful) & ~jnp.isfinite(row["final_loss"]), Status.nonfinite,
-                              status)
+        status = Status.where(
+            (status == Status.successful) & ~jnp.isfinite(row["final_loss"]), Status.nonfinite, status
+        )
         row.update(controller_stats(s.controller_state))
         if stepper.pinning is not None:
             row.update(pin_stats(s.solver_state, final, s.acc["c0"]))
-        row.update(steps=s.steps, accepted=s.accepted, rejected=s.rejected, t_reached=s.tprev,
-                   status=status._value, label_start=s.acc["label0"], label_end=s.acc["label"],
-                   pathological=s.acc["pathological"], initial_params=p0, final_params=final)
+        row.update(
+            steps=s.steps,
+            accepted=s.accepted,
+            rejected=s.rejected,
+            t_reached=s.tprev,
+            status=status._value,
+            label_start=s.acc["label0"],
+            label_end=s.acc["label"],
+            pathological=s.acc["pathological"],
+            initial_params=p0,
+            final_params=final,
+        )
         if s.states is not None:
             row["states"] = s.states
         return row

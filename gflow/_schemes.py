@@ -75,6 +75,4 @@ def get_scheme(init: str | Scheme) -> Scheme:
         return kaiming()
     if init == "xavier":
         return xavier()
-    raise ValueError(
-        f"init must be one of {', '.join(SCHEMES)} or gflow.normal(sigma_w, sigma_v); got {init!r}."
-    )
+    raise ValueError(f"init must be one of {', '.join(SCHEMES)} or gflow.normal(sigma_w, sigma_v); got {init!r}.")

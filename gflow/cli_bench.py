@@ -6,16 +6,20 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="work-precision, peers and machine-limit benchmarks; writes reports",
-                       description="Run gflow's benchmarks (exact flow vs GD, peer tools, sweep engine vs the "
-                                   "machine's matmul peak, compile time and scaling) and write Markdown reports "
-                                   "with CSV rows and figures. Needs the bench extra for the PyTorch peer "
-                                   "(pip install -e \".[bench]\"); without it that row is skipped with a note.")
+    p = sub.add_parser(
+        "bench",
+        help="work-precision, peers and machine-limit benchmarks; writes reports",
+        description="Run gflow's benchmarks (exact flow vs GD, peer tools, sweep engine vs the "
+        "machine's matmul peak, compile time and scaling) and write Markdown reports "
+        "with CSV rows and figures. Needs the bench extra for the PyTorch peer "
+        '(pip install -e ".[bench]"); without it that row is skipped with a note.',
+    )
     from .bench import BENCHMARKS, add_arguments
 
     add_arguments(p, None)
-    p.add_argument("--only", default=",".join(BENCHMARKS),
-                   help=f"comma-separated subset of {','.join(BENCHMARKS)} (default: all)")
+    p.add_argument(
+        "--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {','.join(BENCHMARKS)} (default: all)"
+    )
     p.set_defaults(func=run)
 
 
@@ -28,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     jax.config.update("jax_enable_compilation_cache", False)
     size, out = resolve(args)
     summary = run_all(size, out, only=tuple(s.strip() for s in args.only.split(",") if s.strip()))
-    print(f"gflow bench ({size}): reports in {out}/ — " + ", ".join(
-        f"{k} {v:.0f} s" for k, v in summary["seconds"].items()))
+    print(
+        f"gflow bench ({size}): reports in {out}/ — "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds"].items())
+    )
     return 0

@@ -17,13 +17,17 @@ import time
 def add_parser(subparsers) -> None:
     """Register ``figure`` on an ``argparse`` sub-parser collection."""
     p = subparsers.add_parser(
-        "figure", help="regenerate a paper figure (gflow figure --list shows them)",
-        description="Run (or reuse) a figure's experiment and draw it as PNG and PDF.")
+        "figure",
+        help="regenerate a paper figure (gflow figure --list shows them)",
+        description="Run (or reuse) a figure's experiment and draw it as PNG and PDF.",
+    )
     p.add_argument("name", nargs="?", help="a figure name from --list, or 'all'")
     p.add_argument("--list", action="store_true", help="list the figures with one line each")
     p.add_argument("--quick", action="store_true", help="reduced sizes: under a minute per figure")
-    p.add_argument("--out", help="output folder (default results/NAME, with --quick results/quick/NAME; "
-                                 "with 'all': OUT/NAME per figure)")
+    p.add_argument(
+        "--out",
+        help="output folder (default results/NAME, with --quick results/quick/NAME; with 'all': OUT/NAME per figure)",
+    )
     p.set_defaults(func=run_figure)
 
 

@@ -48,17 +48,32 @@ def add_parsers(sub) -> None:
     run.add_argument("--solver", default="tsit5", help="euler | heun | tsit5 | dopri5 | dopri8 | kvaerno5")
     run.add_argument("--rtol", type=float, default=1e-8)
     run.add_argument("--atol", type=float, default=1e-8)
-    run.add_argument("--max-steps", type=int, default=None,
-                     help="bound on solver steps (default: sized to t1, about 1000 per unit time)")
+    run.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="bound on solver steps (default: sized to t1, about 1000 per unit time)",
+    )
     run.add_argument("--project", action="store_true", help="project onto the invariant set after each step")
-    run.add_argument("--kinks", default="auto",
-                     help="auto | none | pin | slide | pin+slide: how the flow handles ReLU kinks (default auto)")
-    run.add_argument("--event", action="append", default=None, metavar="EVENT",
-                     help="watch an event (repeatable): loss_below=THR, grad_norm_below=THR, neuron_dies, "
-                          "output_sign_change")
+    run.add_argument(
+        "--kinks",
+        default="auto",
+        help="auto | none | pin | slide | pin+slide: how the flow handles ReLU kinks (default auto)",
+    )
+    run.add_argument(
+        "--event",
+        action="append",
+        default=None,
+        metavar="EVENT",
+        help="watch an event (repeatable): loss_below=THR, grad_norm_below=THR, neuron_dies, output_sign_change",
+    )
     run.add_argument("--on-event", default="stop", help="stop | record (default stop)")
-    run.add_argument("--dtmin", type=float, default=None, help="absolute floor on the step size (steps at it are "
-                     "accepted and counted; default: 100 eps max(|t|, t1))")
+    run.add_argument(
+        "--dtmin",
+        type=float,
+        default=None,
+        help="absolute floor on the step size (steps at it are accepted and counted; default: 100 eps max(|t|, t1))",
+    )
     run.add_argument("--t1", type=float, default=10.0, help="final time (default 10)")
     run.add_argument("--lr", type=float, default=1e-2, help="learning rate of a discrete optimizer")
     run.add_argument("--steps", type=int, help="optimizer steps (default t1/lr)")
@@ -80,10 +95,12 @@ def run_demo(args) -> int:
     print(format_table(result["rows"]))
     rows = {(r["init"].split()[0], r["method"]): r for r in result["rows"]}
     good, bad = rows[("reachable", "exact flow")], rows[("unreachable", "exact flow")]
-    print(f"\nBoth initializations have two pathological neurons (delta = -1), so no output weight can change sign: "
-          f"with signs (+, -) the exact flow fits the target (loss {good['final_loss']:.1e}), with (+, +) it is stuck "
-          f"at loss {bad['final_loss']:.3f}; small-lr GD follows the flow but drifts off the invariant set by "
-          f"~{max(r['drift'] for r in result['rows'] if r['method'] != 'exact flow'):.0e}.")
+    print(
+        f"\nBoth initializations have two pathological neurons (delta = -1), so no output weight can change sign: "
+        f"with signs (+, -) the exact flow fits the target (loss {good['final_loss']:.1e}), with (+, +) it is stuck "
+        f"at loss {bad['final_loss']:.3f}; small-lr GD follows the flow but drifts off the invariant set by "
+        f"~{max(r['drift'] for r in result['rows'] if r['method'] != 'exact flow'):.0e}."
+    )
     print(f"Figure: {result['figure']}   ({time.perf_counter() - start:.0f} s)")
     return 0
 
@@ -146,23 +163,38 @@ def run_one(args) -> int:
     model = _model(args, data)
     loss = args.loss or default_loss
     if args.method == "flow":
-        traj = gradient_flow(model, data, loss, args.t1, solver=args.solver, rtol=args.rtol, atol=args.atol,
-                             n_save=args.n_save, max_steps=args.max_steps, project=args.project, kinks=args.kinks,
-                             events=args.event, on_event=args.on_event, dtmin=args.dtmin)
+        traj = gradient_flow(
+            model,
+            data,
+            loss,
+            args.t1,
+            solver=args.solver,
+            rtol=args.rtol,
+            atol=args.atol,
+            n_save=args.n_save,
+            max_steps=args.max_steps,
+            project=args.project,
+            kinks=args.kinks,
+            events=args.event,
+            on_event=args.on_event,
+            dtmin=args.dtmin,
+        )
     else:
         steps = args.steps if args.steps is not None else max(1, round(args.t1 / args.lr)) if args.lr > 0 else 0
-        traj = train(model, data, loss, args.method, lr=args.lr, steps=steps, batch_size=args.batch_size,
-                     n_save=args.n_save)
+        traj = train(
+            model, data, loss, args.method, lr=args.lr, steps=steps, batch_size=args.batch_size, n_save=args.n_save
+        )
     summary = traj.summary()
     if args.out:
         traj.save(args.out)
         summary["out"] = args.out
     if args.json:  # strict JSON: a time that never happened (inf) or a NaN loss is null
-        print(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
-                          for k, v in summary.items()}, indent=2))
+        print(
+            json.dumps(
+                {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}, indent=2
+            )
+        )
     else:
         for k, v in summary.items():
             print(f"{k:>16}: {v:.6g}" if isinstance(v, float) else f"{k:>16}: {v}")
     return 0
-
-

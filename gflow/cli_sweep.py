@@ -41,15 +41,25 @@ save_trajectories = false  # true: also keep every network at the n_save times (
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("sweep", help="run a sweep over initializations from a TOML config",
-                       description="gflow sweep CONFIG.toml [--out DIR] | gflow sweep --example | gflow sweep merge DIR")
+    p = sub.add_parser(
+        "sweep",
+        help="run a sweep over initializations from a TOML config",
+        description="gflow sweep CONFIG.toml [--out DIR] | gflow sweep --example | gflow sweep merge DIR",
+    )
     p.add_argument("args", nargs="*", help="CONFIG.toml, or: merge DIR")
     p.add_argument("--out", help="results folder (default: results/<name>)")
-    p.add_argument("--devices", type=int,
-                   help="on a CPU, split the host into N devices, slots spread over them (default: one per core; "
-                        "sets XLA_FLAGS; GPUs are used as they are)")
-    p.add_argument("--resume", action=__import__("argparse").BooleanOptionalAction, default=True,
-                   help="continue a sweep in the same folder (default) or refuse to touch existing results")
+    p.add_argument(
+        "--devices",
+        type=int,
+        help="on a CPU, split the host into N devices, slots spread over them (default: one per core; "
+        "sets XLA_FLAGS; GPUs are used as they are)",
+    )
+    p.add_argument(
+        "--resume",
+        action=__import__("argparse").BooleanOptionalAction,
+        default=True,
+        help="continue a sweep in the same folder (default) or refuse to touch existing results",
+    )
     p.add_argument("--part", default="0/1", help="run part i of N (chunks c with c %% N == i), e.g. 2/8")
     p.add_argument("--example", action="store_true", help="print a documented example config")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -108,8 +118,10 @@ def _print_summary(summary: dict) -> None:
 
     from . import store
 
-    print(f"ran {summary['ran']} trajectories in {summary['seconds']:.1f} s ({summary['rate']:.2f}/s); "
-          f"failures: {summary['failures']}; slot-steps useful/executed: {summary['useful']}/{summary['executed']}")
+    print(
+        f"ran {summary['ran']} trajectories in {summary['seconds']:.1f} s ({summary['rate']:.2f}/s); "
+        f"failures: {summary['failures']}; slot-steps useful/executed: {summary['useful']}/{summary['executed']}"
+    )
     if not summary["complete"]:
         print(f"partial results in {summary['out_dir']}/chunks (other parts still to run; then gflow sweep merge)")
         return
@@ -118,6 +130,8 @@ def _print_summary(summary: dict) -> None:
     status = table["status"].to_pylist()
     print(f"{'rows':>6} {'final loss (median)':>20} {'max drift':>10} {'steps mean/max':>15}  statuses")
     counts = ", ".join(f"{s}: {status.count(s)}" for s in sorted(set(status)))
-    print(f"{table.num_rows:>6} {np.median(cols['final_loss']):>20.4g} {np.max(cols['drift']):>10.2e} "
-          f"{cols['steps'].mean():>7.0f}/{cols['steps'].max():<7d}  {counts}")
+    print(
+        f"{table.num_rows:>6} {np.median(cols['final_loss']):>20.4g} {np.max(cols['drift']):>10.2e} "
+        f"{cols['steps'].mean():>7.0f}/{cols['steps'].max():<7d}  {counts}"
+    )
     print(f"rows: {os.path.join(summary['out_dir'], store.RUNS)}")

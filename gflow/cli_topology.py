@@ -27,17 +27,24 @@ ACTIONS = ("probability",)
 def add_parser(subparsers) -> None:
     """Register ``topology`` on an ``argparse`` sub-parser collection."""
     p = subparsers.add_parser(
-        "topology", help="Betti numbers, components, labels and singularities of an invariant set",
+        "topology",
+        help="Betti numbers, components, labels and singularities of an invariant set",
         description="Topology of the invariant set Q(delta) (THEORY.md §1-2). "
-                    "'gflow topology probability' gives the probability of obstruction (App. F).")
-    p.add_argument("action", nargs="?", default=None, choices=ACTIONS,
-                   help="'probability': exact and Monte Carlo probability that a random init is obstructed")
+        "'gflow topology probability' gives the probability of obstruction (App. F).",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        default=None,
+        choices=ACTIONS,
+        help="'probability': exact and Monte Carlo probability that a random init is obstructed",
+    )
     p.add_argument("--in-size", type=int, help="input dimension d of a shallow net")
     p.add_argument("--out-size", type=int, default=1, help="output dimension e (default 1)")
     p.add_argument("--delta", help="conserved values, one per hidden neuron, e.g. --delta=-1,2,0.5")
     p.add_argument("--bias", action="store_true", help="hidden neurons have biases (d -> d+1)")
     p.add_argument("--model", help="a trajectory .npz written by Trajectory.save (its final network is used)")
-    p.add_argument("--dag", help="a DAG as JSON: Graph.to_json() plus \"c\" or \"weights\"")
+    p.add_argument("--dag", help='a DAG as JSON: Graph.to_json() plus "c" or "weights"')
     p.add_argument("--tol", type=float, default=1e-10, help="|delta| <= tol counts as zero (default 1e-10)")
     p.add_argument("--scheme", default="kaiming", help="probability: kaiming | xavier | SIGMA_W,SIGMA_V")
     p.add_argument("--width", type=int, help="probability: hidden width l")
@@ -59,14 +66,16 @@ def run_topology(args) -> int:
 
 # ---------------------------------------------------------------- probability
 
+
 def _scheme(text: str):
     if text in ("kaiming", "xavier"):
         return text
     try:
         sw, sv = (float(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"--scheme must be kaiming, xavier or SIGMA_W,SIGMA_V (two positive numbers); "
-                         f"got {text!r}.") from None
+        raise ValueError(
+            f"--scheme must be kaiming, xavier or SIGMA_W,SIGMA_V (two positive numbers); got {text!r}."
+        ) from None
     if not (sw > 0 and sv > 0 and math.isfinite(sw) and math.isfinite(sv)):
         raise ValueError(f"--scheme SIGMA_W,SIGMA_V needs two positive numbers, got {text!r}.")
     return (sw, sv)
@@ -88,18 +97,29 @@ def _probability(args) -> dict:
     n = _positive(args.samples, "--samples")
     exact = obstruction_probability(d, width, scheme, bias=args.bias)
     est, se = obstruction_probability_mc(d, width, scheme, n, jr.PRNGKey(args.seed), bias=args.bias)
-    return dict(scheme=args.scheme, in_size=d, width=width, bias=args.bias, exact=exact,
-                monte_carlo=est, standard_error=se, samples=n,
-                agree_within_4_se=bool(abs(est - exact) <= 4 * max(se, 1.0 / n)))
+    return dict(
+        scheme=args.scheme,
+        in_size=d,
+        width=width,
+        bias=args.bias,
+        exact=exact,
+        monte_carlo=est,
+        standard_error=se,
+        samples=n,
+        agree_within_4_se=bool(abs(est - exact) <= 4 * max(se, 1.0 / n)),
+    )
 
 
 # ---------------------------------------------------------------- describe a network
 
+
 def _describe(args) -> dict:
     given = [name for name, v in (("--delta", args.delta), ("--model", args.model), ("--dag", args.dag)) if v]
     if len(given) != 1:
-        raise ValueError("gflow topology needs exactly one of --delta (with --in-size, --out-size), "
-                         f"--model PATH or --dag PATH; got {', '.join(given) or 'none'}.")
+        raise ValueError(
+            "gflow topology needs exactly one of --delta (with --in-size, --out-size), "
+            f"--model PATH or --dag PATH; got {', '.join(given) or 'none'}."
+        )
     if args.delta:
         return _from_delta(args)
     if args.model:
@@ -122,9 +142,18 @@ def _shallow_summary(d, e, delta, bias, tol) -> dict:
 
     pos, neg, zero = tp.neuron_counts(d, e, delta, bias, tol=tol)
     betti = tp.betti_numbers(d, e, delta, bias, tol=tol)
-    out = dict(in_size=d, out_size=e, bias=bias, delta=[float(x) for x in delta],
-               n_positive=pos, n_negative=neg, n_zero=zero, betti_numbers=betti,
-               poincare_polynomial=_poly(betti), n_components=tp.n_components(d, e, delta, bias, tol=tol))
+    out = dict(
+        in_size=d,
+        out_size=e,
+        bias=bias,
+        delta=[float(x) for x in delta],
+        n_positive=pos,
+        n_negative=neg,
+        n_zero=zero,
+        betti_numbers=betti,
+        poincare_polynomial=_poly(betti),
+        n_components=tp.n_components(d, e, delta, bias, tol=tol),
+    )
     try:
         out["n_effective_components"] = tp.n_effective_components(d, e, delta, bias, tol=tol)
     except ValueError:
@@ -133,8 +162,11 @@ def _shallow_summary(d, e, delta, bias, tol) -> dict:
 
 
 def _poly(betti) -> str:
-    terms = [(f"{b}" if j == 0 else f"{'' if b == 1 else b}t{'' if j == 1 else '^' + str(j)}")
-             for j, b in enumerate(betti) if b]
+    terms = [
+        (f"{b}" if j == 0 else f"{'' if b == 1 else b}t{'' if j == 1 else '^' + str(j)}")
+        for j, b in enumerate(betti)
+        if b
+    ]
     return " + ".join(terms) or "0"
 
 
@@ -160,8 +192,9 @@ def _load_model(path: str):
     except (KeyError, OSError, json.JSONDecodeError, ValueError) as err:
         if isinstance(err, FileNotFoundError):
             raise
-        raise ValueError(f"--model must be a trajectory .npz written by Trajectory.save; could not read {path!r}.") \
-            from None
+        raise ValueError(
+            f"--model must be a trajectory .npz written by Trajectory.save; could not read {path!r}."
+        ) from None
 
 
 def _from_model(args) -> dict:
@@ -202,8 +235,9 @@ def _from_dag(args) -> dict:
     graph = Graph.from_json(obj)
     weights = obj.get("weights")
     if ("c" in obj) == (weights is not None):
-        raise ValueError('--dag JSON must hold exactly one of "c" (one conserved value per hidden node) '
-                         'or "weights" (one per edge).')
+        raise ValueError(
+            '--dag JSON must hold exactly one of "c" (one conserved value per hidden node) or "weights" (one per edge).'
+        )
     if weights is not None:
         weights = np.asarray(weights, dtype=float)
         if weights.shape != (graph.n_edges,):
@@ -215,19 +249,39 @@ def _from_dag(args) -> dict:
             raise ValueError(f'--dag "c" must have one value per hidden node ({graph.n_hidden}), got {c.size}.')
     rigid = dag_rigid_edges(graph, c)
     count, label = dag_components(graph, c, weights)
-    return dict(source="dag", path=args.dag, inputs=graph.n_in, hidden=graph.n_hidden, outputs=graph.n_out,
-                n_edges=graph.n_edges, c=c.tolist(), betti_numbers=None, n_components=count,
-                rigid_edges=[list(graph.edges[e]) for e in rigid], label=None if label is None else list(label),
-                singular_subnetworks=None if weights is None else
-                [sorted(s, key=lambda h: int(h[1:])) for s in singular_subnetworks(graph, weights)])
+    return dict(
+        source="dag",
+        path=args.dag,
+        inputs=graph.n_in,
+        hidden=graph.n_hidden,
+        outputs=graph.n_out,
+        n_edges=graph.n_edges,
+        c=c.tolist(),
+        betti_numbers=None,
+        n_components=count,
+        rigid_edges=[list(graph.edges[e]) for e in rigid],
+        label=None if label is None else list(label),
+        singular_subnetworks=None
+        if weights is None
+        else [sorted(s, key=lambda h: int(h[1:])) for s in singular_subnetworks(graph, weights)],
+    )
 
 
-_NAMES = dict(betti_numbers="Betti numbers", poincare_polynomial="Poincaré polynomial",
-              n_components="components", dag_n_components="components (DAG, 2^#rigid edges)",
-              n_effective_components="effective components", label="label", dag_label="label (rigid edges)",
-              effective_label="effective label", singular_subnetworks="singular sub-networks",
-              rigid_edges="rigid edges", exact="P(obstructed), exact", monte_carlo="P(obstructed), Monte Carlo",
-              standard_error="standard error")
+_NAMES = dict(
+    betti_numbers="Betti numbers",
+    poincare_polynomial="Poincaré polynomial",
+    n_components="components",
+    dag_n_components="components (DAG, 2^#rigid edges)",
+    n_effective_components="effective components",
+    label="label",
+    dag_label="label (rigid edges)",
+    effective_label="effective label",
+    singular_subnetworks="singular sub-networks",
+    rigid_edges="rigid edges",
+    exact="P(obstructed), exact",
+    monte_carlo="P(obstructed), Monte Carlo",
+    standard_error="standard error",
+)
 
 
 def _text(result: dict) -> str:

@@ -78,7 +78,8 @@ class FloorPIDController(diffrax.AbstractAdaptiveStepSizeController):
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
         pid_state, at_dtmin, forced, span = controller_state
         keep, _, next_t1, made_jump, pid_state, result = self._pid().adapt_step_size(
-            t0, t1, y0, y1_candidate, args, y_error, error_order, pid_state)
+            t0, t1, y0, y1_candidate, args, y_error, error_order, pid_state
+        )
         dt = next_t1 - jnp.where(keep, t1, t0)  # the PID proposal for the next step
         force = at_dtmin & ~keep
         keep = keep | at_dtmin

@@ -51,8 +51,9 @@ def _graph_c_w(graph, c=None, weights=None):
     if c is not None:
         c = np.asarray(c, dtype=float).reshape(-1)
         if c.shape != (graph.n_hidden,) or not np.all(np.isfinite(c)):
-            raise ValueError(f"c must be a finite vector with one value per hidden node ({graph.n_hidden}), "
-                             f"got shape {c.shape}.")
+            raise ValueError(
+                f"c must be a finite vector with one value per hidden node ({graph.n_hidden}), got shape {c.shape}."
+            )
     if weights is not None:
         weights = np.asarray(weights, dtype=float).reshape(-1)
         if weights.shape != (graph.n_edges,):

@@ -37,8 +37,9 @@ def make_optimizer(optimizer, lr, momentum: float = 0.9) -> optax.GradientTransf
         return optax.sgd(lr, momentum=momentum)
     if optimizer == "adam":
         return optax.adam(lr)
-    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} or an optax.GradientTransformation; "
-                     f"got {optimizer!r}.")
+    raise ValueError(
+        f"optimizer must be one of {', '.join(OPTIMIZERS)} or an optax.GradientTransformation; got {optimizer!r}."
+    )
 
 
 def _save_slots(steps: int, n_save: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,8 +52,9 @@ def _save_slots(steps: int, n_save: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @eqx.filter_jit
-def run_optimizer(model, data, loss_fn, optimizer, lr, slot, key, *, batch_size: int | None, n_saved: int,
-                  momentum: float = 0.9):
+def run_optimizer(
+    model, data, loss_fn, optimizer, lr, slot, key, *, batch_size: int | None, n_saved: int, momentum: float = 0.9
+):
     """Jitted core of :func:`train`: returns the saved models (leading axis ``n_saved``)."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt = make_optimizer(optimizer, lr, momentum)
@@ -85,8 +87,19 @@ def run_optimizer(model, data, loss_fn, optimizer, lr, slot, key, *, batch_size:
     return eqx.combine(saved, static)
 
 
-def train(model, data, loss, optimizer="gd", lr: float = 1e-2, steps: int = 1000, *, batch_size: int | None = None,
-          key=None, n_save: int = 101, momentum: float = 0.9) -> Trajectory:
+def train(
+    model,
+    data,
+    loss,
+    optimizer="gd",
+    lr: float = 1e-2,
+    steps: int = 1000,
+    *,
+    batch_size: int | None = None,
+    key=None,
+    n_save: int = 101,
+    momentum: float = 0.9,
+) -> Trajectory:
     """Train ``model`` with a discrete optimizer and record a :class:`Trajectory`.
 
     **Arguments:**
@@ -118,12 +131,26 @@ def train(model, data, loss, optimizer="gd", lr: float = 1e-2, steps: int = 1000
     saved, slot = _save_slots(int(steps), int(n_save))
     dtype = jnp.result_type(float)
     start = time.perf_counter()
-    models = run_optimizer(model, data, loss_fn, optimizer, jnp.asarray(lr, dtype), jnp.asarray(slot), key,
-                           batch_size=None if batch_size is None else int(batch_size), n_saved=len(saved),
-                           momentum=float(momentum))
+    models = run_optimizer(
+        model,
+        data,
+        loss_fn,
+        optimizer,
+        jnp.asarray(lr, dtype),
+        jnp.asarray(slot),
+        key,
+        batch_size=None if batch_size is None else int(batch_size),
+        n_saved=len(saved),
+        momentum=float(momentum),
+    )
     ts = jnp.asarray(saved, dtype) * lr
-    stats = dict(steps=jnp.asarray(steps), accepted=jnp.asarray(steps), rejected=jnp.asarray(0),
-                 grad_evals=jnp.asarray(steps), wall_time=jnp.zeros((), dtype))
+    stats = dict(
+        steps=jnp.asarray(steps),
+        accepted=jnp.asarray(steps),
+        rejected=jnp.asarray(0),
+        grad_evals=jnp.asarray(steps),
+        wall_time=jnp.zeros((), dtype),
+    )
     traj = jax.block_until_ready(_evaluate(ts, models, data, loss_fn, stats))
     return eqx.tree_at(lambda t: t.stats["wall_time"], traj, jnp.asarray(time.perf_counter() - start, dtype))
 

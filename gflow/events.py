@@ -38,8 +38,16 @@ import optimistix as optx
 from .kinks import hidden_preactivations
 from .models import MLP, DAGNet, ShallowReLU
 
-__all__ = ["LossBelow", "GradNormBelow", "OutputSignChange", "NeuronDies", "EVENTS", "parse_events",
-           "event_stat_names", "ON_EVENT"]
+__all__ = [
+    "LossBelow",
+    "GradNormBelow",
+    "OutputSignChange",
+    "NeuronDies",
+    "EVENTS",
+    "parse_events",
+    "event_stat_names",
+    "ON_EVENT",
+]
 
 ON_EVENT = ("stop", "record")
 
@@ -111,8 +119,9 @@ def parse_events(events) -> tuple:
     ``None`` or empty: no events. Raises ``ValueError`` naming the allowed values."""
     if events is None:
         return ()
-    if isinstance(events, (str, _Event)) or (isinstance(events, tuple) and len(events) == 2
-                                              and isinstance(events[0], str) and not isinstance(events[1], str)):
+    if isinstance(events, (str, _Event)) or (
+        isinstance(events, tuple) and len(events) == 2 and isinstance(events[0], str) and not isinstance(events[1], str)
+    ):
         events = [events]
     out = []
     allowed = ", ".join(f"{n}=<threshold>" if n in _NEEDS_THRESHOLD else n for n in EVENTS)
@@ -194,8 +203,15 @@ class EventContext(eqx.Module):
 def make_context(model, data, loss_fn, vf) -> EventContext:
     params, static = eqx.partition(model, eqx.is_inexact_array)
     v0 = output_weights(model)
-    return EventContext(static=static, x=data.x_train, y=data.y_train, signs0=jnp.sign(v0),
-                        alive0=_max_preactivation(model, data.x_train) > 0, loss_fn=loss_fn, vf=vf)
+    return EventContext(
+        static=static,
+        x=data.x_train,
+        y=data.y_train,
+        signs0=jnp.sign(v0),
+        alive0=_max_preactivation(model, data.x_train) > 0,
+        loss_fn=loss_fn,
+        vf=vf,
+    )
 
 
 # --------------------------------------------------------------------- solving with events
@@ -205,8 +221,9 @@ def _where_tree(mask, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
 
-def solve_with_events(term, solver, controller, ts, y0, save_fn, max_steps, events, ctx, on_event, stats_of,
-                      stats_zero, dt0=None):
+def solve_with_events(
+    term, solver, controller, ts, y0, save_fn, max_steps, events, ctx, on_event, stats_of, stats_zero, dt0=None
+):
     """Solve from ``ts[0]`` to ``ts[-1]`` saving ``save_fn(y)`` at ``ts``, with ``events``.
 
     One Diffrax solve per segment, in a ``lax.while_loop``: a segment ends at ``ts[-1]``, at
@@ -243,11 +260,26 @@ def solve_with_events(term, solver, controller, ts, y0, save_fn, max_steps, even
     def segment(carry):
         seg, t0, y, armed, times, ys, acc, fail, stop = carry
         sol = diffrax.diffeqsolve(
-            term, solver, t0=t0, t1=t_end, dt0=dt0, y0=y, event=make_event(armed),
-            saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t_end), fn=save_fn),
-                                        diffrax.SubSaveAt(t1=True, fn=save_fn)],
-                                  solver_state=True, controller_state=True),
-            stepsize_controller=controller, max_steps=max_steps, throw=False, adjoint=diffrax.ForwardMode())
+            term,
+            solver,
+            t0=t0,
+            t1=t_end,
+            dt0=dt0,
+            y0=y,
+            event=make_event(armed),
+            saveat=diffrax.SaveAt(
+                subs=[
+                    diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t_end), fn=save_fn),
+                    diffrax.SubSaveAt(t1=True, fn=save_fn),
+                ],
+                solver_state=True,
+                controller_state=True,
+            ),
+            stepsize_controller=controller,
+            max_steps=max_steps,
+            throw=False,
+            adjoint=diffrax.ForwardMode(),
+        )
         seg_ys, (t_stop,), y_last = sol.ys[0], sol.ts[1], jax.tree_util.tree_map(lambda a: a[0], sol.ys[1])
         is_event = sol.result == diffrax.RESULTS.event_occurred
         v_last = values(y_last, armed)  # the crossing event is the smallest; others may cross too
@@ -266,8 +298,17 @@ def solve_with_events(term, solver, controller, ts, y0, save_fn, max_steps, even
         seg, t0, *_, stop = carry
         return (t0 < t_end) & ~stop & (seg <= n_ev)
 
-    init = (jnp.asarray(0, jnp.int32), ts[0], y0, ~fired0, times0, ys0, dict(stats_zero), jnp.asarray(0, jnp.int32),
-            jnp.asarray(stop_mode) & jnp.any(fired0))
+    init = (
+        jnp.asarray(0, jnp.int32),
+        ts[0],
+        y0,
+        ~fired0,
+        times0,
+        ys0,
+        dict(stats_zero),
+        jnp.asarray(0, jnp.int32),
+        jnp.asarray(stop_mode) & jnp.any(fired0),
+    )
     seg, t_stop, y_last, _, times, ys, acc, fail, _ = jax.lax.while_loop(keep_going, segment, init)
     after = ts > t_stop
     hold = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(ts),) + a.shape), saved(y_last))
@@ -275,8 +316,10 @@ def solve_with_events(term, solver, controller, ts, y0, save_fn, max_steps, even
     ts_out = jnp.minimum(ts, t_stop)
     first = jnp.argmin(times)
     any_event = jnp.isfinite(times[first])
-    event_stats = dict(event=jnp.where(any_event, first, -1).astype(jnp.int32),
-                       event_time=jnp.where(any_event, times[first], jnp.inf).astype(dtype))
+    event_stats = dict(
+        event=jnp.where(any_event, first, -1).astype(jnp.int32),
+        event_time=jnp.where(any_event, times[first], jnp.inf).astype(dtype),
+    )
     event_stats.update({name: times[i] for i, name in enumerate(event_stat_names(events))})
     R = diffrax.RESULTS
     result = R.where(any_event & stop_mode, R.event_occurred, R.successful)

@@ -120,9 +120,25 @@ def flow_status(result) -> Status:
 
 
 @eqx.filter_jit
-def solve_flow(model, data, loss_fn, ts, rtol, atol, step_size, *, solver: str, max_steps: int,
-               project: bool, adaptive: bool, pinning=None, slide_tol=None, dtmin=None, events=(),
-               on_event: str = "stop") -> Trajectory:
+def solve_flow(
+    model,
+    data,
+    loss_fn,
+    ts,
+    rtol,
+    atol,
+    step_size,
+    *,
+    solver: str,
+    max_steps: int,
+    project: bool,
+    adaptive: bool,
+    pinning=None,
+    slide_tol=None,
+    dtmin=None,
+    events=(),
+    on_event: str = "stop",
+) -> Trajectory:
     """Jitted core of :func:`gradient_flow` (no validation, no wall time); vmap-friendly.
 
     ``pinning``: a :class:`gflow.kinks.Pinning` (from :func:`gflow.kinks.make_pinning`) or
@@ -151,8 +167,12 @@ def solve_flow(model, data, loss_fn, ts, rtol, atol, step_size, *, solver: str, 
     zero = jnp.zeros((), jnp.int32)
 
     def stats_of(sol):
-        out = dict(steps=sol.stats["num_steps"], accepted=sol.stats["num_accepted_steps"],
-                   rejected=sol.stats["num_rejected_steps"], **controller_stats(sol.controller_state))
+        out = dict(
+            steps=sol.stats["num_steps"],
+            accepted=sol.stats["num_accepted_steps"],
+            rejected=sol.stats["num_rejected_steps"],
+            **controller_stats(sol.controller_state),
+        )
         if pinning is not None:
             _, (pins, unpins, first_pin) = sol.solver_state
             out.update(pins=pins, unpins=unpins, first_pin_time=first_pin)
@@ -164,21 +184,45 @@ def solve_flow(model, data, loss_fn, ts, rtol, atol, step_size, *, solver: str, 
         if pinning is not None:
             stats_zero.update(pins=zero, unpins=zero, first_pin_time=jnp.asarray(jnp.inf, dtype))
         ys, ts_out, counters, segments, result, event_stats = solve_with_events(
-            term, base, controller, ts, params, save_fn, max_steps, events, ctx, on_event, stats_of, stats_zero,
-            dt0=None if adaptive else step_size)
+            term,
+            base,
+            controller,
+            ts,
+            params,
+            save_fn,
+            max_steps,
+            events,
+            ctx,
+            on_event,
+            stats_of,
+            stats_zero,
+            dt0=None if adaptive else step_size,
+        )
     else:
         sol = diffrax.diffeqsolve(
-            term, base, t0=ts[0], t1=ts[-1], dt0=None if adaptive else step_size, y0=params,
+            term,
+            base,
+            t0=ts[0],
+            t1=ts[-1],
+            dt0=None if adaptive else step_size,
+            y0=params,
             saveat=diffrax.SaveAt(ts=ts, fn=save_fn, solver_state=True, controller_state=True),
-            stepsize_controller=controller, max_steps=max_steps, throw=False,
+            stepsize_controller=controller,
+            max_steps=max_steps,
+            throw=False,
             adjoint=diffrax.ForwardMode(),
         )
         ys, ts_out, counters, segments, result = sol.ys, ts, stats_of(sol), 1, sol.result
         event_stats = dict(event=jnp.asarray(-1, jnp.int32), event_time=jnp.asarray(jnp.inf, dtype))
     per_step, once = evals_per_step(_unwrap(base), project)
-    stats = dict(steps=counters["steps"], accepted=counters["accepted"], rejected=counters["rejected"],
-                 grad_evals=per_step * counters["steps"] + once * segments, wall_time=jnp.zeros((), dtype),
-                 dtmin_steps=counters["dtmin_steps"])
+    stats = dict(
+        steps=counters["steps"],
+        accepted=counters["accepted"],
+        rejected=counters["rejected"],
+        grad_evals=per_step * counters["steps"] + once * segments,
+        wall_time=jnp.zeros((), dtype),
+        dtmin_steps=counters["dtmin_steps"],
+    )
     kink = dict(pins=zero, unpins=zero, pinned=zero, first_pin_time=jnp.asarray(jnp.inf, dtype))
     if pinning is not None:
         final = jax.tree_util.tree_map(lambda a: a[-1], ys)
@@ -239,11 +283,27 @@ def resolve_kinks(kinks: str, model, data, loss_fn, rtol, atol, pin_tol=None, sl
     return pinning, (slide if "slide" in kinks else None)
 
 
-def gradient_flow(model, data, loss, t1=None, *, solver: str = "tsit5", rtol: float = 1e-8, atol: float = 1e-8,
-                  n_save: int = 101, ts=None, max_steps: int | None = None, project: bool = False,
-                  step_size: float | None = None, kinks: str = "auto", pin_tol: float | None = None,
-                  slide_tol: float | None = None, dtmin: float | None = None, events=None,
-                  on_event: str = "stop") -> Trajectory:
+def gradient_flow(
+    model,
+    data,
+    loss,
+    t1=None,
+    *,
+    solver: str = "tsit5",
+    rtol: float = 1e-8,
+    atol: float = 1e-8,
+    n_save: int = 101,
+    ts=None,
+    max_steps: int | None = None,
+    project: bool = False,
+    step_size: float | None = None,
+    kinks: str = "auto",
+    pin_tol: float | None = None,
+    slide_tol: float | None = None,
+    dtmin: float | None = None,
+    events=None,
+    on_event: str = "stop",
+) -> Trajectory:
     """Integrate the exact gradient flow ``d theta/dt = -grad L(theta)`` from ``model``.
 
     ``L`` is the full-batch ``loss`` (a name or a callable ``(pred, y) -> scalar``) on
@@ -301,8 +361,10 @@ def gradient_flow(model, data, loss, t1=None, *, solver: str = "tsit5", rtol: fl
     if step_size is not None:
         _positive("step_size", step_size)
         if issubclass(SOLVERS[solver], diffrax.AbstractImplicitSolver):
-            raise ValueError(f"step_size (fixed steps) cannot be used with the implicit solver {solver}: "
-                             "its nonlinear solves take their tolerances from adaptive stepping.")
+            raise ValueError(
+                f"step_size (fixed steps) cannot be used with the implicit solver {solver}: "
+                "its nonlinear solves take their tolerances from adaptive stepping."
+            )
     if pin_tol is not None:
         _positive("pin_tol", pin_tol)
     if slide_tol is not None:
@@ -313,14 +375,29 @@ def gradient_flow(model, data, loss, t1=None, *, solver: str = "tsit5", rtol: fl
     if on_event not in ON_EVENT:
         raise ValueError(f"on_event must be one of {', '.join(ON_EVENT)}; got {on_event!r}.")
     loss_fn = get_loss(loss)
-    pinning, slide = resolve_kinks(kinks, model, data, loss_fn, rtol, atol, pin_tol, slide_tol,
-                                   adaptive=step_size is None)
+    pinning, slide = resolve_kinks(
+        kinks, model, data, loss_fn, rtol, atol, pin_tol, slide_tol, adaptive=step_size is None
+    )
     dtype = ts.dtype
     start = time.perf_counter()
-    traj = solve_flow(model, data, loss_fn, ts, jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype),
-                      jnp.asarray(step_size or 0.0, dtype), solver=solver, max_steps=int(max_steps),
-                      project=project, adaptive=step_size is None, pinning=pinning, slide_tol=slide,
-                      dtmin=None if dtmin is None else jnp.asarray(dtmin, dtype), events=events, on_event=on_event)
+    traj = solve_flow(
+        model,
+        data,
+        loss_fn,
+        ts,
+        jnp.asarray(rtol, dtype),
+        jnp.asarray(atol, dtype),
+        jnp.asarray(step_size or 0.0, dtype),
+        solver=solver,
+        max_steps=int(max_steps),
+        project=project,
+        adaptive=step_size is None,
+        pinning=pinning,
+        slide_tol=slide,
+        dtmin=None if dtmin is None else jnp.asarray(dtmin, dtype),
+        events=events,
+        on_event=on_event,
+    )
     traj = jax.block_until_ready(traj)
     wall = jnp.asarray(time.perf_counter() - start, dtype)
     return eqx.tree_at(lambda t: t.stats["wall_time"], traj, wall)

@@ -69,8 +69,7 @@ def rescale(model, alphas: Float[Array, " hidden"]):
     """
     alphas = jnp.asarray(alphas)
     if isinstance(model, ShallowReLU):
-        new = (model.W * alphas[:, None], None if model.b is None else model.b * alphas,
-               model.V / alphas[None, :])
+        new = (model.W * alphas[:, None], None if model.b is None else model.b * alphas, model.V / alphas[None, :])
         return eqx.tree_at(lambda m: (m.W, m.b, m.V), model, new, is_leaf=lambda x: x is None)
     if isinstance(model, MLP):
         splits = np.cumsum(model.hidden)[:-1]
@@ -79,8 +78,7 @@ def rescale(model, alphas: Float[Array, " hidden"]):
         scales = [ones_in, *per_layer, ones_out]
         weights = tuple(W * scales[i + 1][:, None] / scales[i][None, :] for i, W in enumerate(model.weights))
         biases = tuple(None if b is None else b * per_layer[i] for i, b in enumerate(model.biases))
-        return eqx.tree_at(lambda m: (m.weights, m.biases), model, (weights, biases),
-                           is_leaf=lambda x: x is None)
+        return eqx.tree_at(lambda m: (m.weights, m.biases), model, (weights, biases), is_leaf=lambda x: x is None)
     if isinstance(model, DAGNet):
         g = model.graph
         node_scale = jnp.concatenate([jnp.ones(1 + g.n_in, alphas.dtype), alphas, jnp.ones(g.n_out, alphas.dtype)])
@@ -97,8 +95,9 @@ def prop4_alpha(w_sq, v_sq, delta):
     for ``delta < 0``, so that ``delta`` is hit to round-off even for a collapsing ``w``."""
     root = jnp.sqrt(delta**2 + 4 * w_sq * v_sq)
     safe_w = jnp.where(w_sq > 0, w_sq, 1.0)
-    alpha_sq = jnp.where(delta >= 0, (delta + root) / (2 * safe_w),
-                         2 * v_sq / jnp.where(root - delta > 0, root - delta, 1.0))
+    alpha_sq = jnp.where(
+        delta >= 0, (delta + root) / (2 * safe_w), 2 * v_sq / jnp.where(root - delta > 0, root - delta, 1.0)
+    )
     return jnp.where(w_sq > 0, jnp.sqrt(alpha_sq), 1.0)
 
 

@@ -69,8 +69,17 @@ from jaxtyping import Array, Float, Int
 from ._wrapped import ForwardingSolver
 from .models import MLP, DAGNet, ShallowReLU
 
-__all__ = ["EscapeOracle", "escape_oracle", "Pinning", "make_pinning", "PinnedSolver", "sliding_field",
-           "hidden_preactivations", "activation_stats", "SLIDING_FLIPS"]
+__all__ = [
+    "EscapeOracle",
+    "escape_oracle",
+    "Pinning",
+    "make_pinning",
+    "PinnedSolver",
+    "sliding_field",
+    "hidden_preactivations",
+    "activation_stats",
+    "SLIDING_FLIPS",
+]
 
 _MAX_ORACLE_ENTRIES = 4_000_000
 SLIDING_FLIPS = 4
@@ -133,9 +142,17 @@ def escape_oracle(z, max_entries: int = _MAX_ORACLE_ENTRIES) -> EscapeOracle:
         rays2 = np.stack([np.cos(starts + np.pi / 2), np.sin(starts + np.pi / 2)], axis=1)
         lo = np.searchsorted(doubled, starts, side="right")
         hi = np.searchsorted(doubled, starts + np.pi, side="left")
-        return EscapeOracle(rays=jnp.asarray(rays2 @ basis.T, dtype), z_norm=z_norm, order=jnp.asarray(order),
-                            zs2=jnp.asarray(zm[order], dtype), rays2=jnp.asarray(rays2, dtype),
-                            lo=jnp.asarray(lo), hi=jnp.asarray(hi), act=None, kind="plane")
+        return EscapeOracle(
+            rays=jnp.asarray(rays2 @ basis.T, dtype),
+            z_norm=z_norm,
+            order=jnp.asarray(order),
+            zs2=jnp.asarray(zm[order], dtype),
+            rays2=jnp.asarray(rays2, dtype),
+            lo=jnp.asarray(lo),
+            hi=jnp.asarray(hi),
+            act=None,
+            kind="plane",
+        )
     if m == 1:
         rays_m = np.array([[1.0], [-1.0]])
     else:
@@ -143,7 +160,8 @@ def escape_oracle(z, max_entries: int = _MAX_ORACLE_ENTRIES) -> EscapeOracle:
         if count * n > max_entries:
             raise ValueError(
                 f"the exact escape check for data of rank {m} with n={n} points needs {count} rays; "
-                f"pinning supports rank <= 2, or 2*C(n, rank-1)*n <= {max_entries}.")
+                f"pinning supports rank <= 2, or 2*C(n, rank-1)*n <= {max_entries}."
+            )
         rays = []
         for idx in itertools.combinations(range(n), m - 1):
             # the unit vector orthogonal to the chosen z's: last right-singular vector
@@ -200,8 +218,9 @@ class Pinning(eqx.Module):
 
         The escape check runs only when some neuron is a candidate (:func:`cond_any`: also
         under ``vmap``, where it runs only for the members that have one)."""
-        return cond_any(jnp.any(self._candidates(params)[0]), lambda pin, p: pin._act(p, allow_unpin),
-                        _unchanged, self, params)
+        return cond_any(
+            jnp.any(self._candidates(params)[0]), lambda pin, p: pin._act(p, allow_unpin), _unchanged, self, params
+        )
 
     def _candidates(self, params):
         w_sq = jnp.sum(params.W**2, axis=1) + (0.0 if params.b is None else params.b**2)
@@ -257,7 +276,8 @@ def cond_any(pred, true_fn, false_fn, *operands):
     def _rule(axis_size, in_batched, pred, *ops):
         def batch(tree, batched):
             return jax.tree_util.tree_map(
-                lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), tree, batched)
+                lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), tree, batched
+            )
 
         ops = tuple(batch(o, b) for o, b in zip(ops, in_batched[1:]))
         pred = jnp.broadcast_to(pred, (axis_size,))
@@ -292,9 +312,15 @@ def make_pinning(model, data, loss_fn, rtol, atol, pin_tol=None, esc_tol=None) -
     tol = max(float(rtol), float(atol))
     pin_tol = math.sqrt(tol) if pin_tol is None else float(pin_tol)
     esc_tol = tol if esc_tol is None else float(esc_tol)
-    return Pinning(oracle=escape_oracle(_inputs(model, data.x_train)), x=data.x_train, y=data.y_train,
-                   delta=conserved(model), pin_tol=jnp.asarray(pin_tol, dtype), esc_tol=jnp.asarray(esc_tol, dtype),
-                   loss_fn=loss_fn)
+    return Pinning(
+        oracle=escape_oracle(_inputs(model, data.x_train)),
+        x=data.x_train,
+        y=data.y_train,
+        delta=conserved(model),
+        pin_tol=jnp.asarray(pin_tol, dtype),
+        esc_tol=jnp.asarray(esc_tol, dtype),
+        loss_fn=loss_fn,
+    )
 
 
 class PinnedSolver(ForwardingSolver):
@@ -315,8 +341,7 @@ class PinnedSolver(ForwardingSolver):
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         inner_state, (pins, unpins, first_pin) = solver_state
-        y1, y_error, dense_info, inner_state, result = self.solver.step(
-            terms, t0, t1, y0, args, inner_state, made_jump)
+        y1, y_error, dense_info, inner_state, result = self.solver.step(terms, t0, t1, y0, args, inner_state, made_jump)
         y1, pinned_now, unpinned_now = self.pinning.apply(y1)
         changed = jnp.any(pinned_now) | jnp.any(unpinned_now)
         if isinstance(inner_state, tuple) and len(inner_state) == 2:  # first-same-as-last: refresh
@@ -334,8 +359,9 @@ def pin_stats(solver_state, final_params, delta) -> dict:
     w_sq = jnp.sum(final_params.W**2, axis=-1)
     if final_params.b is not None:
         w_sq = w_sq + final_params.b**2
-    return dict(pins=pins, unpins=unpins, first_pin_time=first_pin,
-                pinned=jnp.sum((delta < 0) & (w_sq == 0), dtype=jnp.int32))
+    return dict(
+        pins=pins, unpins=unpins, first_pin_time=first_pin, pinned=jnp.sum((delta < 0) & (w_sq == 0), dtype=jnp.int32)
+    )
 
 
 # ---------------------------------------------------------------- activation patterns

@@ -31,8 +31,15 @@ def start(model) -> dict:
     c0 = conserved(model)
     signs = output_signs(model)
     pathological = (c0[..., : signs.shape[-1]] < 0) if signs.shape[-1] else jnp.zeros(signs.shape, bool)
-    return dict(c0=c0, scale=jnp.max(unit_norms(model)), drift=jnp.zeros((), c0.dtype), pathological=pathological,
-                label0=signs, label=signs, label_changes=jnp.zeros((), jnp.int32))
+    return dict(
+        c0=c0,
+        scale=jnp.max(unit_norms(model)),
+        drift=jnp.zeros((), c0.dtype),
+        pathological=pathological,
+        label0=signs,
+        label=signs,
+        label_changes=jnp.zeros((), jnp.int32),
+    )
 
 
 def observe(acc: dict, model) -> dict:
@@ -52,15 +59,22 @@ def summarize(acc: dict) -> dict:
     """Scalars for a row: drift (absolute and relative), labels, counts (jit/vmap friendly)."""
     neg0 = jnp.sum((acc["label0"] < 0) & acc["pathological"])
     neg1 = jnp.sum((acc["label"] < 0) & acc["pathological"])
-    return dict(drift=acc["drift"], relative_drift=acc["drift"] / acc["scale"],
-                n_pathological=jnp.sum(acc["pathological"]), effective_label_start=neg0, effective_label_end=neg1,
-                label_changes=acc["label_changes"])
+    return dict(
+        drift=acc["drift"],
+        relative_drift=acc["drift"] / acc["scale"],
+        n_pathological=jnp.sum(acc["pathological"]),
+        effective_label_start=neg0,
+        effective_label_end=neg1,
+        label_changes=acc["label_changes"],
+    )
 
 
 def loss_columns(model0, model1, data, loss_fn) -> dict:
     """Initial and final full-batch train (and, if present, test) losses of a row."""
-    cols = dict(initial_loss=full_batch_loss(model0, data.x_train, data.y_train, loss_fn),
-                final_loss=full_batch_loss(model1, data.x_train, data.y_train, loss_fn))
+    cols = dict(
+        initial_loss=full_batch_loss(model0, data.x_train, data.y_train, loss_fn),
+        final_loss=full_batch_loss(model1, data.x_train, data.y_train, loss_fn),
+    )
     if data.has_test:
         cols["initial_test_loss"] = full_batch_loss(model0, data.x_test, data.y_test, loss_fn)
         cols["final_test_loss"] = full_batch_loss(model1, data.x_test, data.y_test, loss_fn)

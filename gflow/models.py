@@ -138,11 +138,13 @@ class MLP(eqx.Module):
 def model_spec(model) -> dict:
     """A JSON-serializable description of a network's architecture (not its weights)."""
     if isinstance(model, ShallowReLU):
-        return dict(type="ShallowReLU", in_size=model.in_size, width=model.width,
-                    out_size=model.out_size, bias=model.bias)
+        return dict(
+            type="ShallowReLU", in_size=model.in_size, width=model.width, out_size=model.out_size, bias=model.bias
+        )
     if isinstance(model, MLP):
-        return dict(type="MLP", in_size=model.in_size, hidden=list(model.hidden),
-                    out_size=model.out_size, bias=model.bias)
+        return dict(
+            type="MLP", in_size=model.in_size, hidden=list(model.hidden), out_size=model.out_size, bias=model.bias
+        )
     if isinstance(model, DAGNet):
         return dict(type="DAGNet", graph=model.graph.to_json())
     raise ValueError(f"model must be a ShallowReLU, MLP or DAGNet, got {type(model).__name__}.")

@@ -64,11 +64,19 @@ def environment() -> dict:
     from . import __version__
 
     dev = jax.devices()[0]
-    return dict(gflow=__version__, git_commit=_git_commit(), jax=jax.__version__, diffrax=diffrax.__version__,
-                equinox=equinox.__version__, optax=optax.__version__, python=platform.python_version(),
-                device=f"{dev.platform}:{getattr(dev, 'device_kind', '')}", n_devices=jax.device_count(),
-                machine=f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
-                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    return dict(
+        gflow=__version__,
+        git_commit=_git_commit(),
+        jax=jax.__version__,
+        diffrax=diffrax.__version__,
+        equinox=equinox.__version__,
+        optax=optax.__version__,
+        python=platform.python_version(),
+        device=f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
+        n_devices=jax.device_count(),
+        machine=f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def open_store(out_dir: str, config: dict, resume: bool) -> None:
@@ -83,11 +91,15 @@ def open_store(out_dir: str, config: dict, resume: bool) -> None:
         with open(path) as f:
             old = json.load(f)
         if old.get("config_hash") != digest:
-            raise ValueError(f"{out_dir} holds a sweep with a different config (hash {old.get('config_hash')} vs "
-                             f"{digest}); use another --out folder.")
+            raise ValueError(
+                f"{out_dir} holds a sweep with a different config (hash {old.get('config_hash')} vs "
+                f"{digest}); use another --out folder."
+            )
         if not resume and done_chunks(out_dir):
-            raise ValueError(f"{out_dir} already has results of this sweep; pass --resume to continue it "
-                             "or choose another --out folder.")
+            raise ValueError(
+                f"{out_dir} already has results of this sweep; pass --resume to continue it "
+                "or choose another --out folder."
+            )
         return
     manifest = dict(config=config, config_hash=digest, **environment())
     _atomic_write(path, lambda tmp: _write_json(tmp, manifest))
@@ -131,8 +143,9 @@ def read_trajectories(out_dir: str, chunk: int) -> dict:
     """The arrays written by :func:`write_trajectories` for ``chunk``."""
     path = trajectory_path(out_dir, chunk)
     if not os.path.exists(path):
-        raise ValueError(f"{path} does not exist: run the sweep with save_trajectories = true (and let the "
-                         "chunk finish).")
+        raise ValueError(
+            f"{path} does not exist: run the sweep with save_trajectories = true (and let the chunk finish)."
+        )
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
 
@@ -143,8 +156,10 @@ def merge(out_dir: str, n_chunks: int | None = None) -> pa.Table:
     if n_chunks is not None:
         missing = sorted(set(range(n_chunks)) - set(chunks))
         if missing:
-            raise ValueError(f"{out_dir} is incomplete: {len(missing)} of {n_chunks} chunks missing "
-                             f"(first: {missing[0]}); run the remaining parts first.")
+            raise ValueError(
+                f"{out_dir} is incomplete: {len(missing)} of {n_chunks} chunks missing "
+                f"(first: {missing[0]}); run the remaining parts first."
+            )
     tables = [pq.read_table(chunk_path(out_dir, c)) for c in chunks]
     table = pa.concat_tables(tables).sort_by("index") if tables else pa.table({})
     _atomic_write(os.path.join(out_dir, RUNS), lambda tmp: pq.write_table(table, tmp))

@@ -98,14 +98,28 @@ class SweepConfig:
         def bad(field, allowed):
             raise ValueError(f"config field {field!r} must be {allowed}; got {getattr(self, field)!r}.")
 
-        for field, allowed in (("model", MODELS), ("data", (*DATASETS, "teacher_student")), ("method", METHODS),
-                               ("solver", tuple(SOLVERS)), ("init", ("kaiming", "xavier")), ("kinks", KINKS)):
+        for field, allowed in (
+            ("model", MODELS),
+            ("data", (*DATASETS, "teacher_student")),
+            ("method", METHODS),
+            ("solver", tuple(SOLVERS)),
+            ("init", ("kaiming", "xavier")),
+            ("kinks", KINKS),
+        ):
             if getattr(self, field) not in allowed:
                 bad(field, "one of " + ", ".join(allowed))
         if self.loss not in ("", "mse", "bce", "cross_entropy"):
             bad("loss", "one of mse, bce, cross_entropy")
-        for field in ("width", "n_data", "n_inits", "max_steps", "slots", "steps_per_call", "chunk_size",
-                      "teacher_width"):
+        for field in (
+            "width",
+            "n_data",
+            "n_inits",
+            "max_steps",
+            "slots",
+            "steps_per_call",
+            "chunk_size",
+            "teacher_width",
+        ):
             if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
                 bad(field, "a positive integer")
         for field in ("steps", "batch_size"):
@@ -228,15 +242,34 @@ _OMIT_AT_DEFAULT = {"recover_tol": 1e-3, "delta_signs": None, "save_trajectories
 
 def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
     row = dict(index=int(values["index"][j]), seed=cfg.seed)
-    for key in ("initial_loss", "final_loss", "initial_test_loss", "final_test_loss", "drift", "relative_drift",
-                "t_reached"):
+    for key in (
+        "initial_loss",
+        "final_loss",
+        "initial_test_loss",
+        "final_test_loss",
+        "drift",
+        "relative_drift",
+        "t_reached",
+    ):
         if key in values:
             row[key] = float(values[key][j])
     path = np.asarray(values["pathological"][j])
     row["label_start"] = label_string(np.asarray(values["label_start"][j]), path)
     row["label_end"] = label_string(np.asarray(values["label_end"][j]), path)
-    for key in ("n_pathological", "effective_label_start", "effective_label_end", "label_changes", "steps",
-                "accepted", "rejected", "grad_evals", "dtmin_steps", "pins", "unpins", "pinned"):
+    for key in (
+        "n_pathological",
+        "effective_label_start",
+        "effective_label_end",
+        "label_changes",
+        "steps",
+        "accepted",
+        "rejected",
+        "grad_evals",
+        "dtmin_steps",
+        "pins",
+        "unpins",
+        "pinned",
+    ):
         if key in values:
             row[key] = int(values[key][j])
     for key in values:
@@ -270,8 +303,9 @@ def _progress(total: int, initial: int, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, unit="traj", dynamic_ncols=True, mininterval=0.5)
 
 
-def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: tuple[int, int] = (0, 1),
-              progress: bool = True) -> dict:
+def run_sweep(
+    config: SweepConfig, out_dir: str, resume: bool = True, *, part: tuple[int, int] = (0, 1), progress: bool = True
+) -> dict:
     """Run (or continue) a sweep into ``out_dir``; returns a summary dict.
 
     Chunks of ``chunk_size`` initializations are the unit of work and of resumption (each
@@ -287,8 +321,9 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
     n_chunks = math.ceil(config.n_inits / config.chunk_size)
     done = store.done_chunks(out_dir)
     todo = [c for c in range(n_chunks) if c % n_parts == i_part and c not in done]
-    mine = sum(min(config.chunk_size, config.n_inits - c * config.chunk_size) for c in range(n_chunks)
-               if c % n_parts == i_part)
+    mine = sum(
+        min(config.chunk_size, config.n_inits - c * config.chunk_size) for c in range(n_chunks) if c % n_parts == i_part
+    )
     queue = [i for c in todo for i in range(c * config.chunk_size, min((c + 1) * config.chunk_size, config.n_inits))]
     data, teacher = dataset(config)
     bar = _progress(mine, mine - len(queue), config.name) if progress else None
@@ -308,8 +343,9 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
             if len(pending[c]) == expected:
                 rows_c = sorted(pending.pop(c), key=lambda r: r["index"])
                 if config.save_trajectories:  # written first: a chunk's rows exist only with its trajectories
-                    store.write_trajectories(out_dir, c, [r["index"] for r in rows_c], ts_saved,
-                                             [r.pop("_states") for r in rows_c])
+                    store.write_trajectories(
+                        out_dir, c, [r["index"] for r in rows_c], ts_saved, [r.pop("_states") for r in rows_c]
+                    )
                 store.write_chunk(out_dir, c, rows_c)
         if bar is not None:
             bar.update(len(rows) if ticks is None else ticks)
@@ -328,8 +364,14 @@ def run_sweep(config: SweepConfig, out_dir: str, resume: bool = True, *, part: t
     complete = len(store.done_chunks(out_dir)) == n_chunks
     if complete:
         store.merge(out_dir, n_chunks)
-    return dict(out_dir=out_dir, ran=len(queue), seconds=elapsed, complete=complete,
-                rate=len(queue) / elapsed if elapsed > 0 else float("nan"), **counters)
+    return dict(
+        out_dir=out_dir,
+        ran=len(queue),
+        seconds=elapsed,
+        complete=complete,
+        rate=len(queue) / elapsed if elapsed > 0 else float("nan"),
+        **counters,
+    )
 
 
 def saved_times(cfg: SweepConfig) -> np.ndarray:
@@ -380,7 +422,8 @@ def _init_structure(cfg: SweepConfig, data):
     from shapes only (nothing is computed)."""
     shape = eqx.filter_eval_shape(make_init, cfg, data, jnp.asarray(0))
     params, static = eqx.partition(
-        shape, lambda x: isinstance(x, jax.ShapeDtypeStruct) and jnp.issubdtype(x.dtype, jnp.inexact))
+        shape, lambda x: isinstance(x, jax.ShapeDtypeStruct) and jnp.issubdtype(x.dtype, jnp.inexact)
+    )
     return jax.tree_util.tree_structure(params), static
 
 
@@ -427,10 +470,20 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
     dtype = jnp.result_type(float)
     loss_fn = get_loss(cfg.loss_name)
     pinning, slide = _kink_parts(cfg, data, loss_fn)
-    stepper = FlowStepper(static=static, data=data, loss_fn=loss_fn, solver_name=cfg.solver,
-                          ts=save_times(cfg.t1, cfg.n_save, None), rtol=jnp.asarray(cfg.rtol, dtype),
-                          atol=jnp.asarray(cfg.atol, dtype), max_steps=cfg.max_steps, project=cfg.project,
-                          pinning=pinning, slide_tol=slide, save_states=cfg.save_trajectories)
+    stepper = FlowStepper(
+        static=static,
+        data=data,
+        loss_fn=loss_fn,
+        solver_name=cfg.solver,
+        ts=save_times(cfg.t1, cfg.n_save, None),
+        rtol=jnp.asarray(cfg.rtol, dtype),
+        atol=jnp.asarray(cfg.atol, dtype),
+        max_steps=cfg.max_steps,
+        project=cfg.project,
+        pinning=pinning,
+        slide_tol=slide,
+        save_states=cfg.save_trajectories,
+    )
     per_step, once = evals_per_step(SOLVERS[cfg.solver](), cfg.project)
     n_dev = jax.device_count()
     mesh = jax.make_mesh((n_dev,), (_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
@@ -471,8 +524,10 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
         final = jax.tree_util.tree_map(lambda x: x[device * n_out + np.arange(n_out)], chunk.out)
         p0 = jax.tree_util.tree_map(lambda x: x[queue_pos[:n_out]], queue)
         values = jax.tree_util.tree_map(np.asarray, finalize(stepper, final, p0, jnp.arange(n_out)))
-        values.update(grad_evals=_grad_evals(values, per_step, once, cfg.project),
-                      index=np.asarray(indices + [indices[-1]] * (n_out - n)))
+        values.update(
+            grad_evals=_grad_evals(values, per_step, once, cfg.project),
+            index=np.asarray(indices + [indices[-1]] * (n_out - n)),
+        )
         counters["executed"] += int(np.sum(chunk.executed))
         counters["useful"] += int(np.sum(chunk.useful))
         steps = np.asarray(values["steps"][:n], float)
@@ -529,8 +584,17 @@ def _run_discrete(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit
     n = cfg.n_steps
 
     def solve_one(model0, loss_fn):
-        models = run_optimizer(model0, data, loss_fn, cfg.method, jnp.asarray(cfg.lr, dtype), jnp.asarray(slot),
-                               jr.PRNGKey(cfg.seed), batch_size=batch, n_saved=len(saved))
+        models = run_optimizer(
+            model0,
+            data,
+            loss_fn,
+            cfg.method,
+            jnp.asarray(cfg.lr, dtype),
+            jnp.asarray(slot),
+            jr.PRNGKey(cfg.seed),
+            batch_size=batch,
+            n_saved=len(saved),
+        )
         stats = dict(steps=n, accepted=n, rejected=0, grad_evals=n)
         return models, Status.successful._value, jnp.asarray(n * cfg.lr, dtype), stats
 
@@ -552,9 +616,23 @@ def _run_flow_events(cfg: SweepConfig, data, teacher, chunks: list[list[int]], e
 
     def solve_one(model0, loss_fn):
         pin = None if pinning is None else pinning.with_delta(conserved(model0))
-        traj = solve_flow(model0, data, loss_fn, ts, jnp.asarray(cfg.rtol, dtype), jnp.asarray(cfg.atol, dtype),
-                          jnp.asarray(0.0, dtype), solver=cfg.solver, max_steps=cfg.max_steps, project=cfg.project,
-                          adaptive=True, pinning=pin, slide_tol=slide, events=events, on_event=cfg.on_event)
+        traj = solve_flow(
+            model0,
+            data,
+            loss_fn,
+            ts,
+            jnp.asarray(cfg.rtol, dtype),
+            jnp.asarray(cfg.atol, dtype),
+            jnp.asarray(0.0, dtype),
+            solver=cfg.solver,
+            max_steps=cfg.max_steps,
+            project=cfg.project,
+            adaptive=True,
+            pinning=pin,
+            slide_tol=slide,
+            events=events,
+            on_event=cfg.on_event,
+        )
         keep = ("steps", "accepted", "rejected", "grad_evals", "dtmin_steps", "event", "event_time")
         stats = {k: v for k, v in traj.stats.items() if k in keep or k.startswith("t_")}
         if pinning is not None:
@@ -571,8 +649,9 @@ def _kink_parts(cfg: SweepConfig, data, loss_fn):
     return resolve_kinks(cfg.kinks, make_init(cfg, data, 0), data, loss_fn, cfg.rtol, cfg.atol)
 
 
-def _run_batched(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict, solve_one,
-                 slot_steps) -> None:
+def _run_batched(
+    cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict, solve_one, slot_steps
+) -> None:
     """Groups of ``slots`` initializations of each chunk through ``vmap(solve_one)`` (compiled
     once for all chunks); each run is reduced to a row by folding :mod:`gflow.metrics` over
     its saved models.
@@ -592,15 +671,23 @@ def _run_batched(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit,
             models, status, t_reached, stats = solve_one(model0, loss_fn)
             n_saved = jax.tree_util.tree_leaves(models)[0].shape[0]
             acc = metrics.start(model0)
-            acc = jax.lax.fori_loop(1, n_saved, lambda i, a: metrics.observe(
-                a, jax.tree_util.tree_map(lambda x: x[i], models)), acc)
+            acc = jax.lax.fori_loop(
+                1, n_saved, lambda i, a: metrics.observe(a, jax.tree_util.tree_map(lambda x: x[i], models)), acc
+            )
             final = jax.tree_util.tree_map(lambda x: x[-1], models)
             row = metrics.loss_columns(model0, final, data, loss_fn)
             row.update(metrics.summarize(acc))
             ok = jnp.isfinite(row["final_loss"])
-            row.update(stats, label_start=acc["label0"], label_end=acc["label"], pathological=acc["pathological"],
-                       initial_params=p, final_params=eqx.filter(final, eqx.is_inexact_array),
-                       status=jnp.where(ok, status, Status.nonfinite._value), t_reached=t_reached)
+            row.update(
+                stats,
+                label_start=acc["label0"],
+                label_end=acc["label"],
+                pathological=acc["pathological"],
+                initial_params=p,
+                final_params=eqx.filter(final, eqx.is_inexact_array),
+                status=jnp.where(ok, status, Status.nonfinite._value),
+                t_reached=t_reached,
+            )
             if cfg.save_trajectories:
                 row["states"] = eqx.filter(models, eqx.is_inexact_array)
             return row
@@ -617,8 +704,10 @@ def _run_batched(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit,
             t = time.perf_counter()
             values = jax.tree_util.tree_map(np.asarray, run_batch(params_of(jnp.asarray(padded))))
             wall = np.full(width, (time.perf_counter() - t) / len(idx))
-            values = {k: np.broadcast_to(v, (width,)) if isinstance(v, np.ndarray) and v.ndim == 0 else v
-                      for k, v in values.items()}  # per-run scalars (a model's batch stays as it is)
+            values = {
+                k: np.broadcast_to(v, (width,)) if isinstance(v, np.ndarray) and v.ndim == 0 else v
+                for k, v in values.items()
+            }  # per-run scalars (a model's batch stays as it is)
             values["index"] = padded
             steps = np.broadcast_to(slot_steps(values), (width,))
             counters["executed"] += int(steps.max()) * width

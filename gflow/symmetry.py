@@ -178,8 +178,9 @@ def reachable(teacher: ShallowReLU, student: ShallowReLU, *, tol: float = 1e-10)
     """
     for name, m in (("teacher", teacher), ("student", student)):
         if not isinstance(m, ShallowReLU) or m.out_size != 1 or m.in_size < 2 or m.bias:
-            raise ValueError(f"reachable needs {name} to be a ShallowReLU with out_size 1, in_size >= 2 "
-                             "and no bias (THEORY.md §1).")
+            raise ValueError(
+                f"reachable needs {name} to be a ShallowReLU with out_size 1, in_size >= 2 and no bias (THEORY.md §1)."
+            )
     if teacher.in_size != student.in_size:
         raise ValueError("teacher and student must have the same in_size.")
     U, a = np.asarray(teacher.W, dtype=float), np.asarray(teacher.V[0], dtype=float)
@@ -196,4 +197,3 @@ def reachable(teacher: ShallowReLU, student: ShallowReLU, *, tol: float = 1e-10)
     F = len(delta) - int(np.sum(path))
     a_pos, a_neg = int(np.sum(a > 0)), int(np.sum(a < 0))
     return max(0, a_pos - P) + max(0, a_neg - M) <= F
-

@@ -144,11 +144,15 @@ def component_label(model: ShallowReLU, *, tol: float = TOL) -> Array:
     :func:`gflow.dag_components` gives that full label.)
     """
     if not isinstance(model, ShallowReLU):
-        raise ValueError(f"component_label needs a ShallowReLU; got {type(model).__name__} "
-                         "(use gflow.dag_components for MLP and DAG networks).")
+        raise ValueError(
+            f"component_label needs a ShallowReLU; got {type(model).__name__} "
+            "(use gflow.dag_components for MLP and DAG networks)."
+        )
     if model.out_size != 1:
-        raise ValueError(f"component_label needs out_size = 1 (Prop. 3), got {model.out_size}; "
-                         "use gflow.dag_components for out_size > 1.")
+        raise ValueError(
+            f"component_label needs out_size = 1 (Prop. 3), got {model.out_size}; "
+            "use gflow.dag_components for out_size > 1."
+        )
     delta = conserved(model)
     v = model.V[..., 0, :]
     return jnp.where(delta < -tol, jnp.sign(v), 0).astype(jnp.int32)
@@ -198,9 +202,16 @@ def obstruction_probability(in_size: int, width: int, scheme="kaiming", *, bias:
     return float(-np.expm1(width * np.log1p(-p)))
 
 
-def obstruction_probability_mc(in_size: int, width: int, scheme="kaiming", n: int = 100_000,
-                               key: PRNGKeyArray | None = None, *, bias: bool = False,
-                               chunk: int | None = None) -> tuple[float, float]:
+def obstruction_probability_mc(
+    in_size: int,
+    width: int,
+    scheme="kaiming",
+    n: int = 100_000,
+    key: PRNGKeyArray | None = None,
+    *,
+    bias: bool = False,
+    chunk: int | None = None,
+) -> tuple[float, float]:
     """Monte Carlo estimate of :func:`obstruction_probability`: draw ``n`` nets'
     weights ``W`` (width, in_size), ``b``, ``V`` (1, width) as :class:`ShallowReLU` does
     (i.i.d. Gaussians with the scheme's ``std``) and count the nets with some

@@ -34,8 +34,18 @@ _STATUS_NAMES = tuple(Status._name_to_item)
 
 STAT_KEYS = ("steps", "accepted", "rejected", "grad_evals", "wall_time")
 # the exact flow (gflow.flow) adds kink diagnostics (gflow.kinks, gflow.controller)
-FLOW_STAT_KEYS = STAT_KEYS + ("dtmin_steps", "pattern_changes", "max_flips", "sliding", "pins", "unpins", "pinned",
-                              "first_pin_time", "event", "event_time")  # plus t_<name> per requested event
+FLOW_STAT_KEYS = STAT_KEYS + (
+    "dtmin_steps",
+    "pattern_changes",
+    "max_flips",
+    "sliding",
+    "pins",
+    "unpins",
+    "pinned",
+    "first_pin_time",
+    "event",
+    "event_time",
+)  # plus t_<name> per requested event
 
 
 def status_name(status) -> str:
@@ -91,8 +101,13 @@ class Trajectory(eqx.Module):
     def summary(self) -> dict:
         """Plain-Python summary: final losses, drift, stats and status."""
         d_abs, d_rel = self.drift
-        out = dict(t1=float(self.ts[-1]), final_loss=float(self.loss[-1]), status=self.status_name,
-                   drift=float(d_abs), relative_drift=float(d_rel))
+        out = dict(
+            t1=float(self.ts[-1]),
+            final_loss=float(self.loss[-1]),
+            status=self.status_name,
+            drift=float(d_abs),
+            relative_drift=float(d_rel),
+        )
         if self.test_loss is not None:
             out["final_test_loss"] = float(self.test_loss[-1])
         out.update({k: _plain(v) for k, v in self.stats.items()})
@@ -102,8 +117,12 @@ class Trajectory(eqx.Module):
         """Write to ``path`` (``.npz``) atomically; :meth:`load` restores it exactly."""
         leaves = jax.tree_util.tree_leaves(self.models)
         arrays = {f"model_{i}": np.asarray(x) for i, x in enumerate(leaves)}
-        arrays.update(ts=np.asarray(self.ts), loss=np.asarray(self.loss), conserved=np.asarray(self.conserved),
-                      status=np.asarray(self.status._value))
+        arrays.update(
+            ts=np.asarray(self.ts),
+            loss=np.asarray(self.loss),
+            conserved=np.asarray(self.conserved),
+            status=np.asarray(self.status._value),
+        )
         if self.test_loss is not None:
             arrays["test_loss"] = np.asarray(self.test_loss)
         arrays.update({f"stat_{k}": np.asarray(v) for k, v in self.stats.items()})
@@ -121,9 +140,12 @@ class Trajectory(eqx.Module):
         models = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[f"model_{i}"]) for i in range(n_leaves)])
         stats = {k[5:]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("stat_")}
         return cls(
-            ts=jnp.asarray(arrays["ts"]), models=models, loss=jnp.asarray(arrays["loss"]),
+            ts=jnp.asarray(arrays["ts"]),
+            models=models,
+            loss=jnp.asarray(arrays["loss"]),
             test_loss=jnp.asarray(arrays["test_loss"]) if "test_loss" in arrays else None,
-            conserved=jnp.asarray(arrays["conserved"]), stats=stats,
+            conserved=jnp.asarray(arrays["conserved"]),
+            stats=stats,
             status=status_from_code(arrays["status"]),
         )
 
@@ -163,7 +185,9 @@ def evaluate(ts, models, data, loss_fn, stats, status) -> Trajectory:
     if data.has_test:
         test = jax.vmap(full_loss, in_axes=(0, None, None))(models, data.x_test, data.y_test)
     finite = jnp.all(jnp.isfinite(loss)) & jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(models)]))
+        jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(models)])
+    )
     status = Status.where(finite | (status != Status.successful), status, Status.nonfinite)
-    return Trajectory(ts=ts, models=models, loss=loss, test_loss=test, conserved=conserved(models),
-                      stats=stats, status=status)
+    return Trajectory(
+        ts=ts, models=models, loss=loss, test_loss=test, conserved=conserved(models), stats=stats, status=status
+    )

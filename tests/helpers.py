@@ -14,4 +14,6 @@ def tree_allclose(a, b, rtol=1e-12, atol=1e-12):
 
 def tree_max_abs_diff(a, b):
     """``max |a - b|`` over all leaves of two pytrees of the same structure."""
-    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    return max(
+        float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+    )

@@ -12,8 +12,16 @@ import pytest
 from gflow.bench.curves import cost_at, order
 from gflow.bench.problems import flops_per_grad, relative_error
 
-REPORTS = ("work_precision.md", "work_precision.csv", "work_precision.png", "peers.md", "peers.csv",
-           "machine_limit.md", "machine_limit.csv", "summary.json")
+REPORTS = (
+    "work_precision.md",
+    "work_precision.csv",
+    "work_precision.png",
+    "peers.md",
+    "peers.csv",
+    "machine_limit.md",
+    "machine_limit.csv",
+    "summary.json",
+)
 
 
 def test_cost_at_interpolates_log_log():
@@ -103,8 +111,10 @@ def test_split_loop_results_combine():
     """A loop split over processes lasts as long as its slowest process and did all their work."""
     from gflow.bench.sweeps import _combine
 
-    parts = [dict(seconds=2.0, executed=300, useful=300, max_steps=90, mean_steps=30.0, compile=1.0, n=10),
-             dict(seconds=3.0, executed=100, useful=100, max_steps=20, mean_steps=10.0, compile=2.0, n=10)]
+    parts = [
+        dict(seconds=2.0, executed=300, useful=300, max_steps=90, mean_steps=30.0, compile=1.0, n=10),
+        dict(seconds=3.0, executed=100, useful=100, max_steps=20, mean_steps=10.0, compile=2.0, n=10),
+    ]
     r = _combine(parts)
     assert (r["seconds"], r["executed"], r["useful"], r["max_steps"], r["n"]) == (3.0, 400, 400, 90, 20)
     assert r["mean_steps"] == 20.0 == 400 / 20

@@ -52,8 +52,12 @@ def test_sweep_cli_runs_parts_and_merges(tmp_path, capsys):
 def test_sweep_cli_bad_input(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY.replace('data = "toy"', 'data = "mnist"'))
-    cases = [["sweep", str(bad)], ["sweep", str(tmp_path / "missing.toml")],
-             ["sweep", str(bad), "--part", "3/2"], ["sweep", "merge"]]
+    cases = [
+        ["sweep", str(bad)],
+        ["sweep", str(tmp_path / "missing.toml")],
+        ["sweep", str(bad), "--part", "3/2"],
+        ["sweep", "merge"],
+    ]
     for argv in cases:
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()

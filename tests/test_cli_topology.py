@@ -36,8 +36,10 @@ def test_shallow_from_delta(capsys):
 
 
 def test_probability(capsys):
-    res = run(["probability", "--scheme", "kaiming", "--in-size", "2", "--width", "16", "--samples", "20000",
-               "--json"], capsys)
+    res = run(
+        ["probability", "--scheme", "kaiming", "--in-size", "2", "--width", "16", "--samples", "20000", "--json"],
+        capsys,
+    )
     assert res["exact"] == pytest.approx(gf.obstruction_probability(2, 16, "kaiming"))
     assert abs(res["monte_carlo"] - res["exact"]) <= 4 * res["standard_error"]
     out = run(["probability", "--scheme", "0.5,0.5", "--in-size", "1", "--width", "1", "--samples", "1000"], capsys)
@@ -48,10 +50,21 @@ def _save_trajectory(path, model):
     """A two-point trajectory of ``model`` (stacked twice), written with Trajectory.save."""
     models = jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), model)
     c = gf.conserved(model)
-    traj = Trajectory(ts=jnp.array([0.0, 1.0]), models=models, loss=jnp.zeros(2), test_loss=None,
-                      conserved=jnp.stack([c, c]), stats=dict(steps=jnp.array(1), accepted=jnp.array(1),
-                      rejected=jnp.array(0), grad_evals=jnp.array(1), wall_time=jnp.array(0.0)),
-                      status=Status.successful)
+    traj = Trajectory(
+        ts=jnp.array([0.0, 1.0]),
+        models=models,
+        loss=jnp.zeros(2),
+        test_loss=None,
+        conserved=jnp.stack([c, c]),
+        stats=dict(
+            steps=jnp.array(1),
+            accepted=jnp.array(1),
+            rejected=jnp.array(0),
+            grad_evals=jnp.array(1),
+            wall_time=jnp.array(0.0),
+        ),
+        status=Status.successful,
+    )
     traj.save(str(path))
 
 
@@ -77,8 +90,12 @@ def test_model_file(tmp_path, capsys):
 
 
 def test_dag_file(tmp_path, capsys):
-    graph = {"inputs": 2, "hidden": 3, "outputs": 1,
-             "edges": [["x0", "h0"], ["x1", "h1"], ["h0", "h2"], ["h1", "h2"], ["h2", "y0"], ["x0", "y0"]]}
+    graph = {
+        "inputs": 2,
+        "hidden": 3,
+        "outputs": 1,
+        "edges": [["x0", "h0"], ["x1", "h1"], ["h0", "h2"], ["h1", "h2"], ["h2", "y0"], ["x0", "y0"]],
+    }
     (tmp_path / "c.json").write_text(json.dumps({**graph, "c": [-1, 0, 2]}))
     res = run(["--dag", str(tmp_path / "c.json"), "--json"], capsys)
     assert res["n_components"] == 2 and res["rigid_edges"] == [["h0", "h2"]] and res["label"] is None
@@ -89,15 +106,18 @@ def test_dag_file(tmp_path, capsys):
     assert "rigid edges: h1->h2, h2->y0" in out
 
 
-@pytest.mark.parametrize("argv,match", [
-    ([], "exactly one of --delta"),
-    (["--delta=1", "--dag", "x.json"], "exactly one of --delta"),
-    (["--delta=1,a", "--in-size", "2"], "--delta must be a comma-separated list"),
-    (["--delta=1"], "--in-size is required"),
-    (["--delta=1", "--in-size", "0"], "--in-size must be a positive integer"),
-    (["probability", "--scheme", "he", "--in-size", "2", "--width", "2"], "--scheme must be kaiming, xavier"),
-    (["probability", "--in-size", "2"], "--width must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        ([], "exactly one of --delta"),
+        (["--delta=1", "--dag", "x.json"], "exactly one of --delta"),
+        (["--delta=1,a", "--in-size", "2"], "--delta must be a comma-separated list"),
+        (["--delta=1"], "--in-size is required"),
+        (["--delta=1", "--in-size", "0"], "--in-size must be a positive integer"),
+        (["probability", "--scheme", "he", "--in-size", "2", "--width", "2"], "--scheme must be kaiming, xavier"),
+        (["probability", "--in-size", "2"], "--width must be a positive integer"),
+    ],
+)
 def test_errors(argv, match):
     parser = argparse.ArgumentParser(prog="gflow")
     cli_topology.add_parser(parser.add_subparsers(dest="command"))

@@ -27,7 +27,7 @@ def rigid_by_potentials(graph, c, tol=1e-9):
     first = 1 + graph.n_in
     Y = np.array(list(itertools.product((-1, 0, 1), repeat=H)), dtype=float).reshape(-1, H)
     Yfull = np.zeros((len(Y), graph.n_nodes))
-    Yfull[:, first:first + H] = Y
+    Yfull[:, first : first + H] = Y
     ea = graph.edge_array
     D = Yfull[:, ea[:, 1]] - Yfull[:, ea[:, 0]]  # y_t - y_s per potential and edge
     value = Y @ np.asarray(c)
@@ -46,9 +46,15 @@ def edge(graph, s, t):
 
 # ---------------------------------------------------------------- shallow nets: Corollary 1
 
+
 @settings(max_examples=120, deadline=None, derandomize=True)
-@given(d=st.integers(1, 3), e=st.integers(1, 3), signs=st.lists(st.sampled_from((-1, 0, 1)), min_size=1, max_size=4),
-       bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@given(
+    d=st.integers(1, 3),
+    e=st.integers(1, 3),
+    signs=st.lists(st.sampled_from((-1, 0, 1)), min_size=1, max_size=4),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_shallow_components_match_corollary1(d, e, signs, bias, seed):
     rng = np.random.default_rng(seed)
     delta = np.array(signs, float) * rng.uniform(0.2, 2.0, len(signs))
@@ -72,9 +78,15 @@ def test_shallow_components_match_corollary1(d, e, signs, bias, seed):
 
 # ---------------------------------------------------------------- MLPs and random DAGs: dual brute force
 
+
 @settings(max_examples=90, deadline=None, derandomize=True)
-@given(d=st.integers(1, 3), hidden=st.lists(st.integers(1, 3), min_size=2, max_size=2), e=st.integers(1, 2),
-       bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@given(
+    d=st.integers(1, 3),
+    hidden=st.lists(st.integers(1, 3), min_size=2, max_size=2),
+    e=st.integers(1, 2),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_mlp_components_match_brute_force(d, hidden, e, bias, seed):
     rng = np.random.default_rng(seed)
     sizes = [d, *hidden, e]
@@ -140,8 +152,12 @@ BOTTLENECK = gf.Graph(2, 3, 1, (("x0", "h0"), ("x1", "h1"), ("h0", "h2"), ("h1",
 # Every path from h0, h1 to the output passes through the bottleneck h2.
 # h0: u0 - u2 = c0;   h1: u1 - u3 = c1;   h2: u2 + u3 - u4 = c2.
 
-TWO_LAYER = gf.Graph(1, 3, 2, (("x0", "h0"), ("x0", "h1"), ("1", "h2"), ("h0", "h2"), ("h1", "h2"),
-                               ("h2", "y0"), ("h0", "y1"), ("x0", "h2")))
+TWO_LAYER = gf.Graph(
+    1,
+    3,
+    2,
+    (("x0", "h0"), ("x0", "h1"), ("1", "h2"), ("h0", "h2"), ("h1", "h2"), ("h2", "y0"), ("h0", "y1"), ("x0", "h2")),
+)
 #                               u0 u1 u2 (bias) u3 u4 u5 u6 (skip over layer 2) u7 (skip over layer 1)
 # h0: u0 - u3 - u6 = c0;   h1: u1 - u4 = c1;   h2: u2 + u3 + u4 + u7 - u5 = c2.
 
@@ -208,6 +224,7 @@ def test_infeasible_and_bad_input():
 
 # ---------------------------------------------------------------- singular points
 
+
 def test_cone_point_of_balanced_neuron():
     rng = np.random.default_rng(0)
     model = shallow_with_delta(rng, 2, 3, 1, [1.0, 0.0, -1.0])
@@ -240,8 +257,13 @@ def test_mlp_generic_and_pruned_points():
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
-@given(n_in=st.integers(1, 2), n_hidden=st.integers(1, 6), n_out=st.integers(1, 2), seed=st.integers(0, 2**32 - 1),
-       p_zero=st.sampled_from((0.0, 0.3, 0.6)))
+@given(
+    n_in=st.integers(1, 2),
+    n_hidden=st.integers(1, 6),
+    n_out=st.integers(1, 2),
+    seed=st.integers(0, 2**32 - 1),
+    p_zero=st.sampled_from((0.0, 0.3, 0.6)),
+)
 def test_singular_sets_match_jacobian_rank(n_in, n_hidden, n_out, seed, p_zero):
     rng = np.random.default_rng(seed)
     graph = random_dag(rng, n_in, n_hidden, n_out)

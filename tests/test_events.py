@@ -58,8 +58,9 @@ def test_record_loss_and_grad_norm():
     (y - p) sqrt(w^2 + v^2) = (y - p) sqrt(2p) first rises (p < y/3), then reaches 1e-2 on the
     way down. Record mode notes both and integrates on to t1 through the restarts."""
     p_grad = brentq(lambda p: (Y - p) * np.sqrt(2 * p) - 1e-2, Y / 3, Y, xtol=1e-15)
-    traj = gf.gradient_flow(scalar(0.5, 0.5), one_point(Y), "mse", T1, events=all_events(1e-3, 1e-2),
-                            on_event="record", **KW)
+    traj = gf.gradient_flow(
+        scalar(0.5, 0.5), one_point(Y), "mse", T1, events=all_events(1e-3, 1e-2), on_event="record", **KW
+    )
     s = traj.summary()
     assert s["status"] == "successful" and float(traj.ts[-1]) == T1
     assert s["t_loss_below"] == pytest.approx(t_of_p(Y - np.sqrt(2e-3)), abs=1e-8)
@@ -113,8 +114,9 @@ def test_record_keeps_going_and_orders_events():
     """Record mode on y = -1, delta = +0.75: the output weight changes sign at t*, then the
     loss falls below 1e-4 later; both are recorded, the solve reaches t1."""
     t_star = t_zero(0.5, 0.75, -1.0)
-    traj = gf.gradient_flow(scalar(1.0, 0.5), one_point(-1.0), "mse", T1, events=all_events(1e-4),
-                            on_event="record", **KW)
+    traj = gf.gradient_flow(
+        scalar(1.0, 0.5), one_point(-1.0), "mse", T1, events=all_events(1e-4), on_event="record", **KW
+    )
     s = traj.summary()
     assert s["status"] == "successful" and float(traj.ts[-1]) == T1
     assert s["t_output_sign_change"] == pytest.approx(t_star, abs=1e-8)
@@ -157,8 +159,9 @@ def test_events_on_an_mlp(getkey):
     x = jr.normal(getkey(), (32, 2))
     data = gf.Dataset(x, -jnp.abs(x[:, 0]))
     mlp = gf.MLP(2, (4, 3), key=getkey())
-    traj = gf.gradient_flow(mlp, data, "mse", 2.0, rtol=1e-6, atol=1e-6, n_save=5, events=all_events(),
-                            on_event="record")
+    traj = gf.gradient_flow(
+        mlp, data, "mse", 2.0, rtol=1e-6, atol=1e-6, n_save=5, events=all_events(), on_event="record"
+    )
     s = traj.summary()
     assert s["status"] == "successful"
     assert s["t_loss_below"] == float("inf")
@@ -172,8 +175,12 @@ def test_event_names_and_validation():
     assert float(parsed[2].threshold) == 1e-8
     assert parse_events(None) == () and len(parse_events("neuron_dies")) == 1
     m, d = scalar(0.5, 0.5), one_point(Y)
-    for bad, match in [(["loss_below"], "threshold"), (["nope"], "events must be among"),
-                       ([("neuron_dies", 1.0)], "no threshold"), (["loss_below=-1"], "non-negative")]:
+    for bad, match in [
+        (["loss_below"], "threshold"),
+        (["nope"], "events must be among"),
+        ([("neuron_dies", 1.0)], "no threshold"),
+        (["loss_below=-1"], "non-negative"),
+    ]:
         with pytest.raises(ValueError, match=match):
             gf.gradient_flow(m, d, "mse", 1.0, events=bad)
     with pytest.raises(ValueError, match="on_event"):

@@ -21,8 +21,11 @@ import gflow as gf
 
 def set_params(model, **arrays):
     names = tuple(arrays)
-    return eqx.tree_at(lambda m: tuple(getattr(m, n) for n in names), model,
-                       tuple(jnp.asarray(a, jnp.float64) for a in arrays.values()))
+    return eqx.tree_at(
+        lambda m: tuple(getattr(m, n) for n in names),
+        model,
+        tuple(jnp.asarray(a, jnp.float64) for a in arrays.values()),
+    )
 
 
 def param_dist(a, b):
@@ -60,8 +63,9 @@ def _check_conservation(traj):
 def test_conservation_breast_cancer_shallow(getkey):
     data = gf.breast_cancer()
     model = gf.ShallowReLU(30, 8, key=getkey())
-    traj = gf.gradient_flow(model, data, "bce", 10.0, solver="tsit5", rtol=1e-10, atol=1e-10, n_save=21,
-                            max_steps=MAX_STEPS)
+    traj = gf.gradient_flow(
+        model, data, "bce", 10.0, solver="tsit5", rtol=1e-10, atol=1e-10, n_save=21, max_steps=MAX_STEPS
+    )
     _check_conservation(traj)
 
 
@@ -71,8 +75,9 @@ def test_conservation_mlp_depth3():
     # along kinks, which would only slow the check down.
     data = gf.teacher_student(gf.ShallowReLU(3, 2, key=jr.PRNGKey(30)), 100, jr.PRNGKey(40))
     model = gf.MLP(3, (8, 8, 8), key=jr.PRNGKey(50))
-    traj = gf.gradient_flow(model, data, "mse", 1.0, solver="tsit5", rtol=1e-10, atol=1e-10, n_save=11,
-                            max_steps=MAX_STEPS)
+    traj = gf.gradient_flow(
+        model, data, "mse", 1.0, solver="tsit5", rtol=1e-10, atol=1e-10, n_save=11, max_steps=MAX_STEPS
+    )
     assert traj.conserved.shape == (11, 24)
     _check_conservation(traj)
 
@@ -81,10 +86,21 @@ def skip_dag(key):
     """Four hidden nodes over three levels with input->hidden, hidden->hidden and
     input->output skip connections and two bias edges."""
     edges = (
-        ("x0", "h0"), ("x1", "h0"), ("x2", "h1"), ("x0", "h1"), ("1", "h1"),
-        ("h0", "h2"), ("h1", "h2"), ("x1", "h2"), ("1", "h2"),
-        ("h2", "h3"), ("h0", "h3"),
-        ("h3", "y0"), ("h2", "y0"), ("h1", "y0"), ("x2", "y0"),
+        ("x0", "h0"),
+        ("x1", "h0"),
+        ("x2", "h1"),
+        ("x0", "h1"),
+        ("1", "h1"),
+        ("h0", "h2"),
+        ("h1", "h2"),
+        ("x1", "h2"),
+        ("1", "h2"),
+        ("h2", "h3"),
+        ("h0", "h3"),
+        ("h3", "y0"),
+        ("h2", "y0"),
+        ("h1", "y0"),
+        ("x2", "y0"),
     )
     return gf.DAGNet(gf.Graph(3, 4, 1, edges), key=key)
 
@@ -92,8 +108,9 @@ def skip_dag(key):
 def test_conservation_dag_skip(getkey):
     teacher = gf.ShallowReLU(3, 2, key=getkey())
     data = gf.teacher_student(teacher, 100, getkey())
-    traj = gf.gradient_flow(skip_dag(getkey()), data, "mse", 2.0, solver="tsit5", rtol=1e-10, atol=1e-10, n_save=11,
-                            max_steps=MAX_STEPS)
+    traj = gf.gradient_flow(
+        skip_dag(getkey()), data, "mse", 2.0, solver="tsit5", rtol=1e-10, atol=1e-10, n_save=11, max_steps=MAX_STEPS
+    )
     _check_conservation(traj)
 
 
@@ -137,8 +154,15 @@ def test_closed_form_unbalanced(getkey):
         traj = gf.gradient_flow(model, data, "mse", ts=ts, solver="tsit5", rtol=1e-12, atol=1e-12)
         p = np.asarray(traj.models.V[:, 0, 0] * jax.nn.relu(traj.models.W[:, 0, 0]))
         delta = w0**2 - v0**2
-        ref = solve_ivp(lambda t, p, d=delta: -(p - y) * np.sqrt(d**2 + 4 * p**2), (0, 5), [w0 * v0],
-                        t_eval=ts, method="DOP853", rtol=1e-13, atol=1e-14)
+        ref = solve_ivp(
+            lambda t, p, d=delta: -(p - y) * np.sqrt(d**2 + 4 * p**2),
+            (0, 5),
+            [w0 * v0],
+            t_eval=ts,
+            method="DOP853",
+            rtol=1e-13,
+            atol=1e-14,
+        )
         assert np.max(np.abs(p - ref.y[0])) < 1e-8
         assert np.all(np.asarray(traj.models.W) > 0)  # the reduction assumed w > 0
         np.testing.assert_allclose(traj.conserved[:, 0], delta, atol=1e-10)
@@ -176,8 +200,9 @@ def _slope(steps, errors):
 def smooth_reference():
     model, data = smooth_problem(jr.PRNGKey(0))
     T = 0.5
-    ref = gf.gradient_flow(model, data, "mse", T, solver="dopri8", rtol=1e-13, atol=1e-13, n_save=N_SAVE,
-                           max_steps=SMALL_MAX_STEPS)
+    ref = gf.gradient_flow(
+        model, data, "mse", T, solver="dopri8", rtol=1e-13, atol=1e-13, n_save=N_SAVE, max_steps=SMALL_MAX_STEPS
+    )
     assert ref.status_name == "successful"
     assert _min_preactivation(ref, data) > 0.3  # no activation pattern changes on [0, T]
     return model, data, T, ref.final
@@ -196,8 +221,9 @@ def test_solver_convergence_order(smooth_reference, solver, n_steps, lo, hi):
     model, data, T, ref = smooth_reference
     dts, errs = [], []
     for n in n_steps:
-        traj = gf.gradient_flow(model, data, "mse", T, solver=solver, step_size=T / n, n_save=N_SAVE,
-                                max_steps=SMALL_MAX_STEPS)
+        traj = gf.gradient_flow(
+            model, data, "mse", T, solver=solver, step_size=T / n, n_save=N_SAVE, max_steps=SMALL_MAX_STEPS
+        )
         assert traj.status_name == "successful"
         assert int(traj.stats["steps"]) == n
         assert _min_preactivation(traj, data) > 0.3
@@ -215,8 +241,9 @@ def test_gd_converges_to_flow_linearly():
     Also: ``train(gd, lr, n)`` and ``gradient_flow(euler, step_size=lr, t1=n lr)`` take
     the same steps, so they agree to round-off accumulated over n steps (1e-12)."""
     model, data = smooth_problem(jr.PRNGKey(0))
-    ref = gf.gradient_flow(model, data, "mse", 1.0, solver="dopri8", rtol=1e-12, atol=1e-12, n_save=N_SAVE,
-                           max_steps=SMALL_MAX_STEPS)
+    ref = gf.gradient_flow(
+        model, data, "mse", 1.0, solver="dopri8", rtol=1e-12, atol=1e-12, n_save=N_SAVE, max_steps=SMALL_MAX_STEPS
+    )
     assert _min_preactivation(ref, data) > 0.3
     lrs = np.array([1e-2, 5e-3, 2.5e-3])
     errs = []
@@ -227,8 +254,9 @@ def test_gd_converges_to_flow_linearly():
     slope = _slope(lrs, errs)
     assert 0.9 < slope < 1.1, (errs, slope)
     assert errs[-1] < 1e-3
-    euler = gf.gradient_flow(model, data, "mse", 1.0, solver="euler", step_size=0.01, n_save=N_SAVE,
-                             max_steps=SMALL_MAX_STEPS)
+    euler = gf.gradient_flow(
+        model, data, "mse", 1.0, solver="euler", step_size=0.01, n_save=N_SAVE, max_steps=SMALL_MAX_STEPS
+    )
     gd = gf.train(model, data, "mse", "gd", 0.01, steps=100, n_save=11)
     assert int(euler.stats["steps"]) == 100
     np.testing.assert_allclose(euler.ts, gd.ts, rtol=1e-14)
@@ -243,15 +271,31 @@ def test_gd_converges_to_flow_linearly():
 # steps for euler/heun, adaptive tsit5 as in the projection test, adaptive dopri8 as the
 # reference), so the check adds only the dopri5 and kvaerno5 compiles; the remaining
 # modes are the slow test below.
-MODES = {"euler": "fixed", "heun": "fixed", "tsit5": "adaptive", "dopri5": "adaptive", "dopri8": "adaptive",
-         "kvaerno5": "adaptive"}
+MODES = {
+    "euler": "fixed",
+    "heun": "fixed",
+    "tsit5": "adaptive",
+    "dopri5": "adaptive",
+    "dopri8": "adaptive",
+    "kvaerno5": "adaptive",
+}
 
 
 def _run_small(solver, mode):
     model, data = smooth_problem(jr.PRNGKey(0))
     step = 0.5 / 100 if mode == "fixed" else None
-    traj = gf.gradient_flow(model, data, "mse", 0.5, solver=solver, rtol=1e-6, atol=1e-6, step_size=step,
-                            n_save=N_SAVE, max_steps=SMALL_MAX_STEPS)
+    traj = gf.gradient_flow(
+        model,
+        data,
+        "mse",
+        0.5,
+        solver=solver,
+        rtol=1e-6,
+        atol=1e-6,
+        step_size=step,
+        n_save=N_SAVE,
+        max_steps=SMALL_MAX_STEPS,
+    )
     assert traj.status_name == "successful"
     assert np.all(np.isfinite(np.asarray(traj.loss)))
     assert float(traj.loss[-1]) < 0.5 * float(traj.loss[0])
@@ -272,16 +316,18 @@ def test_every_solver_runs(solver):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("solver, mode", [("heun", "adaptive"), ("tsit5", "fixed"), ("dopri5", "fixed"),
-                                          ("dopri8", "fixed")])
+@pytest.mark.parametrize(
+    "solver, mode", [("heun", "adaptive"), ("tsit5", "fixed"), ("dopri5", "fixed"), ("dopri8", "fixed")]
+)
 def test_every_solver_other_mode(solver, mode):
     _run_small(solver, mode)
 
 
 def test_max_steps_is_a_status():
     model, data = smooth_problem(jr.PRNGKey(0))
-    traj = gf.gradient_flow(model, data, "mse", 0.5, solver="euler", step_size=0.5 / 5000, n_save=N_SAVE,
-                            max_steps=SMALL_MAX_STEPS)
+    traj = gf.gradient_flow(
+        model, data, "mse", 0.5, solver="euler", step_size=0.5 / 5000, n_save=N_SAVE, max_steps=SMALL_MAX_STEPS
+    )
     assert traj.status_name == "max_steps_reached"
     assert int(traj.stats["steps"]) == SMALL_MAX_STEPS
 

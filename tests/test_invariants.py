@@ -25,10 +25,20 @@ def _apply(model, x):
 def skip_dag(key):
     """Three hidden nodes, skip connections input->output and h0->y0, biases on h1, h2."""
     edges = (
-        ("x0", "h0"), ("x1", "h0"), ("x2", "h0"),
-        ("x0", "h1"), ("h0", "h1"), ("1", "h1"),
-        ("h0", "h2"), ("h1", "h2"), ("x2", "h2"), ("1", "h2"),
-        ("h2", "y0"), ("h1", "y0"), ("h0", "y0"), ("x1", "y0"),
+        ("x0", "h0"),
+        ("x1", "h0"),
+        ("x2", "h0"),
+        ("x0", "h1"),
+        ("h0", "h1"),
+        ("1", "h1"),
+        ("h0", "h2"),
+        ("h1", "h2"),
+        ("x2", "h2"),
+        ("1", "h2"),
+        ("h2", "y0"),
+        ("h1", "y0"),
+        ("h0", "y0"),
+        ("x1", "y0"),
     )
     return gf.DAGNet(gf.Graph(3, 3, 1, edges), key=key)
 
@@ -107,8 +117,9 @@ def _mse_grad(model, x, y):
 
 # the DAG and the biased MLP in the default run (together they have every kind of edge);
 # the other three are slow-marked (each model costs its own compiles)
-SLOW_MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in ("shallow", "shallow-bias", "mlp3") else n
-               for n in MODELS]
+SLOW_MODELS = [
+    pytest.param(n, marks=pytest.mark.slow) if n in ("shallow", "shallow-bias", "mlp3") else n for n in MODELS
+]
 
 
 @pytest.mark.parametrize("name", SLOW_MODELS)

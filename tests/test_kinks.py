@@ -193,8 +193,18 @@ def test_floor_controller_forces_and_counts_steps():
     collapses; the floor dtmin = 1e-3 bounds it, forced steps are counted, t1 is reached."""
     term = diffrax.ODETerm(lambda t, y, args: -jnp.sign(y))
     ctrl = FloorPIDController(rtol=1e-12, atol=1e-12, dtmin=1e-3)
-    sol = diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, 10.0, None, jnp.asarray(1.0), stepsize_controller=ctrl,
-                              saveat=diffrax.SaveAt(t1=True, controller_state=True), max_steps=100_000, throw=False)
+    sol = diffrax.diffeqsolve(
+        term,
+        diffrax.Tsit5(),
+        0.0,
+        10.0,
+        None,
+        jnp.asarray(1.0),
+        stepsize_controller=ctrl,
+        saveat=diffrax.SaveAt(t1=True, controller_state=True),
+        max_steps=100_000,
+        throw=False,
+    )
     assert sol.result == diffrax.RESULTS.successful
     forced = int(controller_stats(sol.controller_state)["dtmin_steps"])
     assert 1000 < forced <= int(sol.stats["num_accepted_steps"])
@@ -297,8 +307,9 @@ def test_projection_with_pinning_keeps_delta_to_round_off():
     """project=True with the default mode: a pinned neuron (w = 0) is left alone by the Prop. 4
     projection (no 0/0), and every delta_k stays at its initial value to round-off."""
     model, data = _collapse_problem()
-    traj = gf.gradient_flow(model, data, "mse", T1, rtol=1e-5, atol=1e-5, n_save=N_SAVE, max_steps=MAX_STEPS,
-                            project=True)
+    traj = gf.gradient_flow(
+        model, data, "mse", T1, rtol=1e-5, atol=1e-5, n_save=N_SAVE, max_steps=MAX_STEPS, project=True
+    )
     assert traj.status_name == "successful" and int(traj.stats["pinned"]) == 1
     assert float(traj.drift[1]) < 1e-14
 

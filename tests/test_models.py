@@ -103,11 +103,19 @@ def test_mlp_forward_numpy(getkey, bias):
 # A DAG with skip connections (input -> output, hidden -> non-adjacent hidden), a bias
 # edge, and hidden names NOT in topological order (h2 feeds h0), so evaluation must sort.
 SKIP_EDGES = (
-    ("x0", "h1"), ("x1", "h1"), ("1", "h1"),  # h1 = relu(a0 x0 + a1 x1 + a2)
-    ("x1", "h2"), ("h1", "h2"),  # h2 = relu(a3 x1 + a4 h1)
-    ("h2", "h0"), ("x0", "h0"), ("h1", "h0"),  # h0 = relu(a5 h2 + a6 x0 + a7 h1)
-    ("h0", "y0"), ("h1", "y0"), ("x1", "y0"),  # y0 = a8 h0 + a9 h1 + a10 x1
-    ("h2", "y1"), ("x0", "y1"),  # y1 = a11 h2 + a12 x0
+    ("x0", "h1"),
+    ("x1", "h1"),
+    ("1", "h1"),  # h1 = relu(a0 x0 + a1 x1 + a2)
+    ("x1", "h2"),
+    ("h1", "h2"),  # h2 = relu(a3 x1 + a4 h1)
+    ("h2", "h0"),
+    ("x0", "h0"),
+    ("h1", "h0"),  # h0 = relu(a5 h2 + a6 x0 + a7 h1)
+    ("h0", "y0"),
+    ("h1", "y0"),
+    ("x1", "y0"),  # y0 = a8 h0 + a9 h1 + a10 x1
+    ("h2", "y1"),
+    ("x0", "y1"),  # y1 = a11 h2 + a12 x0
 )
 
 

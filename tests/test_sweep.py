@@ -18,8 +18,20 @@ import gflow as gf
 from gflow import store
 from gflow.sweep import SweepConfig, dataset, make_init, run_sweep
 
-SMALL = dict(n_data=64, width=3, delta=0.5, signs="random", t1=5.0, rtol=1e-7, atol=1e-7, n_inits=10, slots=4,
-             steps_per_call=8, chunk_size=4, n_save=6)
+SMALL = dict(
+    n_data=64,
+    width=3,
+    delta=0.5,
+    signs="random",
+    t1=5.0,
+    rtol=1e-7,
+    atol=1e-7,
+    n_inits=10,
+    slots=4,
+    steps_per_call=8,
+    chunk_size=4,
+    n_save=6,
+)
 
 
 def _rows(out_dir):
@@ -43,12 +55,24 @@ def test_rows_match_single_solves(tmp_path, kinks, delta):
     assert [r["index"] for r in rows] == list(range(cfg.n_inits))
     data, _ = dataset(cfg)
     for r in rows[:3]:
-        traj = gf.gradient_flow(make_init(cfg, data, r["index"]), data, "mse", cfg.t1, rtol=cfg.rtol, atol=cfg.atol,
-                                n_save=cfg.n_save, kinks=kinks)
+        traj = gf.gradient_flow(
+            make_init(cfg, data, r["index"]),
+            data,
+            "mse",
+            cfg.t1,
+            rtol=cfg.rtol,
+            atol=cfg.atol,
+            n_save=cfg.n_save,
+            kinks=kinks,
+        )
         s = traj.summary()
         assert r["status"] == s["status"] == "successful"
         assert (r["steps"], r["accepted"], r["rejected"], r["grad_evals"]) == (
-            s["steps"], s["accepted"], s["rejected"], s["grad_evals"])
+            s["steps"],
+            s["accepted"],
+            s["rejected"],
+            s["grad_evals"],
+        )
         for key in ("final_loss", "final_test_loss"):
             assert abs(r[key] - s[key]) < (1e-10 if kinks == "none" else 1e-8 * s[key])
         assert abs(r["drift"] - s["drift"]) < 1e-10
@@ -77,8 +101,11 @@ def test_failures_become_statuses(tmp_path):
         if ref["steps"] < limit:  # equal; floats to round-off (slots run at other batch widths)
             assert r.keys() == ref.keys()
             for key, value in ref.items():
-                assert r[key] == pytest.approx(value, rel=1e-10, abs=1e-14) if isinstance(value, float) else \
-                    r[key] == value, key
+                assert (
+                    r[key] == pytest.approx(value, rel=1e-10, abs=1e-14)
+                    if isinstance(value, float)
+                    else r[key] == value
+                ), key
         else:
             assert r["status"] == "max_steps_reached" and r["steps"] == limit and r["t_reached"] < cfg.t1
 
@@ -135,11 +162,11 @@ def test_exploding_gd_rows_marked(tmp_path):
 
 
 def test_other_config_refused(tmp_path):
-    run_sweep(SweepConfig(**dict(SMALL, method="gd", steps=10, n_inits=2, chunk_size=2)), str(tmp_path),
-              progress=False)
+    run_sweep(SweepConfig(**dict(SMALL, method="gd", steps=10, n_inits=2, chunk_size=2)), str(tmp_path), progress=False)
     with pytest.raises(ValueError, match="different config"):
-        run_sweep(SweepConfig(**dict(SMALL, method="gd", steps=11, n_inits=2, chunk_size=2)), str(tmp_path),
-                  progress=False)
+        run_sweep(
+            SweepConfig(**dict(SMALL, method="gd", steps=11, n_inits=2, chunk_size=2)), str(tmp_path), progress=False
+        )
 
 
 def test_config_validation():
@@ -215,8 +242,16 @@ def test_sweep_events_match_gradient_flow(tmp_path):
     data, _ = dataset(cfg)
     stopped = 0
     for r in rows:
-        traj = gf.gradient_flow(make_init(cfg, data, r["index"]), data, "mse", cfg.t1, rtol=cfg.rtol, atol=cfg.atol,
-                                n_save=cfg.n_save, events=["loss_below=0.05"])
+        traj = gf.gradient_flow(
+            make_init(cfg, data, r["index"]),
+            data,
+            "mse",
+            cfg.t1,
+            rtol=cfg.rtol,
+            atol=cfg.atol,
+            n_save=cfg.n_save,
+            events=["loss_below=0.05"],
+        )
         assert r["status"] == traj.status_name
         assert r["event"] == int(traj.stats["event"])
         assert r["event_time"] == pytest.approx(float(traj.stats["event_time"]), rel=1e-8)

@@ -33,8 +33,9 @@ def test_default_left_out_of_the_hash():
 def test_teacher_flags_use_the_tolerance():
     """A student whose kink is 0.01 off the teacher's is recovered at tol 0.05, not at 1e-3."""
     teacher = gf.ShallowReLU(2, 2, key=jr.PRNGKey(0))
-    teacher = eqx.tree_at(lambda m: (m.W, m.V), teacher, (jnp.array([[1.0, 0.0], [0.0, 1.0]]),
-                                                          jnp.array([[1.0, -1.0]])))
+    teacher = eqx.tree_at(
+        lambda m: (m.W, m.V), teacher, (jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([[1.0, -1.0]]))
+    )
     angle = 0.01
     student = eqx.tree_at(lambda m: m.W, teacher, jnp.array([[jnp.cos(angle), jnp.sin(angle)], [0.0, 1.0]]))
     params, static = eqx.partition(student, eqx.is_inexact_array)
@@ -42,4 +43,3 @@ def test_teacher_flags_use_the_tolerance():
     values = dict(initial_params=batched, final_params=batched, final_loss=jnp.array([0.0]))
     assert not sweep._teacher_flags(values, 0, teacher, static, SweepConfig().recover_tol)["recovered"]
     assert sweep._teacher_flags(values, 0, teacher, static, 0.05)["recovered"]
-

@@ -8,8 +8,22 @@ import gflow as gf
 from gflow import store
 from gflow.sweep import SweepConfig, dataset, load_trajectory, make_init, run_sweep, saved_times
 
-FLOW = dict(data="toy", n_data=64, width=3, delta=0.5, signs="random", t1=4.0, rtol=1e-7, atol=1e-7, n_inits=5,
-            slots=2, chunk_size=3, n_save=5, kinks="none", save_trajectories=True)
+FLOW = dict(
+    data="toy",
+    n_data=64,
+    width=3,
+    delta=0.5,
+    signs="random",
+    t1=4.0,
+    rtol=1e-7,
+    atol=1e-7,
+    n_inits=5,
+    slots=2,
+    chunk_size=3,
+    n_save=5,
+    kinks="none",
+    save_trajectories=True,
+)
 
 
 def _leaves(model):
@@ -26,13 +40,13 @@ def test_flow_sweep_saves_the_single_solve_states(tmp_path):
     is the initialization itself."""
     cfg = SweepConfig(**FLOW)
     run_sweep(cfg, str(tmp_path), progress=False)
-    assert sorted(p.name for p in (tmp_path / store.TRAJECTORIES).iterdir()) == [
-        "chunk-000000.npz", "chunk-000001.npz"]
+    assert sorted(p.name for p in (tmp_path / store.TRAJECTORIES).iterdir()) == ["chunk-000000.npz", "chunk-000001.npz"]
     data, _ = dataset(cfg)
     for i in (0, 4):  # one init of each chunk
         ts, models = load_trajectory(str(tmp_path), i)
-        traj = gf.gradient_flow(make_init(cfg, data, i), data, "mse", cfg.t1, rtol=cfg.rtol, atol=cfg.atol,
-                                n_save=cfg.n_save, kinks="none")
+        traj = gf.gradient_flow(
+            make_init(cfg, data, i), data, "mse", cfg.t1, rtol=cfg.rtol, atol=cfg.atol, n_save=cfg.n_save, kinks="none"
+        )
         np.testing.assert_allclose(ts, np.asarray(traj.ts), rtol=0, atol=1e-15)
         for ours, theirs in zip(_leaves(models), _leaves(traj.models)):
             assert ours.shape == theirs.shape == (cfg.n_save,) + ours.shape[1:]
@@ -46,8 +60,19 @@ def test_flow_sweep_saves_the_single_solve_states(tmp_path):
 def test_gd_sweep_saves_train_states_and_teacher_flags(tmp_path):
     """A GD sweep on teacher-student data: saved states equal ``train``'s (same saved steps,
     t = lr * step), and the ``reachable`` column is THEORY.md's predicate of the init."""
-    cfg = SweepConfig(data="teacher_student", n_data=32, width=3, method="gd", lr=0.05, steps=40, n_inits=3,
-                      slots=2, chunk_size=3, n_save=5, save_trajectories=True)
+    cfg = SweepConfig(
+        data="teacher_student",
+        n_data=32,
+        width=3,
+        method="gd",
+        lr=0.05,
+        steps=40,
+        n_inits=3,
+        slots=2,
+        chunk_size=3,
+        n_save=5,
+        save_trajectories=True,
+    )
     run_sweep(cfg, str(tmp_path), progress=False)
     data, teacher = dataset(cfg)
     rows = store.read_runs(str(tmp_path)).to_pylist()

@@ -29,6 +29,7 @@ def arrays(model):
 
 # ---------------------------------------------------------------- symmetries leave the canonical form unchanged
 
+
 def transform(rng, W, b, V, kind):
     """A function-preserving change of parameters (numpy), returning new (W, b, V)."""
     width = len(W)
@@ -43,7 +44,7 @@ def transform(rng, W, b, V, kind):
         a1, a2 = rng.uniform(0.3, 3.0, 2)
         W2 = np.vstack([W, W[k] * a2])
         b2 = None if b is None else np.append(b, b[k] * a2)
-        V2 = np.hstack([V, (1 - t) * V[:, k:k + 1] / a2])
+        V2 = np.hstack([V, (1 - t) * V[:, k : k + 1] / a2])
         W2[k], V2[:, k] = W[k] * a1, t * V[:, k] / a1
         if b is not None:
             b2[k] = b[k] * a1
@@ -70,9 +71,14 @@ def transform(rng, W, b, V, kind):
 
 
 @settings(max_examples=220, deadline=None, derandomize=True)
-@given(d=st.integers(1, 3), e=st.integers(1, 2), width=st.integers(1, 4), bias=st.booleans(),
-       kinds=st.lists(st.sampled_from(("rescale", "permute", "split", "flip")), min_size=1, max_size=4),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    d=st.integers(1, 3),
+    e=st.integers(1, 2),
+    width=st.integers(1, 4),
+    bias=st.booleans(),
+    kinds=st.lists(st.sampled_from(("rescale", "permute", "split", "flip")), min_size=1, max_size=4),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_canonical_form_invariant_under_symmetries(d, e, width, bias, kinds, seed):
     rng = np.random.default_rng(seed)
     W, V = rng.normal(size=(width, d)), rng.normal(size=(e, width))
@@ -130,8 +136,9 @@ def test_rescale_and_permute_models():
     moved = permute(rescale(model, jnp.array([0.5, 2.0, 3.0, 0.1])), [2, 0, 3, 1])
     np.testing.assert_allclose(evaluate(*arrays(moved), x), evaluate(*arrays(model), x), atol=1e-12)
     assert equivalent(model, moved)
-    np.testing.assert_allclose(np.asarray(gf.conserved(permute(model, [2, 0, 3, 1]))),
-                               np.asarray(gf.conserved(model))[[2, 0, 3, 1]])
+    np.testing.assert_allclose(
+        np.asarray(gf.conserved(permute(model, [2, 0, 3, 1]))), np.asarray(gf.conserved(model))[[2, 0, 3, 1]]
+    )
     weights = [rng.normal(size=(4, 3)), rng.normal(size=(2, 4)), rng.normal(size=(1, 2))]
     biases = [rng.normal(size=4), rng.normal(size=2)]
     net = mlp(weights, biases)
@@ -174,14 +181,13 @@ def brute_force_reachable(a, kinds, rng, check):
     """Search all assignments of student neurons to teacher kinks (or 'off') and all sign
     choices of the free neurons; for the first that can work, build the student weights on
     the right Q(delta), in the right component, and verify the function numerically."""
-    U = np.array([[np.cos(t), np.sin(t)] for t in ANGLES[:len(a)]])
+    U = np.array([[np.cos(t), np.sin(t)] for t in ANGLES[: len(a)]])
     free = [k for k, kind in enumerate(kinds) if kind in ("F+", "F0")]
     for assign in itertools.product(range(-1, len(a)), repeat=len(kinds)):
         for free_signs in itertools.product((1, -1), repeat=len(free)):
             sign = {k: {"P": 1, "M": -1}.get(kind) for k, kind in enumerate(kinds)}
             sign.update(zip(free, free_signs, strict=True))
-            ok = all(any(assign[k] == j and sign[k] == np.sign(a[j]) for k in range(len(kinds)))
-                     for j in range(len(a)))
+            ok = all(any(assign[k] == j and sign[k] == np.sign(a[j]) for k in range(len(kinds))) for j in range(len(a)))
             if ok:
                 check(construct(a, U, kinds, assign, sign, rng), a, U, kinds)
                 return True

@@ -19,6 +19,7 @@ def neuron_poincare(d, e, sign):
     delta > 0: S^{d-1} x R^e; delta < 0: R^d x S^{e-1}; delta = 0: a cone (contractible).
     H_*(S^0) = Z^2 in degree 0; H_*(S^k) = Z in degrees 0 and k for k >= 1.
     """
+
     def sphere(k):
         if k == 0:
             return np.array([2])
@@ -153,7 +154,8 @@ def test_obstruction_probability_other_schemes(getkey):
     _check_mc(2, 2, gf.normal(0.5, 0.3), getkey())
     _check_mc(2, 2, "kaiming", getkey(), bias=True)
     assert gf.obstruction_probability(3, 4, (1.0, 1.0)) == pytest.approx(
-        gf.obstruction_probability(3, 4, gf.normal(1.0, 1.0)))
+        gf.obstruction_probability(3, 4, gf.normal(1.0, 1.0))
+    )
 
 
 def test_obstruction_probability_matches_model_initializer(getkey):

@@ -13,8 +13,16 @@ from gflow.trajectory import STAT_KEYS, Status, status_from_code
 
 
 def dag_model(key):
-    edges = (("x0", "h0"), ("x1", "h0"), ("1", "h0"), ("h0", "h1"), ("x1", "h1"), ("h1", "y0"), ("h0", "y0"),
-             ("x0", "y0"))
+    edges = (
+        ("x0", "h0"),
+        ("x1", "h0"),
+        ("1", "h0"),
+        ("h0", "h1"),
+        ("x1", "h1"),
+        ("h1", "y0"),
+        ("h0", "y0"),
+        ("x0", "y0"),
+    )
     return gf.DAGNet(gf.Graph(2, 2, 1, edges), key=key)
 
 
@@ -64,8 +72,7 @@ def test_round_trip_flow_nonsuccess_and_no_test_split(tmp_path):
     data = gf.Dataset(x, np.sin(2 * x[:, 0]) + x[:, 1] ** 2)
     assert not data.has_test
     model = gf.ShallowReLU(2, 3, key=jax.random.PRNGKey(0))
-    traj = gf.gradient_flow(model, data, "mse", 0.5, solver="euler", step_size=0.5 / 5000, n_save=11,
-                            max_steps=4096)
+    traj = gf.gradient_flow(model, data, "mse", 0.5, solver="euler", step_size=0.5 / 5000, n_save=11, max_steps=4096)
     assert traj.status_name == "max_steps_reached" and traj.test_loss is None
     traj.save(str(tmp_path / "f.npz"))
     back = gf.Trajectory.load(str(tmp_path / "f.npz"))

@@ -21,16 +21,29 @@ def _module(cls, **fields):
 def shallow(W, b, V) -> gf.ShallowReLU:
     """``x -> V relu(W x + b)`` with the given arrays (``b`` may be None)."""
     W, V = jnp.asarray(W, float), jnp.asarray(V, float)
-    return _module(gf.ShallowReLU, W=W, b=None if b is None else jnp.asarray(b, float), V=V,
-                   in_size=W.shape[1], width=W.shape[0], out_size=V.shape[0])
+    return _module(
+        gf.ShallowReLU,
+        W=W,
+        b=None if b is None else jnp.asarray(b, float),
+        V=V,
+        in_size=W.shape[1],
+        width=W.shape[0],
+        out_size=V.shape[0],
+    )
 
 
 def mlp(weights, biases) -> gf.MLP:
     """An MLP with the given weight matrices and hidden biases (entries may be None)."""
     weights = tuple(jnp.asarray(W, float) for W in weights)
     biases = tuple(None if b is None else jnp.asarray(b, float) for b in biases)
-    return _module(gf.MLP, weights=weights, biases=biases, in_size=weights[0].shape[1],
-                   hidden=tuple(W.shape[0] for W in weights[:-1]), out_size=weights[-1].shape[0])
+    return _module(
+        gf.MLP,
+        weights=weights,
+        biases=biases,
+        in_size=weights[0].shape[1],
+        hidden=tuple(W.shape[0] for W in weights[:-1]),
+        out_size=weights[-1].shape[0],
+    )
 
 
 def shallow_with_delta(rng, d, width, e, delta, bias=False):
@@ -47,8 +60,15 @@ def shallow_with_delta(rng, d, width, e, delta, bias=False):
 def shallow_batch(W, b, V) -> gf.ShallowReLU:
     """A batch of shallow nets: ``W`` (B, width, in), ``b`` (B, width) or None, ``V`` (B, out, width)."""
     W, V = jnp.asarray(W, float), jnp.asarray(V, float)
-    return _module(gf.ShallowReLU, W=W, b=None if b is None else jnp.asarray(b, float), V=V,
-                   in_size=W.shape[-1], width=W.shape[-2], out_size=V.shape[-2])
+    return _module(
+        gf.ShallowReLU,
+        W=W,
+        b=None if b is None else jnp.asarray(b, float),
+        V=V,
+        in_size=W.shape[-1],
+        width=W.shape[-2],
+        out_size=V.shape[-2],
+    )
 
 
 def toy_inits(rng, n, width=2, magnitudes=(0.1, 1.0)):

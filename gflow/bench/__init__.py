@@ -104,8 +104,7 @@ def _run(size, out_dir, only, log) -> dict:
             summary["peers"] = dict(time_to_error=res["time_to_error"], batched=res["batched"], torch=res["torch"])
         else:
             res = machine.run(size, out_dir, log)
-            summary["machine"] = dict(peaks_gflops={str(k): v / 1e9 for k, v in res["peaks"].items()},
-                                      best=res["best"])
+            summary["machine"] = dict(peaks_gflops={str(k): v / 1e9 for k, v in res["peaks"].items()}, best=res["best"])
         summary["reports"][name] = res["report"]
         summary["seconds"][name] = time.perf_counter() - start
         log(f"{name}: {summary['seconds'][name]:.0f} s, report {res['report']}")
@@ -116,9 +115,11 @@ def add_arguments(parser: argparse.ArgumentParser, default_out: str | None) -> N
     """``--quick``, ``--size``, ``--out``: shared by ``gflow bench`` and the scripts."""
     parser.add_argument("--quick", action="store_true", help="reduced grids (about 3 minutes in all on 2 cores)")
     parser.add_argument("--size", choices=SIZES, default=None, help="full (default), quick or smoke")
-    parser.add_argument("--out", default=default_out,
-                        help="folder for the reports (default: results/benchmarks, or results/quick/benchmarks "
-                             "with --quick)")
+    parser.add_argument(
+        "--out",
+        default=default_out,
+        help="folder for the reports (default: results/benchmarks, or results/quick/benchmarks with --quick)",
+    )
 
 
 def resolve(args) -> tuple[str, str]:

@@ -53,13 +53,22 @@ def _cases(slots, widths, sizes, extra) -> tuple[Case, ...]:
     return tuple(out) + extra
 
 
-_LARGE = (Case("large batch", "breast_cancer", 128, 128, t1=0.5),
-          Case("large batch", "breast_cancer", 128, 128, precision=32, t1=0.5))
+_LARGE = (
+    Case("large batch", "breast_cancer", 128, 128, t1=0.5),
+    Case("large batch", "breast_cancer", 128, 128, precision=32, t1=0.5),
+)
 GRIDS = {
     "smoke": dict(peak_n=256, cases=(Case("slots", "toy", 2, 4, n_data=200),)),
     "quick": dict(peak_n=1024, cases=_cases((32,), (), (), ())),
-    "full": dict(peak_n=2048, cases=_cases((1, 32, 128, 512), (32, 128), (250, 4000), (
-        *_LARGE, Case("kink-aware default", "breast_cancer", 8, 32, kinks="auto")))),
+    "full": dict(
+        peak_n=2048,
+        cases=_cases(
+            (1, 32, 128, 512),
+            (32, 128),
+            (250, 4000),
+            (*_LARGE, Case("kink-aware default", "breast_cancer", 8, 32, kinks="auto")),
+        ),
+    ),
 }
 
 
@@ -98,27 +107,54 @@ def run_case(case: Case, repeats: int = 2) -> dict:
     from ..store import read_runs
     from ..sweep import SweepConfig, dataset
 
-    cfg = SweepConfig(data=case.data, n_data=case.n_data, width=case.width, slots=case.slots, n_inits=case.n_inits,
-                      t1=case.t1, rtol=1e-6, atol=1e-6, kinks=case.kinks, precision=case.precision,
-                      chunk_size=max(256, case.n_inits))
+    cfg = SweepConfig(
+        data=case.data,
+        n_data=case.n_data,
+        width=case.width,
+        slots=case.slots,
+        n_inits=case.n_inits,
+        t1=case.t1,
+        rtol=1e-6,
+        atol=1e-6,
+        kinks=case.kinks,
+        precision=case.precision,
+        chunk_size=max(256, case.n_inits),
+    )
     n, d = dataset(cfg)[0].x_train.shape
     out = tempfile.mkdtemp(prefix="gflow-bench-machine-")
     try:
         with _x64_restored():
             first = run_sweep_quiet(cfg, os.path.join(out, "first"))
-            steady = min((run_sweep_quiet(cfg, os.path.join(out, f"steady{k}")) for k in range(repeats)),
-                         key=lambda s: s["seconds"])
+            steady = min(
+                (run_sweep_quiet(cfg, os.path.join(out, f"steady{k}")) for k in range(repeats)),
+                key=lambda s: s["seconds"],
+            )
         rows = read_runs(steady["out_dir"]).to_pydict()
     finally:
         shutil.rmtree(out, ignore_errors=True)
     evals = int(np.sum(rows["grad_evals"]))
     seconds = steady["seconds"]
     flops = evals * flops_per_grad(n, d, case.width) / seconds
-    return dict(scan=case.scan, data=case.data, n=n, d=d, width=case.width, slots=case.slots, inits=case.n_inits,
-                precision=case.precision, kinks=case.kinks, t1=case.t1, first_s=first["seconds"], steady_s=seconds,
-                compile_s=first["seconds"] - seconds, traj_per_s=case.n_inits / seconds, evals_per_s=evals / seconds,
-                gflops=flops / 1e9, useful=steady["useful"] / max(1, steady["executed"]),
-                failures=int(sum(s != "successful" for s in rows["status"])))
+    return dict(
+        scan=case.scan,
+        data=case.data,
+        n=n,
+        d=d,
+        width=case.width,
+        slots=case.slots,
+        inits=case.n_inits,
+        precision=case.precision,
+        kinks=case.kinks,
+        t1=case.t1,
+        first_s=first["seconds"],
+        steady_s=seconds,
+        compile_s=first["seconds"] - seconds,
+        traj_per_s=case.n_inits / seconds,
+        evals_per_s=evals / seconds,
+        gflops=flops / 1e9,
+        useful=steady["useful"] / max(1, steady["executed"]),
+        failures=int(sum(s != "successful" for s in rows["status"])),
+    )
 
 
 def run_sweep_quiet(cfg, out_dir):
@@ -141,16 +177,24 @@ def run(size: str = "full", out_dir: str = "results/benchmarks", log=print) -> d
     for case in grid["cases"]:
         rows.append(run_case(case))
         r = rows[-1]
-        log(f"  {case.scan:>18} {case.data:>13} n={r['n']} l={case.width} slots={case.slots} f{case.precision}: "
-            f"first {r['first_s']:.1f}s steady {r['steady_s']:.2f}s {r['gflops']:.3g} GFLOP/s")
+        log(
+            f"  {case.scan:>18} {case.data:>13} n={r['n']} l={case.width} slots={case.slots} f{case.precision}: "
+            f"first {r['first_s']:.1f}s steady {r['steady_s']:.2f}s {r['gflops']:.3g} GFLOP/s"
+        )
     peaks.append({64: matmul_peak("float64", n), 32: matmul_peak("float32", n)})
     peak = {bits: max(p[bits] for p in peaks) for bits in (64, 32)}
     for r in rows:
         r["peak_fraction"] = r["gflops"] * 1e9 / peak[r["precision"]]
         r["f32_peak_fraction"] = r["gflops"] * 1e9 / peak[32]
     write_csv(os.path.join(out_dir, "machine_limit.csv"), rows)
-    write_json(os.path.join(out_dir, "machine_limit.json"), dict(
-        size=size, peak_n=n, peaks=[{str(k): v for k, v in p.items()} for p in peaks],
-        environment=dict(environment(), **runtime())))
+    write_json(
+        os.path.join(out_dir, "machine_limit.json"),
+        dict(
+            size=size,
+            peak_n=n,
+            peaks=[{str(k): v for k, v in p.items()} for p in peaks],
+            environment=dict(environment(), **runtime()),
+        ),
+    )
     path, best = render(out_dir)
     return dict(rows=rows, peaks=peak, best=best, report=path)

@@ -50,8 +50,15 @@ class Grid:
 GRIDS = {
     "smoke": Grid("toy", (1e-4, 1e-6), (1e-4,), 20.0, 0),
     "quick": Grid("breast_cancer", (1e-4, 1e-6, 1e-8), (1e-4, 1e-6, 1e-8), 20.0, 0),
-    "full": Grid("breast_cancer", tuple(10.0**-k for k in range(3, 12)), tuple(10.0**-k for k in range(3, 12)),
-                 120.0, 64, slots=32, vmap_timeout=300.0),
+    "full": Grid(
+        "breast_cancer",
+        tuple(10.0**-k for k in range(3, 12)),
+        tuple(10.0**-k for k in range(3, 12)),
+        120.0,
+        64,
+        slots=32,
+        vmap_timeout=300.0,
+    ),
 }
 
 
@@ -83,8 +90,17 @@ def _series(name, tool, tols, budget, call, ref, log):
         theta, evals, status = call(tol)
         wall = time.perf_counter() - start
         box.add(wall)
-        rows.append(dict(method=name, tool=tool, setting=tol, grad_evals=int(evals),
-                         error=relative_error(theta, ref), wall=wall, status=status))
+        rows.append(
+            dict(
+                method=name,
+                tool=tool,
+                setting=tol,
+                grad_evals=int(evals),
+                error=relative_error(theta, ref),
+                wall=wall,
+                status=status,
+            )
+        )
         log(f"  {name:>18} tol {tol:<7g} evals {evals:>8} error {rows[-1]['error']:.2e} wall {wall:.2f}s {status}")
     return rows
 
@@ -99,10 +115,14 @@ def scipy_rows(problem: Problem, ref: np.ndarray, grid: Grid, log=print) -> list
         def one(tol):
             sol = solve_ivp(lambda t, y: f(y), (0.0, problem.t1), y0, method=method, rtol=tol, atol=tol)
             return sol.y[:, -1], sol.nfev, "successful" if sol.status == 0 else f"failed: {sol.message}"
+
         return one
 
-    return [r for m in ("RK45", "DOP853") for r in
-            _series(f"scipy {m}", "SciPy solve_ivp + jax.jit field", grid.tols, grid.budget_s, call(m), ref, log)]
+    return [
+        r
+        for m in ("RK45", "DOP853")
+        for r in _series(f"scipy {m}", "SciPy solve_ivp + jax.jit field", grid.tols, grid.budget_s, call(m), ref, log)
+    ]
 
 
 def torch_rows(problem: Problem, ref: np.ndarray, grid: Grid, log=print) -> tuple[list[dict], str | None]:
@@ -127,15 +147,24 @@ def torch_rows(problem: Problem, ref: np.ndarray, grid: Grid, log=print) -> tupl
     try:
         per_call[1] = call_time(lambda: field(0.0, theta0))
         torch_net.solve(problem, 1e-2, 1e-2)  # warm-up (first-call overheads)
-        rows = _series("torchdiffeq dopri5", f"torchdiffeq {_version('torchdiffeq')}, torch {torch.__version__}",
-                       grid.torch_tols, grid.budget_s, lambda tol: torch_net.solve(problem, tol, tol), ref, log)
+        rows = _series(
+            "torchdiffeq dopri5",
+            f"torchdiffeq {_version('torchdiffeq')}, torch {torch.__version__}",
+            grid.torch_tols,
+            grid.budget_s,
+            lambda tol: torch_net.solve(problem, tol, tol),
+            ref,
+            log,
+        )
     finally:
         torch.set_num_threads(threads)
     jax_call = call_time(lambda: f(y0))
     timing = ", ".join(f"{k} thread{'s' if k > 1 else ''}: {v * 1e3:.3g} ms" for k, v in per_call.items())
-    return rows, (f"run with 1 intra-op thread. One field call (measured here): torch {timing}; the jitted JAX "
-                  f"field with NumPy in/out: {jax_call * 1e3:.3g} ms. Field checked against JAX's at θ0 "
-                  f"(max gap {gap:.1e}).")
+    return rows, (
+        f"run with 1 intra-op thread. One field call (measured here): torch {timing}; the jitted JAX "
+        f"field with NumPy in/out: {jax_call * 1e3:.3g} ms. Field checked against JAX's at θ0 "
+        f"(max gap {gap:.1e})."
+    )
 
 
 def _version(module: str) -> str:
@@ -157,13 +186,23 @@ def batched_rows(grid: Grid, log=print) -> list[dict]:
     n = grid.batch_inits
     cfg = SweepConfig(**CONFIGS["breast_cancer"], n_inits=n, slots=grid.slots, chunk_size=max(256, grid.slots))
     out = []
-    for method, res in (("run_sweep (continuous batching)", run_engine(cfg, n)),
-                        ("naive jit(vmap(diffeqsolve))", naive_vmap_timeboxed(cfg, n, grid.vmap_timeout))):
+    for method, res in (
+        ("run_sweep (continuous batching)", run_engine(cfg, n)),
+        ("naive jit(vmap(diffeqsolve))", naive_vmap_timeboxed(cfg, n, grid.vmap_timeout)),
+    ):
         timed_out = not np.isfinite(res["seconds"])
         rate = n / (res["timeout"] if timed_out else res["seconds"])
-        out.append(dict(method=method, inits=n, seconds=res["seconds"], rate=rate, timed_out=timed_out,
-                        compile=res.get("compile", float("nan")),
-                        useful=(res["useful"] / res["executed"]) if res.get("executed") else float("nan")))
+        out.append(
+            dict(
+                method=method,
+                inits=n,
+                seconds=res["seconds"],
+                rate=rate,
+                timed_out=timed_out,
+                compile=res.get("compile", float("nan")),
+                useful=(res["useful"] / res["executed"]) if res.get("executed") else float("nan"),
+            )
+        )
         log(f"  batched {method}: {n} inits in {res['seconds']:.2f} s")
     return out
 
@@ -171,9 +210,19 @@ def batched_rows(grid: Grid, log=print) -> list[dict]:
 def gflow_rows(wp_rows: list[dict], problem: str) -> list[dict]:
     """The work–precision rows of gflow's methods on ``problem``, in this module's format."""
     names = {"gd": "gflow GD (small lr)"}
-    return [dict(method=names.get(r["method"], f"gflow {r['method']}"), tool="gflow", setting=r["setting"],
-                 grad_evals=r["grad_evals"], error=r["error"], wall=r["wall"], status=r["status"])
-            for r in wp_rows if r["problem"] == problem and r["method"] in GFLOW_METHODS]
+    return [
+        dict(
+            method=names.get(r["method"], f"gflow {r['method']}"),
+            tool="gflow",
+            setting=r["setting"],
+            grad_evals=r["grad_evals"],
+            error=r["error"],
+            wall=r["wall"],
+            status=r["status"],
+        )
+        for r in wp_rows
+        if r["problem"] == problem and r["method"] in GFLOW_METHODS
+    ]
 
 
 def run(size: str = "full", out_dir: str = "results/benchmarks", wp: dict | None = None, log=print) -> dict:
@@ -184,9 +233,12 @@ def run(size: str = "full", out_dir: str = "results/benchmarks", wp: dict | None
     grid = GRIDS[size]
     if wp is None or grid.problem not in wp["references"]:
         base = work_precision.GRIDS[size]
-        wp_grid = dataclasses.replace(base, problems=(grid.problem,), fixed={k: v for k, v in base.fixed.items()
-                                                                             if k in GFLOW_METHODS},
-                                      tols={k: v for k, v in base.tols.items() if k in GFLOW_METHODS})
+        wp_grid = dataclasses.replace(
+            base,
+            problems=(grid.problem,),
+            fixed={k: v for k, v in base.fixed.items() if k in GFLOW_METHODS},
+            tols={k: v for k, v in base.tols.items() if k in GFLOW_METHODS},
+        )
         problem = work_precision.make_problem(grid.problem, wp_grid.toy_n)
         ref, info = work_precision.reference(problem, wp_grid)
         wp_rows = work_precision.run_problem(problem, wp_grid, ref, log)[0]
@@ -200,10 +252,20 @@ def run(size: str = "full", out_dir: str = "results/benchmarks", wp: dict | None
     rows += trows
     batched = batched_rows(grid, log)
     write_csv(os.path.join(out_dir, "peers.csv"), rows)
-    meta = dict(size=size, problem=problem.name, shape=list(problem.shape), loss=problem.loss, t1=problem.t1,
-                reference=dict(solver=info["solver"], tol=info["tol"]), budget_s=grid.budget_s, slots=grid.slots,
-                torch=torch_note, have_torch=bool(trows), batched=batched,
-                environment=dict(environment(), **runtime()))
+    meta = dict(
+        size=size,
+        problem=problem.name,
+        shape=list(problem.shape),
+        loss=problem.loss,
+        t1=problem.t1,
+        reference=dict(solver=info["solver"], tol=info["tol"]),
+        budget_s=grid.budget_s,
+        slots=grid.slots,
+        torch=torch_note,
+        have_torch=bool(trows),
+        batched=batched,
+        environment=dict(environment(), **runtime()),
+    )
     write_json(os.path.join(out_dir, "peers.json"), meta)
     path, tte = render(out_dir)
     return dict(rows=rows, time_to_error=tte, batched=batched, report=path, torch=torch_note)

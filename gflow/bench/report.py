@@ -10,8 +10,9 @@ import os
 DEFAULT_OUT = "results/benchmarks"
 
 
-def write_report(name: str, title: str, sections: list[tuple[str, str]], out_dir: str = DEFAULT_OUT,
-                 env: dict | None = None) -> str:
+def write_report(
+    name: str, title: str, sections: list[tuple[str, str]], out_dir: str = DEFAULT_OUT, env: dict | None = None
+) -> str:
     """Write ``<out_dir>/<name>.md``; ``sections`` are (heading, markdown body) pairs.
 
     The header table is ``env``, by default :func:`gflow.store.environment` (gflow/JAX/Diffrax
@@ -39,8 +40,18 @@ def runtime() -> dict:
     try:
         from threadpoolctl import threadpool_info
 
-        blas = ", ".join(sorted({f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()
-                                 if i.get("user_api") == "blas"})) or "unknown"
+        blas = (
+            ", ".join(
+                sorted(
+                    {
+                        f"{i['internal_api']} {i['num_threads']}"
+                        for i in threadpool_info()
+                        if i.get("user_api") == "blas"
+                    }
+                )
+            )
+            or "unknown"
+        )
     except ImportError:
         blas = "unknown (threadpoolctl not installed)"
     cache = jax.config.jax_compilation_cache_dir if jax.config.jax_enable_compilation_cache else None

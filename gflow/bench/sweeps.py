@@ -23,8 +23,18 @@ def setup():
 
 
 CONFIGS = {
-    "toy": dict(data="toy", n_data=8000, width=2, loss="mse", init="kaiming", delta=1.0, delta_signs="random",
-                t1=100.0, rtol=1e-5, atol=1e-5),
+    "toy": dict(
+        data="toy",
+        n_data=8000,
+        width=2,
+        loss="mse",
+        init="kaiming",
+        delta=1.0,
+        delta_signs="random",
+        t1=100.0,
+        rtol=1e-5,
+        atol=1e-5,
+    ),
     "breast_cancer": dict(data="breast_cancer", width=8, loss="bce", init="kaiming", t1=10.0, rtol=1e-5, atol=1e-5),
 }
 
@@ -57,9 +67,21 @@ def single_solve(cfg, data):
 
     def solve(model):
         pin = None if pinning is None else pinning.with_delta(conserved(model))
-        traj = solve_flow(model, data, loss_fn, ts, jnp.asarray(cfg.rtol), jnp.asarray(cfg.atol), jnp.asarray(0.0),
-                          solver=cfg.solver, max_steps=cfg.max_steps, project=False, adaptive=True, pinning=pin,
-                          slide_tol=slide)
+        traj = solve_flow(
+            model,
+            data,
+            loss_fn,
+            ts,
+            jnp.asarray(cfg.rtol),
+            jnp.asarray(cfg.atol),
+            jnp.asarray(0.0),
+            solver=cfg.solver,
+            max_steps=cfg.max_steps,
+            project=False,
+            adaptive=True,
+            pinning=pin,
+            slide_tol=slide,
+        )
         return traj.stats["steps"]
 
     return solve
@@ -84,8 +106,15 @@ def run_loop(cfg, n, started=lambda: None, part=(0, 1)):
     start = time.perf_counter()
     for i in mine:
         steps.append(int(jax.block_until_ready(solve(pick(i)))))
-    return dict(seconds=time.perf_counter() - start, executed=sum(steps), useful=sum(steps), max_steps=max(steps),
-                mean_steps=sum(steps) / len(steps), compile=compile_s, n=len(steps))
+    return dict(
+        seconds=time.perf_counter() - start,
+        executed=sum(steps),
+        useful=sum(steps),
+        max_steps=max(steps),
+        mean_steps=sum(steps) / len(steps),
+        compile=compile_s,
+        n=len(steps),
+    )
 
 
 def run_naive_vmap(cfg, n, started=lambda: None, part=(0, 1)):
@@ -109,8 +138,13 @@ def run_naive_vmap(cfg, n, started=lambda: None, part=(0, 1)):
     start = time.perf_counter()
     steps = jax.block_until_ready(compiled(params))
     seconds = time.perf_counter() - start
-    return dict(seconds=seconds, executed=int(steps.max()) * n, useful=int(steps.sum()), compile=compile_s,
-                max_steps=int(steps.max()))
+    return dict(
+        seconds=seconds,
+        executed=int(steps.max()) * n,
+        useful=int(steps.sum()),
+        compile=compile_s,
+        max_steps=int(steps.max()),
+    )
 
 
 def run_engine(cfg, n, started=None, part=(0, 1)):
@@ -128,8 +162,14 @@ def run_engine(cfg, n, started=None, part=(0, 1)):
         warm = time.perf_counter() - t
         s = run_sweep(dataclasses.replace(cfg, n_inits=n), out + "/run", progress=False)
         steps = store.read_runs(out + "/run").column("steps").to_numpy()
-        return dict(seconds=s["seconds"], executed=s["executed"], useful=s["useful"], compile=warm,
-                    max_steps=int(steps.max()), mean_steps=float(steps.mean()))
+        return dict(
+            seconds=s["seconds"],
+            executed=s["executed"],
+            useful=s["useful"],
+            compile=warm,
+            max_steps=int(steps.max()),
+            mean_steps=float(steps.mean()),
+        )
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -208,10 +248,15 @@ def measure(method: str, cfg, n: int, *, devices: int = 1, processes: int = 1, t
 def _combine(results: list[dict]) -> dict:
     """One result of processes run side by side: the slowest one's time, summed work."""
     n = sum(r["n"] for r in results)
-    return dict(seconds=max(r["seconds"] for r in results), executed=sum(r["executed"] for r in results),
-                useful=sum(r["useful"] for r in results), max_steps=max(r["max_steps"] for r in results),
-                mean_steps=sum(r["mean_steps"] * r["n"] for r in results) / n,
-                compile=max(r["compile"] for r in results), n=n)
+    return dict(
+        seconds=max(r["seconds"] for r in results),
+        executed=sum(r["executed"] for r in results),
+        useful=sum(r["useful"] for r in results),
+        max_steps=max(r["max_steps"] for r in results),
+        mean_steps=sum(r["mean_steps"] * r["n"] for r in results) / n,
+        compile=max(r["compile"] for r in results),
+        n=n,
+    )
 
 
 def naive_vmap_timeboxed(cfg, n, timeout):

@@ -20,7 +20,7 @@ def available() -> str | None:
         import torch  # noqa: F401
         import torchdiffeq  # noqa: F401
     except ImportError as err:
-        return f"{err}; install the bench extra: pip install -e \".[bench]\""
+        return f'{err}; install the bench extra: pip install -e ".[bench]"'
     return None
 
 
@@ -54,7 +54,7 @@ def torch_field(problem: Problem):
         calls[0] += 1
         with torch.enable_grad():
             th = theta.detach().requires_grad_(True)
-            pred = torch.relu(x @ th[: width * d].view(width, d).T) @ th[width * d:].view(out, width).T
+            pred = torch.relu(x @ th[: width * d].view(width, d).T) @ th[width * d :].view(out, width).T
             (g,) = torch.autograd.grad(loss(pred, y), th)
         return -g
 
@@ -68,8 +68,9 @@ def solve(problem: Problem, rtol: float, atol: float, method: str = "dopri5"):
 
     field, theta0, calls = torch_field(problem)
     try:
-        sol = odeint(field, theta0, torch.tensor([0.0, problem.t1], dtype=torch.float64), rtol=rtol, atol=atol,
-                     method=method)
+        sol = odeint(
+            field, theta0, torch.tensor([0.0, problem.t1], dtype=torch.float64), rtol=rtol, atol=atol, method=method
+        )
     except AssertionError as err:  # torchdiffeq asserts on underflowing steps
         return np.full(theta0.shape, np.nan), calls[0], f"failed: {err}"
     return sol[-1].detach().numpy(), calls[0], "successful"

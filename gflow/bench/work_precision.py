@@ -50,16 +50,33 @@ class Grid:
 
 _DECADES = tuple(10.0**-k for k in range(3, 13))
 GRIDS = {
-    "smoke": Grid(problems=("toy",), reference=("tsit5", 1e-9), lrs=(1e-1, 1e-2), fixed={"heun": (1e-1,)},
-                  tols={"tsit5": (1e-3, 1e-5)}, budget_s=30.0, toy_n=200, n_save=5),
-    "quick": Grid(problems=("breast_cancer",), reference=("tsit5", 1e-10), lrs=(1e-1, 1e-2, 1e-3),
-                  fixed={"heun": (1e-1, 1e-2)}, tols={"tsit5": (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)}, budget_s=30.0,
-                  n_save=11),
-    "full": Grid(problems=("breast_cancer", "toy"), reference=("dopri8", 1e-13),
-                 lrs=(1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4), fixed={"euler": (1e-1, 1e-2, 1e-3),
-                                                                       "heun": (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)},
-                 tols={"tsit5": _DECADES, "dopri5": _DECADES, "dopri8": _DECADES, "kvaerno5": (1e-3, 1e-4)},
-                 budget_s=120.0),
+    "smoke": Grid(
+        problems=("toy",),
+        reference=("tsit5", 1e-9),
+        lrs=(1e-1, 1e-2),
+        fixed={"heun": (1e-1,)},
+        tols={"tsit5": (1e-3, 1e-5)},
+        budget_s=30.0,
+        toy_n=200,
+        n_save=5,
+    ),
+    "quick": Grid(
+        problems=("breast_cancer",),
+        reference=("tsit5", 1e-10),
+        lrs=(1e-1, 1e-2, 1e-3),
+        fixed={"heun": (1e-1, 1e-2)},
+        tols={"tsit5": (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)},
+        budget_s=30.0,
+        n_save=11,
+    ),
+    "full": Grid(
+        problems=("breast_cancer", "toy"),
+        reference=("dopri8", 1e-13),
+        lrs=(1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4),
+        fixed={"euler": (1e-1, 1e-2, 1e-3), "heun": (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)},
+        tols={"tsit5": _DECADES, "dopri5": _DECADES, "dopri8": _DECADES, "kvaerno5": (1e-3, 1e-4)},
+        budget_s=120.0,
+    ),
 }
 
 
@@ -67,8 +84,18 @@ def _flow(problem: Problem, solver, *, tol=1e-3, dt=None, t1=None, n_save=21):
     from ..flow import gradient_flow
 
     start = time.perf_counter()
-    traj = gradient_flow(problem.model, problem.data, problem.loss, t1 or problem.t1, solver=solver, rtol=tol,
-                         atol=tol, step_size=dt, n_save=n_save, max_steps=MAX_STEPS)
+    traj = gradient_flow(
+        problem.model,
+        problem.data,
+        problem.loss,
+        t1 or problem.t1,
+        solver=solver,
+        rtol=tol,
+        atol=tol,
+        step_size=dt,
+        n_save=n_save,
+        max_steps=MAX_STEPS,
+    )
     return traj, time.perf_counter() - start
 
 
@@ -83,10 +110,20 @@ def _gd(problem: Problem, lr, n_save):
 
 def _row(problem, method, setting, traj, wall, ref, first_call=None) -> dict:
     s = traj.summary()
-    return dict(problem=problem.name, method=method, setting=float(setting), grad_evals=int(s["grad_evals"]),
-                steps=int(s["steps"]), rejected=int(s["rejected"]), error=relative_error(flat(traj.final), ref),
-                drift=float(s["relative_drift"]), wall=float(wall), solve_wall=float(s["wall_time"]),
-                status=s["status"], first_call=float("nan") if first_call is None else float(first_call))
+    return dict(
+        problem=problem.name,
+        method=method,
+        setting=float(setting),
+        grad_evals=int(s["grad_evals"]),
+        steps=int(s["steps"]),
+        rejected=int(s["rejected"]),
+        error=relative_error(flat(traj.final), ref),
+        drift=float(s["relative_drift"]),
+        wall=float(wall),
+        solve_wall=float(s["wall_time"]),
+        status=s["status"],
+        first_call=float("nan") if first_call is None else float(first_call),
+    )
 
 
 def reference(problem: Problem, grid: Grid):
@@ -97,13 +134,21 @@ def reference(problem: Problem, grid: Grid):
     traj, wall = _flow(problem, solver, tol=tol, n_save=grid.n_save)
     if traj.status_name != "successful":
         raise RuntimeError(f"the reference solve ({solver}, tol {tol:g}) ended with {traj.status_name}.")
-    info = dict(solver=solver, tol=tol, first_call=first, steps=int(traj.stats["steps"]),
-                grad_evals=int(traj.stats["grad_evals"]), wall=wall, pattern_changes=int(traj.stats["pattern_changes"]))
+    info = dict(
+        solver=solver,
+        tol=tol,
+        first_call=first,
+        steps=int(traj.stats["steps"]),
+        grad_evals=int(traj.stats["grad_evals"]),
+        wall=wall,
+        pattern_changes=int(traj.stats["pattern_changes"]),
+    )
     return flat(traj.final), info
 
 
-def run_problem(problem: Problem, grid: Grid, ref: np.ndarray, log=print,
-                compiled=None) -> tuple[list[dict], list[str]]:
+def run_problem(
+    problem: Problem, grid: Grid, ref: np.ndarray, log=print, compiled=None
+) -> tuple[list[dict], list[str]]:
     """All methods on one problem: (rows, skipped settings). ``compiled``: ``{solver: first
     call s}`` of solvers already compiled (by the reference solve), reported as their first call."""
     compiled = compiled or {}
@@ -118,8 +163,10 @@ def run_problem(problem: Problem, grid: Grid, ref: np.ndarray, log=print,
             traj, wall, first = call(setting)
             box.add(wall)
             rows.append(_row(problem, method, setting, traj, wall, ref, first if k or warm is None else warm))
-            log(f"  {problem.name:>13} {method:>8} {setting:<7g} evals {rows[-1]['grad_evals']:>8} "
-                f"error {rows[-1]['error']:.2e} wall {wall:.2f}s {rows[-1]['status']}")
+            log(
+                f"  {problem.name:>13} {method:>8} {setting:<7g} evals {rows[-1]['grad_evals']:>8} "
+                f"error {rows[-1]['error']:.2e} wall {wall:.2f}s {rows[-1]['status']}"
+            )
 
     def gd(lr):  # GD compiles once per number of steps: the first call is the warm-up
         first = _gd(problem, lr, grid.n_save)[1]
@@ -132,8 +179,12 @@ def run_problem(problem: Problem, grid: Grid, ref: np.ndarray, log=print,
         warm = compiled.get(solver, warm)
 
         def flow(setting, solver=solver, fixed=fixed):
-            return (*_flow(problem, solver, tol=1e-3 if fixed else setting, dt=setting if fixed else None,
-                           n_save=grid.n_save), None)
+            return (
+                *_flow(
+                    problem, solver, tol=1e-3 if fixed else setting, dt=setting if fixed else None, n_save=grid.n_save
+                ),
+                None,
+            )
 
         series(solver, settings, flow, warm)
     return rows, skipped
@@ -155,10 +206,17 @@ def run(size: str = "full", out_dir: str = "results/benchmarks", log=print) -> d
         rows += r
         skipped += s
     write_csv(os.path.join(out_dir, "work_precision.csv"), rows)
-    meta = dict(size=size, budget_s=grid.budget_s, skipped=skipped, environment=dict(environment(), **runtime()),
-                references={n: {k: v for k, v in info.items() if k not in ("flat", "problem")}
-                            | dict(shape=list(info["problem"].shape), loss=info["problem"].loss)
-                            for n, info in refs.items()})
+    meta = dict(
+        size=size,
+        budget_s=grid.budget_s,
+        skipped=skipped,
+        environment=dict(environment(), **runtime()),
+        references={
+            n: {k: v for k, v in info.items() if k not in ("flat", "problem")}
+            | dict(shape=list(info["problem"].shape), loss=info["problem"].loss)
+            for n, info in refs.items()
+        },
+    )
     write_json(os.path.join(out_dir, "work_precision.json"), meta)
     path, figure, heads = render(out_dir)
     return dict(rows=rows, headline=heads, references=refs, report=path, figure=figure)

@@ -48,10 +48,20 @@ def headline(rows: list[dict], problem: str, solvers=EXPLICIT_ADAPTIVE) -> list[
                     best[key] = (solver, c)
         if len(best) < 2:
             continue
-        out.append(dict(problem=problem, target=target, gd_evals=gd_evals, solver=best["grad_evals"][0],
-                        solver_evals=best["grad_evals"][1], ratio=_quotient(gd_evals, best["grad_evals"][1]),
-                        gd_wall=gd_wall, wall_solver=best["wall"][0], solver_wall=best["wall"][1],
-                        wall_ratio=_quotient(gd_wall, best["wall"][1])))
+        out.append(
+            dict(
+                problem=problem,
+                target=target,
+                gd_evals=gd_evals,
+                solver=best["grad_evals"][0],
+                solver_evals=best["grad_evals"][1],
+                ratio=_quotient(gd_evals, best["grad_evals"][1]),
+                gd_wall=gd_wall,
+                wall_solver=best["wall"][0],
+                solver_wall=best["wall"][1],
+                wall_ratio=_quotient(gd_wall, best["wall"][1]),
+            )
+        )
     return out
 
 
@@ -79,11 +89,23 @@ def plot(rows: list[dict], problems, path: str) -> list[str]:
         for j, key in enumerate(("error", "drift")):
             ax = axes[i][j]
             for m, method in enumerate(methods):
-                rs = sorted((r for r in rows if r["problem"] == problem and r["method"] == method
-                             and np.isfinite(r[key]) and r[key] > 0), key=lambda r: r["grad_evals"])
+                rs = sorted(
+                    (
+                        r
+                        for r in rows
+                        if r["problem"] == problem and r["method"] == method and np.isfinite(r[key]) and r[key] > 0
+                    ),
+                    key=lambda r: r["grad_evals"],
+                )
                 if rs:
-                    ax.loglog([r["grad_evals"] for r in rs], [r[key] for r in rs], "o-" if method == "gd" else ".-",
-                              color=PALETTE[m % len(PALETTE)], label=method, ms=3)
+                    ax.loglog(
+                        [r["grad_evals"] for r in rs],
+                        [r[key] for r in rs],
+                        "o-" if method == "gd" else ".-",
+                        color=PALETTE[m % len(PALETTE)],
+                        label=method,
+                        ms=3,
+                    )
             if key == "error":
                 for target in TARGETS:
                     ax.axhline(target, color="0.6", lw=0.6, ls="--")
@@ -103,17 +125,46 @@ def render(out_dir: str) -> tuple[str, list[str], list[dict]]:
     problems = list(meta["references"])
     heads = [h for p in problems for h in headline(rows, p)]
     figure = plot(rows, problems, os.path.join(out_dir, "work_precision"))
-    path = write_report("work_precision", "Work–precision: exact flow vs gradient descent",
-                        _sections(meta, rows, heads), out_dir, env=meta["environment"])
+    path = write_report(
+        "work_precision",
+        "Work–precision: exact flow vs gradient descent",
+        _sections(meta, rows, heads),
+        out_dir,
+        env=meta["environment"],
+    )
     return path, figure, heads
 
 
 def _headline_table(heads, label) -> str:
-    return table(["problem", "target error", "GD grad evals", label, "its grad evals", "GD / it", "GD wall s",
-                  "fastest", "its wall s", "GD / it (time)"],
-                 [[h["problem"], f"{h['target']:g}", str(h["gd_evals"]), h["solver"], str(h["solver_evals"]),
-                   _ratio(h["gd_evals"], h["solver_evals"]), str(h["gd_wall"]), h["wall_solver"],
-                   str(h["solver_wall"]), _ratio(h["gd_wall"], h["solver_wall"])] for h in heads])
+    return table(
+        [
+            "problem",
+            "target error",
+            "GD grad evals",
+            label,
+            "its grad evals",
+            "GD / it",
+            "GD wall s",
+            "fastest",
+            "its wall s",
+            "GD / it (time)",
+        ],
+        [
+            [
+                h["problem"],
+                f"{h['target']:g}",
+                str(h["gd_evals"]),
+                h["solver"],
+                str(h["solver_evals"]),
+                _ratio(h["gd_evals"], h["solver_evals"]),
+                str(h["gd_wall"]),
+                h["wall_solver"],
+                str(h["solver_wall"]),
+                _ratio(h["gd_wall"], h["solver_wall"]),
+            ]
+            for h in heads
+        ],
+    )
 
 
 def _tolerance_table(rows, problems) -> str:
@@ -121,50 +172,120 @@ def _tolerance_table(rows, problems) -> str:
     solvers = [s for s in ADAPTIVE if any(r["method"] == s for r in rows)]
     tols = sorted({r["setting"] for r in rows if r["method"] in solvers}, reverse=True)
     by = {(r["problem"], r["method"], r["setting"]): r["error"] for r in rows}
-    return table(["problem", "rtol = atol", *solvers],
-                 [[p, f"{t:g}", *[by.get((p, s, t), "") for s in solvers]] for p in problems for t in tols])
+    return table(
+        ["problem", "rtol = atol", *solvers],
+        [[p, f"{t:g}", *[by.get((p, s, t), "") for s in solvers]] for p in problems for t in tols],
+    )
 
 
 def _sections(meta, rows, heads):
     refs = meta["references"]
     problems = list(refs)
-    run_text = (f"Size `{meta['size']}`. Problems: "
-                + "; ".join(f"`{n}`: (n, d, l) = {tuple(v['shape'])}, loss {v['loss']}" for n, v in refs.items())
-                + "; t1 = 10, float64. Reference: "
-                + "; ".join(f"{n}: {v['solver']} at rtol = atol = {v['tol']:g} ({v['steps']} steps, "
-                            f"{v['grad_evals']} gradient evaluations, {v['wall']:.1f} s, "
-                            f"{v['pattern_changes']} activation-pattern changes between saved times)"
-                            for n, v in refs.items()) + ".")
-    checks = [f"{r['problem']}: {r['method']} at {r['setting']:g} is {r['error']:.1e} from it"
-              for r in rows if r["method"] in EXPLICIT_ADAPTIVE and r["setting"] == min(
-                  x["setting"] for x in rows if x["method"] == r["method"] and x["problem"] == r["problem"])]
+    run_text = (
+        f"Size `{meta['size']}`. Problems: "
+        + "; ".join(f"`{n}`: (n, d, l) = {tuple(v['shape'])}, loss {v['loss']}" for n, v in refs.items())
+        + "; t1 = 10, float64. Reference: "
+        + "; ".join(
+            f"{n}: {v['solver']} at rtol = atol = {v['tol']:g} ({v['steps']} steps, "
+            f"{v['grad_evals']} gradient evaluations, {v['wall']:.1f} s, "
+            f"{v['pattern_changes']} activation-pattern changes between saved times)"
+            for n, v in refs.items()
+        )
+        + "."
+    )
+    checks = [
+        f"{r['problem']}: {r['method']} at {r['setting']:g} is {r['error']:.1e} from it"
+        for r in rows
+        if r["method"] in EXPLICIT_ADAPTIVE
+        and r["setting"]
+        == min(x["setting"] for x in rows if x["method"] == r["method"] and x["problem"] == r["problem"])
+    ]
     if checks:
         run_text += " Reference check, the tightest run of each solver: " + "; ".join(checks) + "."
     overall = [h for p in problems for h in headline(rows, p, FLOW_SOLVERS)]
-    head = (_headline_table(heads, "best adaptive")
-            + "\n\nThe same against every flow solver with exact evaluation counts (fixed-step Euler and Heun "
-              "included, Kvaerno5 excluded):\n\n" + _headline_table(overall, "best flow solver"))
+    head = (
+        _headline_table(heads, "best adaptive")
+        + "\n\nThe same against every flow solver with exact evaluation counts (fixed-step Euler and Heun "
+        "included, Kvaerno5 excluded):\n\n" + _headline_table(overall, "best flow solver")
+    )
     fixed = [m for m in ("gd", "euler", "heun") if any(r["method"] == m for r in rows)]
-    orders = table(["problem", "method", "observed order p (error ~ evals^-p, 3 most accurate runs)"],
-                   [[p, m, order([r["grad_evals"] for r in rows if r["problem"] == p and r["method"] == m],
-                                 [r["error"] for r in rows if r["problem"] == p and r["method"] == m])]
-                    for p in problems for m in fixed])
-    body = table(["problem", "method", "lr / dt / tol", "grad evals", "steps", "rejected", "error", "drift",
-                  "wall s (warm)", "solve s", "status"],
-                 [[r["problem"], r["method"], f"{r['setting']:g}", r["grad_evals"], r["steps"], r["rejected"],
-                   r["error"], r["drift"], r["wall"], r["solve_wall"], r["status"]] for r in rows])
-    compiles = table(["problem", "method", "lr / dt / tol", "first call s", "warm call s", "≈ compile s"],
-                     [[r["problem"], r["method"], f"{r['setting']:g}", r["first_call"], r["wall"],
-                       r["first_call"] - (r["wall"] if r["method"] == "gd" else 0.0)]
-                      for r in rows if np.isfinite(r["first_call"])])
-    compiles += ("\n\nFirst call: GD compiles once per number of steps, and its first call runs the whole "
-                 "trajectory (compile ≈ first − warm); a flow solver compiles once for all tolerances and step "
-                 "sizes, and its first call is a 100× shorter horizon (compile ≈ first call). The reference "
-                 "solver's first call is the reference's.")
-    sections = [("Run", run_text), ("Headline", head), ("Fixed-step methods: observed order", orders),
-                ("Adaptive solvers: error at t1 vs tolerance", _tolerance_table(rows, problems)),
-                ("All runs", body), ("Compile (first call of each compiled configuration)", compiles),
-                ("Method", _METHOD), ("Figure", "![work-precision](work_precision.png)")]
+    orders = table(
+        ["problem", "method", "observed order p (error ~ evals^-p, 3 most accurate runs)"],
+        [
+            [
+                p,
+                m,
+                order(
+                    [r["grad_evals"] for r in rows if r["problem"] == p and r["method"] == m],
+                    [r["error"] for r in rows if r["problem"] == p and r["method"] == m],
+                ),
+            ]
+            for p in problems
+            for m in fixed
+        ],
+    )
+    body = table(
+        [
+            "problem",
+            "method",
+            "lr / dt / tol",
+            "grad evals",
+            "steps",
+            "rejected",
+            "error",
+            "drift",
+            "wall s (warm)",
+            "solve s",
+            "status",
+        ],
+        [
+            [
+                r["problem"],
+                r["method"],
+                f"{r['setting']:g}",
+                r["grad_evals"],
+                r["steps"],
+                r["rejected"],
+                r["error"],
+                r["drift"],
+                r["wall"],
+                r["solve_wall"],
+                r["status"],
+            ]
+            for r in rows
+        ],
+    )
+    compiles = table(
+        ["problem", "method", "lr / dt / tol", "first call s", "warm call s", "≈ compile s"],
+        [
+            [
+                r["problem"],
+                r["method"],
+                f"{r['setting']:g}",
+                r["first_call"],
+                r["wall"],
+                r["first_call"] - (r["wall"] if r["method"] == "gd" else 0.0),
+            ]
+            for r in rows
+            if np.isfinite(r["first_call"])
+        ],
+    )
+    compiles += (
+        "\n\nFirst call: GD compiles once per number of steps, and its first call runs the whole "
+        "trajectory (compile ≈ first − warm); a flow solver compiles once for all tolerances and step "
+        "sizes, and its first call is a 100× shorter horizon (compile ≈ first call). The reference "
+        "solver's first call is the reference's."
+    )
+    sections = [
+        ("Run", run_text),
+        ("Headline", head),
+        ("Fixed-step methods: observed order", orders),
+        ("Adaptive solvers: error at t1 vs tolerance", _tolerance_table(rows, problems)),
+        ("All runs", body),
+        ("Compile (first call of each compiled configuration)", compiles),
+        ("Method", _METHOD),
+        ("Figure", "![work-precision](work_precision.png)"),
+    ]
     if meta["skipped"]:
         sections.insert(4, (f"Skipped (time box of {meta['budget_s']:g} s per method)", ", ".join(meta["skipped"])))
     return sections
@@ -177,7 +298,7 @@ _METHOD = (
     "lower bound and it is left out of the headline); GD: one per step, lr = t1 / steps. Drift: `Trajectory.drift` "
     "relative, max over the saved times. Wall: the whole warm call (`gradient_flow`/`train`, validation and kink "
     "set-up included), after a call on the same compiled shapes; 'solve s' is the compiled solve alone. The flow "
-    "runs with `gradient_flow`'s defaults (`kinks=\"auto\"`: Filippov sliding field + pinning for adaptive steps — "
+    'runs with `gradient_flow`\'s defaults (`kinks="auto"`: Filippov sliding field + pinning for adaptive steps — '
     "about 2× the cost of a plain gradient per evaluation — and the plain field for fixed steps, whose chatter the "
     "tolerance bands do not bound, README 'ReLU kinks'); GD uses the plain gradient.\n\n"
     "Headline: the cost at a target error is read off each method's curve by linear interpolation in (log error, "
@@ -192,4 +313,5 @@ _METHOD = (
     "crossing leaves an error of the order of the tolerance and the global error is far above the tolerance "
     "(the error-vs-tolerance table) until the tolerance is tiny; high-order solvers do not reach their order. "
     "Fixed-step methods are first order through the jumps (GD, Euler; Heun too on breast cancer). The machine was "
-    "shared with other jobs (2 cores): compare times within this run, not across runs.")
+    "shared with other jobs (2 cores): compare times within this run, not across runs."
+)

@@ -33,9 +33,18 @@ NAME = "breast_cancer"
 
 
 def _params(quick: bool) -> dict:
-    return dict(widths=[1, 2] if quick else list(range(1, 9)), c=1.0, n_inits=4 if quick else 100, t1=30.0,
-                rtol=1e-4, atol=1e-4, slots=4 if quick else 32, check_tol=1e-6,
-                check=[] if quick else [[1, 0], [2, 1], [4, 2], [8, 0], [8, 4], [8, 8]], check_inits=2)
+    return dict(
+        widths=[1, 2] if quick else list(range(1, 9)),
+        c=1.0,
+        n_inits=4 if quick else 100,
+        t1=30.0,
+        rtol=1e-4,
+        atol=1e-4,
+        slots=4 if quick else 32,
+        check_tol=1e-6,
+        check=[] if quick else [[1, 0], [2, 1], [4, 2], [8, 0], [8, 4], [8, 8]],
+        check_inits=2,
+    )
 
 
 def cell_config(p: dict, width: int, k: int):
@@ -44,10 +53,20 @@ def cell_config(p: dict, width: int, k: int):
     from ..sweep import SweepConfig
 
     delta = tuple([p["c"]] * k + [-p["c"]] * (width - k))
-    return SweepConfig(name=f"{NAME}-l{width}-k{k}", data="breast_cancer", width=width, delta=delta,
-                       signs=(1.0,) * width, t1=p["t1"],
-                       rtol=p["rtol"], atol=p["atol"], n_inits=p["n_inits"], slots=p["slots"],
-                       chunk_size=p["n_inits"], n_save=11)
+    return SweepConfig(
+        name=f"{NAME}-l{width}-k{k}",
+        data="breast_cancer",
+        width=width,
+        delta=delta,
+        signs=(1.0,) * width,
+        t1=p["t1"],
+        rtol=p["rtol"],
+        atol=p["atol"],
+        n_inits=p["n_inits"],
+        slots=p["slots"],
+        chunk_size=p["n_inits"],
+        n_save=11,
+    )
 
 
 def _cell_dir(out_dir: str, width: int, k: int) -> str:
@@ -63,12 +82,22 @@ def run(out_dir: str, quick: bool = False) -> list[str]:
         for k in range(width + 1):
             _common.sweep(cell_config(p, width, k), _cell_dir(out_dir, width, k))
     keys = ("check", "check_inits", "check_tol", "t1", "rtol", "c")
-    _, check = _common.cached(out_dir, "tolerance_check", {key: p[key] for key in keys},
-                              lambda: _tolerance_check(out_dir, p))
+    _, check = _common.cached(
+        out_dir, "tolerance_check", {key: p[key] for key in keys}, lambda: _tolerance_check(out_dir, p)
+    )
     table = cells(out_dir, p)
-    _common.save_result(out_dir, NAME, table, p, dict(collapse(table), by_k=means_by(table, "k"),
-                                                     k0_by_width=means_by(table, "width", table["k"] == 0),
-                                                     tolerance_check=check["scalars"]))
+    _common.save_result(
+        out_dir,
+        NAME,
+        table,
+        p,
+        dict(
+            collapse(table),
+            by_k=means_by(table, "k"),
+            k0_by_width=means_by(table, "width", table["k"] == 0),
+            tolerance_check=check["scalars"],
+        ),
+    )
     return draw(out_dir)
 
 
@@ -85,11 +114,15 @@ def _tolerance_check(out_dir: str, p: dict):
         data, _ = dataset(cfg)
         rows = _common.read_rows(_cell_dir(out_dir, width, k))
         for i in range(p["check_inits"]):
-            traj = gradient_flow(make_init(cfg, data, i), data, "bce", p["t1"], rtol=p["check_tol"],
-                                 atol=p["check_tol"], n_save=2)
+            traj = gradient_flow(
+                make_init(cfg, data, i), data, "bce", p["t1"], rtol=p["check_tol"], atol=p["check_tol"], n_save=2
+            )
             s = traj.summary()
-            for key, value in zip(out, (width, k, i, rows["final_test_loss"][rows["index"] == i][0],
-                                        s["final_test_loss"], s["steps"]), strict=True):
+            for key, value in zip(
+                out,
+                (width, k, i, rows["final_test_loss"][rows["index"] == i][0], s["final_test_loss"], s["steps"]),
+                strict=True,
+            ):
                 out[key].append(value)
     arrays = {key: np.asarray(v) for key, v in out.items()}
     diff = np.abs(arrays["sweep"] - arrays["tight"])
@@ -132,8 +165,12 @@ def collapse(c: dict) -> dict:
         return float(1 - np.sum((y - fitted) ** 2) / total)
 
     frac = np.round(c["k"] / c["width"], 12)
-    return dict(r2_number=r2(c["k"]), r2_fraction=r2(frac), groups_number=len(np.unique(c["k"])),
-                groups_fraction=len(np.unique(frac)))
+    return dict(
+        r2_number=r2(c["k"]),
+        r2_fraction=r2(frac),
+        groups_number=len(np.unique(c["k"])),
+        groups_fraction=len(np.unique(frac)),
+    )
 
 
 def draw(out_dir: str) -> list[str]:
@@ -148,30 +185,57 @@ def draw(out_dir: str) -> list[str]:
     grid = np.full((widths.max() + 1, len(widths)), np.nan)
     for w, k, m in zip(c["width"], c["k"], c["mean"], strict=True):
         grid[k, np.searchsorted(widths, w)] = m
-    mesh = ax_a.imshow(grid, origin="lower", cmap="cividis", aspect="auto",
-                       extent=(widths[0] - 0.5, widths[-1] + 0.5, -0.5, widths.max() + 0.5))
+    mesh = ax_a.imshow(
+        grid,
+        origin="lower",
+        cmap="cividis",
+        aspect="auto",
+        extent=(widths[0] - 0.5, widths[-1] + 0.5, -0.5, widths.max() + 0.5),
+    )
     for w, k, m in zip(c["width"], c["k"], c["mean"], strict=True):
         light = m > np.nanmean(grid)
         ax_a.text(w, k, f"{m:.2f}", ha="center", va="center", fontsize=5, color="black" if light else "white")
     fig.colorbar(mesh, ax=ax_a, label="mean test BCE")
     check = doc["scalars"]["tolerance_check"]
-    checked = (f"; vs rtol = {p['check_tol']:.0e}: max $|\\Delta|$ = {check['max_abs_diff']:.1e} ({check['n']} runs)"
-               if check["n"] else "")
-    ax_a.set(xlabel="width $l$", ylabel="non-pathological $k$", xticks=widths,
-             title=f"(a) mean test loss of {int(c['n'].min())} exact flows per cell, all $v_k > 0$ at $t = 0$\n"
-                   f"($t_1 = {p['t1']:g}$, Tsit5 rtol = atol = {p['rtol']:.0e}{checked})")
+    checked = (
+        f"; vs rtol = {p['check_tol']:.0e}: max $|\\Delta|$ = {check['max_abs_diff']:.1e} ({check['n']} runs)"
+        if check["n"]
+        else ""
+    )
+    ax_a.set(
+        xlabel="width $l$",
+        ylabel="non-pathological $k$",
+        xticks=widths,
+        title=f"(a) mean test loss of {int(c['n'].min())} exact flows per cell, all $v_k > 0$ at $t = 0$\n"
+        f"($t_1 = {p['t1']:g}$, Tsit5 rtol = atol = {p['rtol']:.0e}{checked})",
+    )
     colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(widths)))
     for w, color in zip(widths, colors, strict=True):
         sel = c["width"] == w
         for ax, x in ((ax_b, c["k"][sel] / w), (ax_c, c["k"][sel])):
-            ax.errorbar(x, c["mean"][sel], yerr=c["sem"][sel], color=color, marker="o", ms=2.5, lw=1.0,
-                        capsize=1.5, label=f"$l = {w}$")
+            ax.errorbar(
+                x,
+                c["mean"][sel],
+                yerr=c["sem"][sel],
+                color=color,
+                marker="o",
+                ms=2.5,
+                lw=1.0,
+                capsize=1.5,
+                label=f"$l = {w}$",
+            )
     fit = doc["scalars"]
-    ax_b.set(xlabel="fraction $k / l$ of non-pathological neurons", ylabel="mean test BCE",
-             title=f"(b) against the fraction: $R^2$ of group means = {fit['r2_fraction']:.2f} "
-                   f"({fit['groups_fraction']} groups)")
-    ax_c.set(xlabel="number $k$ of non-pathological neurons", ylabel="mean test BCE",
-             title=f"(c) against the number: $R^2$ = {fit['r2_number']:.2f} ({fit['groups_number']} groups); "
-                   f"$|\\delta_k| = {p['c']:g}$")
+    ax_b.set(
+        xlabel="fraction $k / l$ of non-pathological neurons",
+        ylabel="mean test BCE",
+        title=f"(b) against the fraction: $R^2$ of group means = {fit['r2_fraction']:.2f} "
+        f"({fit['groups_fraction']} groups)",
+    )
+    ax_c.set(
+        xlabel="number $k$ of non-pathological neurons",
+        ylabel="mean test BCE",
+        title=f"(c) against the number: $R^2$ = {fit['r2_number']:.2f} ({fit['groups_number']} groups); "
+        f"$|\\delta_k| = {p['c']:g}$",
+    )
     ax_c.legend(ncol=2, fontsize=6, loc="upper right")
     return _common.save_figure(fig, out_dir, NAME)

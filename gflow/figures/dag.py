@@ -37,8 +37,17 @@ from . import _common
 DESCRIPTION = "DAG with a bottleneck: number of components vs balances c; a flow approaching a pruned sub-network"
 NAME = "dag"
 
-EDGES = (("x0", "h0"), ("x1", "h0"), ("h0", "y0"), ("x1", "y0"),
-         ("x2", "h1"), ("x2", "h2"), ("h1", "h3"), ("h2", "h3"), ("h3", "y0"))
+EDGES = (
+    ("x0", "h0"),
+    ("x1", "h0"),
+    ("h0", "y0"),
+    ("x1", "y0"),
+    ("x2", "h1"),
+    ("x2", "h2"),
+    ("h1", "h3"),
+    ("h2", "h3"),
+    ("h3", "y0"),
+)
 SUB = ("h1", "h2", "h3")  # the side sub-network S
 C_MAIN = 0.5  # c_h0 in panel (a) and in the flows
 C_FLOW = (C_MAIN, -0.5, -0.5, 1.0)  # (c_h0, a, a, b) with b = -2a
@@ -58,9 +67,19 @@ def _edge_roles(g) -> np.ndarray:
 
 
 def _params(quick: bool) -> dict:
-    return dict(c_main=C_MAIN, c_flow=list(C_FLOW), grid=9 if quick else 41, c_max=1.5, n_data=500,
-                t1=1e3 if quick else 1e5, n_save=41 if quick else 81, seeds=2 if quick else 8, rtol=1e-8, atol=1e-8,
-                data_seed=1)
+    return dict(
+        c_main=C_MAIN,
+        c_flow=list(C_FLOW),
+        grid=9 if quick else 41,
+        c_max=1.5,
+        n_data=500,
+        t1=1e3 if quick else 1e5,
+        n_save=41 if quick else 81,
+        seeds=2 if quick else 8,
+        rtol=1e-8,
+        atol=1e-8,
+        data_seed=1,
+    )
 
 
 def _components(p: dict):
@@ -117,8 +136,14 @@ def _flows(p: dict):
     roles = _edge_roles(g)
     boundary = np.max(np.abs(weights[:, :, roles == "boundary"]), axis=-1)  # (seed, time)
     pruned = [sorted(singular_subnetworks(g, w[-1], tol=0.05)) for w in weights]
-    scalars = dict(drift=drift, steps=steps, status=status, final_loss=[float(v[-1]) for v in loss],
-                   final_boundary=boundary[:, -1].tolist(), pruned=[[sorted(s) for s in x] for x in pruned])
+    scalars = dict(
+        drift=drift,
+        steps=steps,
+        status=status,
+        final_loss=[float(v[-1]) for v in loss],
+        final_boundary=boundary[:, -1].tolist(),
+        pruned=[[sorted(s) for s in x] for x in pruned],
+    )
     return dict(ts=ts, weights=weights, loss=np.stack(loss), boundary=boundary), scalars
 
 
@@ -128,15 +153,21 @@ def run(out_dir: str, quick: bool = False) -> list[str]:
     p = _params(quick)
     grid_keys = ("c_main", "grid", "c_max")
     comp, _ = _common.cached(out_dir, "components", {k: p[k] for k in grid_keys}, lambda: _components(p))
-    flows, doc = _common.cached(out_dir, "flows", {k: v for k, v in p.items() if k not in grid_keys[1:]},
-                                lambda: _flows(p))
+    flows, doc = _common.cached(
+        out_dir, "flows", {k: v for k, v in p.items() if k not in grid_keys[1:]}, lambda: _flows(p)
+    )
     kind = outcomes(doc)
     counts, n = np.unique(comp["rigid"][np.isfinite(comp["rigid"])], return_counts=True)
-    scalars = dict(outcomes=kind.tolist(), decay_exponent=decay_exponents(flows).tolist(),
-                   final_boundary=doc["scalars"]["final_boundary"], final_loss=doc["scalars"]["final_loss"],
-                   inner_final=np.abs(flows["weights"][:, -1][:, _edge_roles(graph()) == "inner"]).tolist(),
-                   max_drift=max(doc["scalars"]["drift"]), steps=doc["scalars"]["steps"],
-                   component_cells={int(2**k): int(v) for k, v in zip(counts, n, strict=True)})
+    scalars = dict(
+        outcomes=kind.tolist(),
+        decay_exponent=decay_exponents(flows).tolist(),
+        final_boundary=doc["scalars"]["final_boundary"],
+        final_loss=doc["scalars"]["final_loss"],
+        inner_final=np.abs(flows["weights"][:, -1][:, _edge_roles(graph()) == "inner"]).tolist(),
+        max_drift=max(doc["scalars"]["drift"]),
+        steps=doc["scalars"]["steps"],
+        component_cells={int(2**k): int(v) for k, v in zip(counts, n, strict=True)},
+    )
     _common.save_result(out_dir, NAME, {}, p, scalars)
     return draw(out_dir)
 
@@ -184,8 +215,11 @@ def draw(out_dir: str) -> list[str]:
     a_line = np.linspace(-axis[-1] / 2, 0, 10)
     ax_a.plot(a_line, -2 * a_line, color="black", ls="--", lw=1.2, label="$\\sum_{h\\in S} c_h = 0$: $S$ prunable")
     ax_a.plot(p["c_flow"][1], p["c_flow"][3], marker="*", color=PALETTE[1], ms=9, ls="none", label="flows below")
-    ax_a.set(xlabel="$a = c_{h_1} = c_{h_2}$", ylabel="$b = c_{h_3}$ (bottleneck)",
-             title=f"(a) components of the invariant set ($c_{{h_0}} = {p['c_main']:g}$)")
+    ax_a.set(
+        xlabel="$a = c_{h_1} = c_{h_2}$",
+        ylabel="$b = c_{h_3}$ (bottleneck)",
+        title=f"(a) components of the invariant set ($c_{{h_0}} = {p['c_main']:g}$)",
+    )
     ax_a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
 
     ts, w = flows["ts"][1:], np.abs(flows["weights"][0, 1:])
@@ -197,11 +231,15 @@ def draw(out_dir: str) -> list[str]:
     ref = flows["boundary"][0, -1] * np.sqrt(ts[-1] / ts)
     mid = ts > ts[-1] / 300
     slope = decay_exponents(flows)[0]
-    ax_b.loglog(ts[mid], ref[mid], color="black", ls=":", lw=1.0,
-                label=f"$\\propto t^{{-1/2}}$ (fit: $t^{{{slope:.3f}}}$)")
-    ax_b.set(xlabel="time $t$", ylabel="$|w_e|$",
-             title=f"(b) seed 0: boundary of $S$ $\\to 0$, inner edges $\\to \\sqrt{{{-p['c_flow'][1]:g}}}$ "
-                   "(grey: main path)")
+    ax_b.loglog(
+        ts[mid], ref[mid], color="black", ls=":", lw=1.0, label=f"$\\propto t^{{-1/2}}$ (fit: $t^{{{slope:.3f}}}$)"
+    )
+    ax_b.set(
+        xlabel="time $t$",
+        ylabel="$|w_e|$",
+        title=f"(b) seed 0: boundary of $S$ $\\to 0$, inner edges $\\to \\sqrt{{{-p['c_flow'][1]:g}}}$ "
+        "(grey: main path)",
+    )
     ax_b.legend(ncol=2, loc="lower left")
 
     kind = outcomes(doc)
@@ -211,8 +249,11 @@ def draw(out_dir: str) -> list[str]:
         ax_c.loglog(ts, line[1:], color=colors[kind[i]], lw=1.0)
     for k, label in labels.items():
         ax_c.plot([], [], color=colors[k], label=f"{label} ({np.sum(kind == k)}/{len(kind)})")
-    ax_c.set(xlabel="time $t$", ylabel="max boundary $|w_e|$ of $S$",
-             title=f"(c) {len(kind)} Kaiming inits relocated to the star; Tsit5, rtol = atol = {p['rtol']:g}")
+    ax_c.set(
+        xlabel="time $t$",
+        ylabel="max boundary $|w_e|$ of $S$",
+        title=f"(c) {len(kind)} Kaiming inits relocated to the star; Tsit5, rtol = atol = {p['rtol']:g}",
+    )
     ax_c.legend(loc="lower left")
     return _common.save_figure(fig, out_dir, NAME)
 

@@ -44,20 +44,42 @@ def _colors() -> dict:
 
 
 def _params(quick: bool) -> dict:
-    return dict(n_data=1000, width=4, c=0.1, t1=10.0, seed=0, flow_tol=1e-8, n_save=101 if quick else 201,
-                gd_lrs=[0.3] if quick else [0.01, 0.03, 0.1, 0.3], other_lr=0.01,
-                others=["adam"] if quick else ["sgd", "momentum", "adam"],
-                sweep_methods=["gd"] if quick else ["gd", "sgd", "momentum", "adam"],
-                sweep_lrs=[0.03, 1.0] if quick else [0.01, 0.03, 0.1, 0.3, 1.0], n_inits=16 if quick else 128,
-                sweep_n_save=51)
+    return dict(
+        n_data=1000,
+        width=4,
+        c=0.1,
+        t1=10.0,
+        seed=0,
+        flow_tol=1e-8,
+        n_save=101 if quick else 201,
+        gd_lrs=[0.3] if quick else [0.01, 0.03, 0.1, 0.3],
+        other_lr=0.01,
+        others=["adam"] if quick else ["sgd", "momentum", "adam"],
+        sweep_methods=["gd"] if quick else ["gd", "sgd", "momentum", "adam"],
+        sweep_lrs=[0.03, 1.0] if quick else [0.01, 0.03, 0.1, 0.3, 1.0],
+        n_inits=16 if quick else 128,
+        sweep_n_save=51,
+    )
 
 
 def _config(p: dict, method: str = "flow", lr: float = 0.01):
     from ..sweep import SweepConfig
 
-    return SweepConfig(name=NAME, data="toy", n_data=p["n_data"], width=p["width"], delta=-p["c"], signs="random",
-                       t1=p["t1"], n_inits=p["n_inits"], method=method, lr=lr, seed=p["seed"],
-                       slots=min(p["n_inits"], 128), n_save=p["sweep_n_save"])
+    return SweepConfig(
+        name=NAME,
+        data="toy",
+        n_data=p["n_data"],
+        width=p["width"],
+        delta=-p["c"],
+        signs="random",
+        t1=p["t1"],
+        n_inits=p["n_inits"],
+        method=method,
+        lr=lr,
+        seed=p["seed"],
+        slots=min(p["n_inits"], 128),
+        n_save=p["sweep_n_save"],
+    )
 
 
 def predicted_drift(model, data, lrs, n_steps, steps_max: int):
@@ -107,12 +129,14 @@ def _drift_curves(p: dict):
         c = np.asarray(traj.conserved)
         arrays[f"{key}_t"] = np.asarray(traj.ts)
         arrays[f"{key}_drift"] = np.max(np.abs(c - c[0]), axis=1)
-        scalars[key] = dict(max_drift=float(arrays[f"{key}_drift"].max()), final_loss=float(traj.loss[-1]),
-                            status=traj.status_name)
+        scalars[key] = dict(
+            max_drift=float(arrays[f"{key}_drift"].max()), final_loss=float(traj.loss[-1]), status=traj.status_name
+        )
         return c
 
-    record("flow", gradient_flow(model, data, "mse", p["t1"], rtol=p["flow_tol"], atol=p["flow_tol"],
-                                 n_save=p["n_save"]))
+    record(
+        "flow", gradient_flow(model, data, "mse", p["t1"], rtol=p["flow_tol"], atol=p["flow_tol"], n_save=p["n_save"])
+    )
     n_steps = [round(p["t1"] / lr) for lr in p["gd_lrs"]]
     pred = np.asarray(predicted_drift(model, data, p["gd_lrs"], n_steps, max(n_steps)))
     for i, (lr, n) in enumerate(zip(p["gd_lrs"], n_steps, strict=True)):
@@ -123,8 +147,10 @@ def _drift_curves(p: dict):
         arrays[f"{key}_pred"] = np.max(np.abs(predicted), axis=1)
         scalars[key]["max_abs_error_of_prediction"] = float(np.max(np.abs((c - c[0]) - predicted)))
     for opt in p["others"]:
-        record(opt, train(model, data, "mse", opt, lr=p["other_lr"], steps=round(p["t1"] / p["other_lr"]),
-                          n_save=p["n_save"]))
+        record(
+            opt,
+            train(model, data, "mse", opt, lr=p["other_lr"], steps=round(p["t1"] / p["other_lr"]), n_save=p["n_save"]),
+        )
     return arrays, scalars
 
 
@@ -137,10 +163,13 @@ def _label_sweeps(p: dict, out_dir: str) -> dict:
             finite = np.isfinite(rows["final_loss"])
             n_ok = max(int(finite.sum()), 1)
             table[f"{method}_{lr:g}"] = dict(
-                n=int(len(finite)), n_pathological=int(rows["n_pathological"].sum()), diverged=float(1 - finite.mean()),
+                n=int(len(finite)),
+                n_pathological=int(rows["n_pathological"].sum()),
+                diverged=float(1 - finite.mean()),
                 label_changed=float(np.sum((rows["label_changes"] > 0) & finite) / n_ok),
                 start_ne_end=float(np.sum((rows["label_start"] != rows["label_end"]) & finite) / n_ok),
-                median_drift=float(np.median(rows["drift"][finite])) if finite.any() else float("nan"))
+                median_drift=float(np.median(rows["drift"][finite])) if finite.any() else float("nan"),
+            )
     return table
 
 
@@ -173,17 +202,27 @@ def draw(out_dir: str) -> list[str]:
     ax.semilogy(a["flow_t"][1:], np.maximum(a["flow_drift"][1:], floor), color="black", label="exact flow")
     for i, lr in enumerate(p["gd_lrs"]):
         key, color = f"gd_{lr:g}", blues[i]
-        ax.semilogy(a[f"{key}_t"][1:], np.maximum(a[f"{key}_drift"][1:], floor), color=color,
-                    label=f"GD $\\eta$ = {lr:g}")
+        ax.semilogy(
+            a[f"{key}_t"][1:], np.maximum(a[f"{key}_drift"][1:], floor), color=color, label=f"GD $\\eta$ = {lr:g}"
+        )
         every = max(1, len(a[f"{key}_t"]) // 12)
-        ax.semilogy(a[f"{key}_t"][1::every], np.maximum(a[f"{key}_pred"][1::every], floor), "o", mfc="none",
-                    color=color, ms=4)
+        ax.semilogy(
+            a[f"{key}_t"][1::every], np.maximum(a[f"{key}_pred"][1::every], floor), "o", mfc="none", color=color, ms=4
+        )
     for opt in p["others"]:
-        ax.semilogy(a[f"{opt}_t"][1:], np.maximum(a[f"{opt}_drift"][1:], floor), "--",
-                    color=colors[opt], label=f"{_pretty(opt)} $\\eta$ = {p['other_lr']:g}")
+        ax.semilogy(
+            a[f"{opt}_t"][1:],
+            np.maximum(a[f"{opt}_drift"][1:], floor),
+            "--",
+            color=colors[opt],
+            label=f"{_pretty(opt)} $\\eta$ = {p['other_lr']:g}",
+        )
     ax.plot([], [], "o", mfc="none", color="0.3", ms=4, label="GD: $\\sum \\eta^2(\\|g_w\\|^2-\\|g_v\\|^2)$")
-    ax.set(xlabel="time $t$ (optimizers: $t = \\eta\\cdot$step)", ylabel="$\\max_k |\\delta_k(t) - \\delta_k(0)|$",
-           title=f"(a) drift of the conserved quantities ($\\delta_k(0) = -{p['c']:g}$)")
+    ax.set(
+        xlabel="time $t$ (optimizers: $t = \\eta\\cdot$step)",
+        ylabel="$\\max_k |\\delta_k(t) - \\delta_k(0)|$",
+        title=f"(a) drift of the conserved quantities ($\\delta_k(0) = -{p['c']:g}$)",
+    )
     ax.legend(frameon=False, fontsize=6, loc="center", ncol=2)
     for method in p["sweep_methods"]:
         color = colors[method]
@@ -195,8 +234,12 @@ def draw(out_dir: str) -> list[str]:
         if hit:
             bx.semilogx(*zip(*hit, strict=True), "x", color=color, ms=6, mew=1.5)
     bx.plot([], [], "x", color="0.3", ms=6, mew=1.5, label="diverged (fraction)")
-    bx.set(xlabel="learning rate $\\eta$", ylabel="fraction of runs", ylim=(-0.03, 1.03),
-           title=f"(b) component label changes by $t = {p['t1']:g}$ ({p['n_inits']} inits each)")
+    bx.set(
+        xlabel="learning rate $\\eta$",
+        ylabel="fraction of runs",
+        ylim=(-0.03, 1.03),
+        title=f"(b) component label changes by $t = {p['t1']:g}$ ({p['n_inits']} inits each)",
+    )
     bx.legend(frameon=False, fontsize=6)
     return _common.save_figure(fig, out_dir, NAME)
 

@@ -26,8 +26,17 @@ NAME = "hyperquadrics"
 
 
 def _params(quick: bool) -> dict:
-    return dict(delta=1.0, teacher_angle=np.pi / 6, n_data=200, per_sign=1 if quick else 2, t1=100.0,
-                rtol=1e-8, atol=1e-8, n_save=101 if quick else 401, seed=0)
+    return dict(
+        delta=1.0,
+        teacher_angle=np.pi / 6,
+        n_data=200,
+        per_sign=1 if quick else 2,
+        t1=100.0,
+        rtol=1e-8,
+        atol=1e-8,
+        n_save=101 if quick else 401,
+        seed=0,
+    )
 
 
 def teacher(angle: float):
@@ -79,13 +88,25 @@ def _compute(p: dict):
         signs.append(sign)
         status.append(traj.status_name)
         ts = np.asarray(traj.ts)
-    arrays = dict(ts=ts, w=np.stack(w), v=np.stack(v), loss=np.stack(loss), conserved=np.stack(cons),
-                  delta=np.array(deltas), sign=np.array(signs))
+    arrays = dict(
+        ts=ts,
+        w=np.stack(w),
+        v=np.stack(v),
+        loss=np.stack(loss),
+        conserved=np.stack(cons),
+        delta=np.array(deltas),
+        sign=np.array(signs),
+    )
     drift = np.max(np.abs(arrays["conserved"] - arrays["conserved"][:, :1]), axis=1)
     sign_kept = np.all(np.sign(arrays["v"]) == arrays["sign"][:, None], axis=1)
     zero_loss = float(0.5 * np.mean(np.asarray(data.y_train) ** 2))  # loss of f = 0 (MSE, 1/(2n))
-    scalars = dict(status=status, max_drift=float(drift.max()), final_loss=arrays["loss"][:, -1].tolist(),
-                   v_sign_kept=sign_kept.tolist(), zero_function_loss=zero_loss)
+    scalars = dict(
+        status=status,
+        max_drift=float(drift.max()),
+        final_loss=arrays["loss"][:, -1].tolist(),
+        v_sign_kept=sign_kept.tolist(),
+        zero_function_loss=zero_loss,
+    )
     return arrays, scalars
 
 
@@ -109,8 +130,9 @@ def _surface(ax, delta: float, r_max: float, v_max: float, color: str) -> None:
         return
     rr, pp = np.meshgrid(np.linspace(0, r_max, 20), phi)  # v = ±sqrt(||w||^2 - delta)
     for s in (1, -1):
-        ax.plot_surface(rr * np.cos(pp), rr * np.sin(pp), s * np.sqrt(rr**2 - delta), color=color, alpha=0.18,
-                        linewidth=0)
+        ax.plot_surface(
+            rr * np.cos(pp), rr * np.sin(pp), s * np.sqrt(rr**2 - delta), color=color, alpha=0.18, linewidth=0
+        )
 
 
 def draw(out_dir: str) -> list[str]:
@@ -134,10 +156,17 @@ def draw(out_dir: str) -> list[str]:
         ax.scatter(*_teacher_point(delta, p["teacher_angle"]), color="black", marker="*", s=60, depthshade=False)
         drift = np.max(np.abs(a["conserved"][rows] - a["conserved"][rows, :1]))
         kind = "one sheet: $v$ may change sign" if delta > 0 else "two sheets: sign of $v$ fixed"
-        ax.set_title(f"$\\delta = \\|w\\|^2 - v^2 = {delta:g}$ ({kind})\nmax $|\\Delta\\delta|$ along the flows "
-                     f"= {drift:.1e}")
+        ax.set_title(
+            f"$\\delta = \\|w\\|^2 - v^2 = {delta:g}$ ({kind})\nmax $|\\Delta\\delta|$ along the flows = {drift:.1e}"
+        )
         ax.set(xlabel="$w_1$", ylabel="$w_2$", zlabel="$v$")
         ax.view_init(elev=18, azim=-60)
-    fig.text(0.5, 0.0, "exact gradient flows (circle: start, square: end) fitting the teacher "
-             "$\\mathrm{relu}(u\\cdot x)$ (black star: its representative on the set)", ha="center", va="top")
+    fig.text(
+        0.5,
+        0.0,
+        "exact gradient flows (circle: start, square: end) fitting the teacher "
+        "$\\mathrm{relu}(u\\cdot x)$ (black star: its representative on the set)",
+        ha="center",
+        va="top",
+    )
     return _common.save_figure(fig, out_dir, NAME)

@@ -37,9 +37,22 @@ def config(quick: bool = False):
     against 2x that with 32 or 64 slots)."""
     from ..sweep import SweepConfig
 
-    return SweepConfig(name=NAME, data="toy", n_data=256, width=2, delta=-1.0, signs="random", t1=20.0,
-                       rtol=1e-6, atol=1e-6, n_inits=8 if quick else 10_000, slots=8 if quick else 16,
-                       chunk_size=8 if quick else 1000, n_save=11, kinks="auto")
+    return SweepConfig(
+        name=NAME,
+        data="toy",
+        n_data=256,
+        width=2,
+        delta=-1.0,
+        signs="random",
+        t1=20.0,
+        rtol=1e-6,
+        atol=1e-6,
+        n_inits=8 if quick else 10_000,
+        slots=8 if quick else 16,
+        chunk_size=8 if quick else 1000,
+        n_save=11,
+        kinks="auto",
+    )
 
 
 def run(out_dir: str, quick: bool = False) -> list[str]:
@@ -49,9 +62,13 @@ def run(out_dir: str, quick: bool = False) -> list[str]:
     cfg = config(quick)
     rows = _common.sweep(cfg, os.path.join(out_dir, "sweep"))
     names, counts = np.unique(rows["status"], return_counts=True)
-    scalars = dict(components=summary(rows), reachable=reachable_by_label(), n_runs=len(rows["index"]),
-                   label_changes=int(np.sum(rows["label_changes"])),
-                   statuses=dict(zip(names.tolist(), counts.tolist(), strict=True)))
+    scalars = dict(
+        components=summary(rows),
+        reachable=reachable_by_label(),
+        n_runs=len(rows["index"]),
+        label_changes=int(np.sum(rows["label_changes"])),
+        statuses=dict(zip(names.tolist(), counts.tolist(), strict=True)),
+    )
     _common.save_result(out_dir, NAME, {}, cfg.to_dict(), scalars)
     return draw(out_dir)
 
@@ -70,8 +87,9 @@ def reachable_by_label(n_path: int = 2) -> dict[int, bool]:
     teacher = relocate(teacher, 0.0, jnp.array([[1.0, -1.0]]))  # any u_j, one convex and one concave kink
     out = {}
     for m in range(n_path + 1):
-        student = relocate(ShallowReLU(2, n_path, key=jr.PRNGKey(1)), -1.0,
-                           jnp.array([[-1.0] * m + [1.0] * (n_path - m)]))
+        student = relocate(
+            ShallowReLU(2, n_path, key=jr.PRNGKey(1)), -1.0, jnp.array([[-1.0] * m + [1.0] * (n_path - m)])
+        )
         out[m] = bool(reachable(teacher, student))
     return out
 
@@ -93,9 +111,14 @@ def summary(rows: dict) -> dict:
     for m in np.unique(rows["effective_label_end"]):
         loss = rows["final_loss"][rows["effective_label_end"] == m]
         rest = loss[loss >= SOLVED]
-        out[int(m)] = dict(n=int(len(loss)), median=float(np.median(loss)), min=float(loss.min()),
-                           max=float(loss.max()), solved=float(np.mean(loss < SOLVED)),
-                           unsolved_median=float(np.median(rest)) if len(rest) else float("nan"))
+        out[int(m)] = dict(
+            n=int(len(loss)),
+            median=float(np.median(loss)),
+            min=float(loss.min()),
+            max=float(loss.max()),
+            solved=float(np.mean(loss < SOLVED)),
+            unsolved_median=float(np.median(rest)) if len(rest) else float("nan"),
+        )
     return out
 
 
@@ -113,20 +136,30 @@ def draw(out_dir: str) -> list[str]:
     for m, s in stats.items():
         x = np.sort(loss[rows["effective_label_end"] == m])
         tag = "reachable" if reach[m] else "unreachable"
-        label = (f"$m = {m}$ ({tag}): {s['n']} runs, {100 * s['solved']:.1f}% $< 10^{{{int(np.log10(SOLVED))}}}$, "
-                 f"min {s['min']:.3g}")
+        label = (
+            f"$m = {m}$ ({tag}): {s['n']} runs, {100 * s['solved']:.1f}% $< 10^{{{int(np.log10(SOLVED))}}}$, "
+            f"min {s['min']:.3g}"
+        )
         ax_h.hist(np.log10(x), bins=bins, histtype="stepfilled", alpha=0.3, color=PALETTE[m])
         ax_h.hist(np.log10(x), bins=bins, histtype="step", lw=1.2, color=PALETTE[m], label=label)
         ecdf = np.concatenate([[0.0], np.arange(1, len(x) + 1) / len(x)])
         ax_e.step(np.concatenate([[0.0], x]), ecdf, where="post", color=PALETTE[m], label=f"$m = {m}$")
     ax_h.axvline(np.log10(SOLVED), color="0.5", ls=":", lw=1.0)
     changes = int(np.sum(rows["effective_label_start"] != rows["effective_label_end"]))
-    ax_h.set(yscale="log", xlabel="$\\log_{10}$ final training loss", ylabel="runs",
-             title=f"(a) {len(loss)} exact flows, toy problem ($n = {cfg['n_data']}$, $\\delta_k = {cfg['delta']:g}$, "
-                   f"random output signs)")
+    ax_h.set(
+        yscale="log",
+        xlabel="$\\log_{10}$ final training loss",
+        ylabel="runs",
+        title=f"(a) {len(loss)} exact flows, toy problem ($n = {cfg['n_data']}$, $\\delta_k = {cfg['delta']:g}$, "
+        f"random output signs)",
+    )
     ax_h.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
-    ax_e.set(xlabel="final training loss (linear scale)", ylabel="fraction of runs", xlim=(-0.005, loss.max() * 1.05),
-             title=f"(b) ECDF; $t_1 = {cfg['t1']:g}$, Tsit5 rtol = atol = {cfg['rtol']:g}, kinks = {cfg['kinks']}; "
-                   f"label changes: {changes}")
+    ax_e.set(
+        xlabel="final training loss (linear scale)",
+        ylabel="fraction of runs",
+        xlim=(-0.005, loss.max() * 1.05),
+        title=f"(b) ECDF; $t_1 = {cfg['t1']:g}$, Tsit5 rtol = atol = {cfg['rtol']:g}, kinks = {cfg['kinks']}; "
+        f"label changes: {changes}",
+    )
     ax_e.legend(title="effective component\n($m$ = # negative $v_k$)", loc="lower right", fontsize=6, title_fontsize=6)
     return _common.save_figure(fig, out_dir, NAME)

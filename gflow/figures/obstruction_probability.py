@@ -28,10 +28,24 @@ SCHEMES = ("xavier", "kaiming")
 def _params(quick: bool) -> dict:
     """Grid (powers of two), Monte Carlo subgrid and the budget of Gaussian draws per cell."""
     if quick:
-        return dict(d=[2**i for i in range(1, 8)], l=[2**i for i in range(0, 8)], mc_d=[2, 32], mc_l=[2, 32],
-                    budget=2_000_000, max_samples=20_000, seed=0)
-    return dict(d=[2**i for i in range(1, 10)], l=[2**i for i in range(0, 10)], mc_d=[2, 8, 32, 128],
-                mc_l=[2, 8, 32, 128], budget=40_000_000, max_samples=100_000, seed=0)
+        return dict(
+            d=[2**i for i in range(1, 8)],
+            l=[2**i for i in range(0, 8)],
+            mc_d=[2, 32],
+            mc_l=[2, 32],
+            budget=2_000_000,
+            max_samples=20_000,
+            seed=0,
+        )
+    return dict(
+        d=[2**i for i in range(1, 10)],
+        l=[2**i for i in range(0, 10)],
+        mc_d=[2, 8, 32, 128],
+        mc_l=[2, 8, 32, 128],
+        budget=40_000_000,
+        max_samples=100_000,
+        seed=0,
+    )
 
 
 def _samples(p: dict, d: int, width: int) -> int:
@@ -59,8 +73,12 @@ def _compute(p: dict):
     for scheme in SCHEMES:
         err = np.abs(arrays[f"mc_{scheme}"] - arrays[f"mc_exact_{scheme}"])
         se = np.maximum(arrays[f"mc_se_{scheme}"], 1.0 / arrays[f"mc_n_{scheme}"])
-        scalars[scheme] = dict(max_abs_error=float(err.max()), cells=int(err.size),
-                               agree_4se=int(np.sum(err <= 4 * se)), max_error_in_se=float(np.max(err / se)))
+        scalars[scheme] = dict(
+            max_abs_error=float(err.max()),
+            cells=int(err.size),
+            agree_4se=int(np.sum(err <= 4 * se)),
+            max_error_in_se=float(np.max(err / se)),
+        )
     return arrays, scalars
 
 
@@ -86,15 +104,26 @@ def draw(out_dir: str) -> list[str]:
         ys = [d_idx[d] for d in p["mc_d"]]
         xs = [l_idx[w] for w in p["mc_l"]]
         yy, xx = np.meshgrid(ys, xs, indexing="ij")
-        ax.scatter(xx, yy, c=arrays[f"mc_{scheme}"], cmap="viridis", norm=norm, s=70, edgecolors="white",
-                   linewidths=0.8, label="Monte Carlo")
+        ax.scatter(
+            xx,
+            yy,
+            c=arrays[f"mc_{scheme}"],
+            cmap="viridis",
+            norm=norm,
+            s=70,
+            edgecolors="white",
+            linewidths=0.8,
+            label="Monte Carlo",
+        )
         err = np.abs(arrays[f"mc_{scheme}"] - arrays[f"mc_exact_{scheme}"])
         bad = err > 4 * np.maximum(arrays[f"mc_se_{scheme}"], 1.0 / arrays[f"mc_n_{scheme}"])
         if bad.any():
             ax.scatter(xx[bad], yy[bad], marker="x", color="#D55E00", s=40, label="MC off by > 4 s.e.")
         s = doc["scalars"][scheme]
-        ax.set_title(f"{scheme.capitalize()}: exact $P$; circles: Monte Carlo\n"
-                     f"max |MC − exact| = {s['max_abs_error']:.3f}, {s['agree_4se']}/{s['cells']} within 4 s.e.")
+        ax.set_title(
+            f"{scheme.capitalize()}: exact $P$; circles: Monte Carlo\n"
+            f"max |MC − exact| = {s['max_abs_error']:.3f}, {s['agree_4se']}/{s['cells']} within 4 s.e."
+        )
         ax.set_xticks(range(len(p["l"])), [str(w) for w in p["l"]])
         ax.set_yticks(range(len(p["d"])), [str(d) for d in p["d"]])
         ax.set_xlabel("hidden width $l$")

@@ -60,8 +60,11 @@ def teacher_seed(width: int = sum(TEACHER), min_angle: float = 30.0, min_coef: f
         U, a = np.asarray(t.W), np.asarray(t.V[0])
         N = U / np.linalg.norm(U, axis=1, keepdims=True)
         cos = np.max(np.abs(N @ N.T) - np.eye(width))
-        if ((int(np.sum(a > 0)), int(np.sum(a < 0))) == TEACHER and np.degrees(np.arccos(cos)) >= min_angle
-                and np.min(np.abs(a) * np.linalg.norm(U, axis=1)) >= min_coef):
+        if (
+            (int(np.sum(a > 0)), int(np.sum(a < 0))) == TEACHER
+            and np.degrees(np.arccos(cos)) >= min_angle
+            and np.min(np.abs(a) * np.linalg.norm(U, axis=1)) >= min_coef
+        ):
             return seed
     raise RuntimeError("no teacher seed below 1000 satisfies the constraints.")
 
@@ -71,8 +74,17 @@ def _params(quick: bool) -> dict:
         cells = [(2, 1, 0), (3, 0, 0), (0, 0, 3), (1, 1, 1)]
     else:
         cells = [c for c in itertools.product(range(4), range(3), range(4)) if sum(c) > 0]
-    return dict(cells=[list(c) for c in cells], n_inits=2 if quick else 24, t1=100.0 if quick else 1000.0,
-                rtol=1e-6, atol=1e-6, n_data=200, c=1.0, slots=2 if quick else 8, strict=not quick)
+    return dict(
+        cells=[list(c) for c in cells],
+        n_inits=2 if quick else 24,
+        t1=100.0 if quick else 1000.0,
+        rtol=1e-6,
+        atol=1e-6,
+        n_data=200,
+        c=1.0,
+        slots=2 if quick else 8,
+        strict=not quick,
+    )
 
 
 STRICT_TOL = 1e-3
@@ -95,10 +107,24 @@ def cell_config(p: dict, seed: int, P: int, M: int, F: int, tol: float):
 
     delta = tuple([-p["c"]] * (P + M) + [p["c"]] * F)
     signs = tuple([1.0] * P + [-1.0] * M + [1.0 if i % 2 == 0 else -1.0 for i in range(F)])
-    return SweepConfig(name=f"{NAME}-P{P}-M{M}-F{F}", data="teacher_student", teacher_width=sum(TEACHER),
-                       teacher_seed=seed, n_data=p["n_data"], width=P + M + F, delta=delta, signs=signs,
-                       t1=p["t1"], rtol=p["rtol"], atol=p["atol"], n_inits=p["n_inits"], slots=p["slots"],
-                       chunk_size=p["n_inits"], n_save=11, recover_tol=tol)
+    return SweepConfig(
+        name=f"{NAME}-P{P}-M{M}-F{F}",
+        data="teacher_student",
+        teacher_width=sum(TEACHER),
+        teacher_seed=seed,
+        n_data=p["n_data"],
+        width=P + M + F,
+        delta=delta,
+        signs=signs,
+        t1=p["t1"],
+        rtol=p["rtol"],
+        atol=p["atol"],
+        n_inits=p["n_inits"],
+        slots=p["slots"],
+        chunk_size=p["n_inits"],
+        n_save=11,
+        recover_tol=tol,
+    )
 
 
 def _cell_dir(out_dir: str, folder: str, P: int, M: int, F: int) -> str:
@@ -151,11 +177,15 @@ def agreement(c: dict) -> dict:
     the disagreeing cells ``(P, M, F)`` of each; recoveries in predicted-unreachable cells."""
     cell = list(zip(c["P"].tolist(), c["M"].tolist(), c["F"].tolist(), strict=True))
     exist, major = c["fraction"] > 0, c["fraction"] >= 0.5
-    return dict(match=float(np.mean(exist == c["predicted"])), match_majority=float(np.mean(major == c["predicted"])),
-                disagree=[cell[i] for i in np.nonzero(exist != c["predicted"])[0]],
-                disagree_majority=[cell[i] for i in np.nonzero(major != c["predicted"])[0]],
-                recovered_unreachable=int(np.sum(c["fraction"][~c["predicted"]] * c["n"][~c["predicted"]])),
-                n_cells=len(cell), n_runs=int(c["n"].sum()))
+    return dict(
+        match=float(np.mean(exist == c["predicted"])),
+        match_majority=float(np.mean(major == c["predicted"])),
+        disagree=[cell[i] for i in np.nonzero(exist != c["predicted"])[0]],
+        disagree_majority=[cell[i] for i in np.nonzero(major != c["predicted"])[0]],
+        recovered_unreachable=int(np.sum(c["fraction"][~c["predicted"]] * c["n"][~c["predicted"]])),
+        n_cells=len(cell),
+        n_runs=int(c["n"].sum()),
+    )
 
 
 def _boundary(ax, predicted: np.ndarray, present: np.ndarray) -> None:
@@ -203,23 +233,35 @@ def draw(out_dir: str) -> list[str]:
                 ax.add_patch(_hatch(P, M))
             wrong = (c["fraction"][i] > 0) != c["predicted"][i]
             text = f"{c['fraction'][i]:.2f}" + ("" if strict is None else f"\n({strict[i]:.2f})")
-            ax.text(P, M, text + (" !" if wrong else ""), ha="center", va="center", fontsize=5,
-                    color="white" if c["fraction"][i] < 0.6 else "black")
+            ax.text(
+                P,
+                M,
+                text + (" !" if wrong else ""),
+                ha="center",
+                va="center",
+                fontsize=5,
+                color="white" if c["fraction"][i] < 0.6 else "black",
+            )
         _boundary(ax, pred, ~np.isnan(frac))
         ax.set(xticks=range(n_p), yticks=range(n_m), ylabel="$M$", title=f"$F = {F}$")
     for ax in axes[-1]:
         ax.set_xlabel("$P$")
-    for ax in axes.flat[len(Fs):]:
+    for ax in axes.flat[len(Fs) :]:
         ax.set_visible(False)
     fig.colorbar(mesh, ax=axes, label="fraction of runs recovering the teacher", shrink=0.8)
-    strict_note = ("" if strict is None else
-                   f" In brackets: at tol = {STRICT_TOL:g} (matches in "
-                   f"{100 * doc['scalars']['agreement_strict']['match']:.0f}%).")
-    text = (f"Student: P / M pathological neurons with v > 0 / v < 0, F non-pathological; teacher a+ = "
-            f"{TEACHER[0]}, a- = {TEACHER[1]}. {fit['n_runs']} exact flows (t1 = {p['t1']:g}, rtol = atol = "
-            f"{p['rtol']:g}). Hatched: predicted unreachable; thick line: predicted boundary. Observed (fraction "
-            f"recovered at the data's resolution, tol = {doc['scalars']['resolution']:.3f}, > 0) matches the "
-            f"prediction in {100 * fit['match']:.0f}% of {fit['n_cells']} cells (!: disagreement).{strict_note}")
+    strict_note = (
+        ""
+        if strict is None
+        else f" In brackets: at tol = {STRICT_TOL:g} (matches in "
+        f"{100 * doc['scalars']['agreement_strict']['match']:.0f}%)."
+    )
+    text = (
+        f"Student: P / M pathological neurons with v > 0 / v < 0, F non-pathological; teacher a+ = "
+        f"{TEACHER[0]}, a- = {TEACHER[1]}. {fit['n_runs']} exact flows (t1 = {p['t1']:g}, rtol = atol = "
+        f"{p['rtol']:g}). Hatched: predicted unreachable; thick line: predicted boundary. Observed (fraction "
+        f"recovered at the data's resolution, tol = {doc['scalars']['resolution']:.3f}, > 0) matches the "
+        f"prediction in {100 * fit['match']:.0f}% of {fit['n_cells']} cells (!: disagreement).{strict_note}"
+    )
     fig.suptitle(textwrap.fill(text, 80), fontsize=6)
     return _common.save_figure(fig, out_dir, NAME)
 

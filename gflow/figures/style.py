@@ -14,18 +14,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 COLUMN_WIDTH = 3.4  # inches, one column of a two-column paper
 RC = {
-    "figure.dpi": 150, "savefig.dpi": 200, "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8,
-    "legend.fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.3,
-    "axes.spines.top": False, "axes.spines.right": False, "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
-    "savefig.bbox": "tight", "pdf.fonttype": 42,
+    "figure.dpi": 150,
+    "savefig.dpi": 200,
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "lines.linewidth": 1.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "savefig.bbox": "tight",
+    "pdf.fonttype": 42,
 }
 
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = COLUMN_WIDTH, aspect: float = 0.75, **kw):
     """A new figure with the gflow style: ``width`` inches wide, panels of ``aspect`` height/width."""
     matplotlib.rcParams.update(RC)
-    return plt.subplots(nrows, ncols, figsize=(width, width * aspect * nrows / ncols), constrained_layout=True,
-                        **kw)
+    return plt.subplots(nrows, ncols, figsize=(width, width * aspect * nrows / ncols), constrained_layout=True, **kw)
 
 
 def save(fig, path_without_ext: str, formats=("png", "pdf")) -> list[str]:

@@ -28,8 +28,17 @@ GROUPS = ("reachable", "unreachable")
 
 
 def _params(quick: bool) -> dict:
-    return dict(n_data=500 if quick else 8000, n_inits=8 if quick else 64, c=1.0, t1=20.0, lr=1e-2, tol=1e-6,
-                n_save=101, n_angles=361, seed=0)
+    return dict(
+        n_data=500 if quick else 8000,
+        n_inits=8 if quick else 64,
+        c=1.0,
+        t1=20.0,
+        lr=1e-2,
+        tol=1e-6,
+        n_save=101,
+        n_angles=361,
+        seed=0,
+    )
 
 
 def config(p: dict):
@@ -37,8 +46,20 @@ def config(p: dict):
     ``gflow sweep`` with it reproduces the final losses of the flow (up to kink handling)."""
     from ..sweep import SweepConfig
 
-    return SweepConfig(name=NAME, data="toy", n_data=p["n_data"], width=2, delta=-p["c"], signs="random",
-                       t1=p["t1"], n_inits=p["n_inits"], rtol=p["tol"], atol=p["tol"], lr=p["lr"], seed=p["seed"])
+    return SweepConfig(
+        name=NAME,
+        data="toy",
+        n_data=p["n_data"],
+        width=2,
+        delta=-p["c"],
+        signs="random",
+        t1=p["t1"],
+        n_inits=p["n_inits"],
+        rtol=p["tol"],
+        atol=p["tol"],
+        lr=p["lr"],
+        seed=p["seed"],
+    )
 
 
 def reachable(signs: np.ndarray) -> np.ndarray:
@@ -66,13 +87,27 @@ def _compute(p: dict):
     data, _ = dataset(cfg)
     phi = np.linspace(0, 2 * np.pi, p["n_angles"])
     circle = jnp.stack([jnp.cos(phi), jnp.sin(phi)], axis=1)
-    out = {k: [] for k in ("signs", "flow_loss", "gd_loss", "flow_drift", "gd_drift", "flow_f", "gd_f",
-                           "flow_steps", "flow_status")}
+    out = {
+        k: []
+        for k in (
+            "signs",
+            "flow_loss",
+            "gd_loss",
+            "flow_drift",
+            "gd_drift",
+            "flow_f",
+            "gd_f",
+            "flow_steps",
+            "flow_status",
+        )
+    }
     for i in range(p["n_inits"]):
         model = make_init(cfg, data, i)
         out["signs"].append(np.sign(np.asarray(model.V[0])))
-        runs = dict(flow=gradient_flow(model, data, "mse", p["t1"], rtol=p["tol"], atol=p["tol"], n_save=p["n_save"]),
-                    gd=train(model, data, "mse", "gd", lr=p["lr"], steps=round(p["t1"] / p["lr"]), n_save=p["n_save"]))
+        runs = dict(
+            flow=gradient_flow(model, data, "mse", p["t1"], rtol=p["tol"], atol=p["tol"], n_save=p["n_save"]),
+            gd=train(model, data, "mse", "gd", lr=p["lr"], steps=round(p["t1"] / p["lr"]), n_save=p["n_save"]),
+        )
         for method, traj in runs.items():
             c = np.asarray(traj.conserved)
             out[f"{method}_loss"].append(np.asarray(traj.loss))
@@ -84,8 +119,11 @@ def _compute(p: dict):
     status = out.pop("flow_status")
     arrays = {k: np.asarray(v) for k, v in out.items()}
     arrays.update(phi=phi, target=np.maximum(np.cos(phi), 0) - np.maximum(np.sin(phi), 0))
-    scalars = dict(statuses=sorted(set(status)), representatives=_representatives(arrays),
-                   **{m: _summary(arrays, m, p["c"]) for m in ("flow", "gd")})
+    scalars = dict(
+        statuses=sorted(set(status)),
+        representatives=_representatives(arrays),
+        **{m: _summary(arrays, m, p["c"]) for m in ("flow", "gd")},
+    )
     return arrays, scalars
 
 
@@ -107,9 +145,15 @@ def _summary(a: dict, method: str, c: float) -> dict:
     for name, mask in zip(GROUPS, (reachable(a["signs"]), ~reachable(a["signs"])), strict=True):
         loss = a[f"{method}_loss"][mask, -1]
         drift = a[f"{method}_drift"][mask].max()
-        out[name] = dict(n=int(mask.sum()), median_final_loss=float(np.median(loss)), min_final_loss=float(loss.min()),
-                         max_final_loss=float(loss.max()), fraction_below_1e_2=float(np.mean(loss < 1e-2)),
-                         max_drift=float(drift), max_relative_drift=float(drift / c))
+        out[name] = dict(
+            n=int(mask.sum()),
+            median_final_loss=float(np.median(loss)),
+            min_final_loss=float(loss.min()),
+            max_final_loss=float(loss.max()),
+            fraction_below_1e_2=float(np.mean(loss < 1e-2)),
+            max_drift=float(drift),
+            max_relative_drift=float(drift / c),
+        )
     return out
 
 
@@ -140,15 +184,30 @@ def draw(out_dir: str) -> list[str]:
             ax_f.plot(deg, a[f"{method}_f"][i], ls, color=colors[name], label=lab)
             ax_loss.semilogy(a[f"{method}_t"], a[f"{method}_loss"][i], ls, color=colors[name])
             dr = a[f"{method}_drift"][i]
-            ax_drift.semilogy(a[f"{method}_t"][1:], np.maximum(dr[1:], 1e-17), ls, color=colors[name],
-                              label=f"{name}, {label}: max {dr.max():.1e} ({100 * dr.max() / p['c']:.2g}% of c)")
-    ax_f.set(xlabel="input angle $\\varphi$ (deg), $x = (\\cos\\varphi, \\sin\\varphi)$", ylabel="$f(x)$ at $t_1$",
-             title="(a) learned functions on the unit circle", xticks=[0, 90, 180, 270, 360])
+            ax_drift.semilogy(
+                a[f"{method}_t"][1:],
+                np.maximum(dr[1:], 1e-17),
+                ls,
+                color=colors[name],
+                label=f"{name}, {label}: max {dr.max():.1e} ({100 * dr.max() / p['c']:.2g}% of c)",
+            )
+    ax_f.set(
+        xlabel="input angle $\\varphi$ (deg), $x = (\\cos\\varphi, \\sin\\varphi)$",
+        ylabel="$f(x)$ at $t_1$",
+        title="(a) learned functions on the unit circle",
+        xticks=[0, 90, 180, 270, 360],
+    )
     fig.legend(*ax_f.get_legend_handles_labels(), loc="outside lower center", ncol=3, frameon=False)
-    ax_loss.set(xlabel="time $t$ (GD: $t = \\eta\\cdot$step)", ylabel="training loss",
-                title=f"(b) loss, $\\delta_k(0) = -{p['c']:g}$ (thin: all {p['n_inits']} flows)")
-    ax_drift.set(xlabel="time $t$", ylabel="$\\max_k |\\delta_k(t) - \\delta_k(0)|$",
-                 title="(c) drift of the conserved quantities")
+    ax_loss.set(
+        xlabel="time $t$ (GD: $t = \\eta\\cdot$step)",
+        ylabel="training loss",
+        title=f"(b) loss, $\\delta_k(0) = -{p['c']:g}$ (thin: all {p['n_inits']} flows)",
+    )
+    ax_drift.set(
+        xlabel="time $t$",
+        ylabel="$\\max_k |\\delta_k(t) - \\delta_k(0)|$",
+        title="(c) drift of the conserved quantities",
+    )
     low = min(np.min(a[f"{m}_drift"][list(s["representatives"].values())][:, 1:]) for m in styles)
     ax_drift.set_ylim(bottom=10.0 ** (np.floor(np.log10(max(low, 1e-17))) - 4))  # room for the legend
     ax_drift.legend(frameon=False, fontsize=6, loc="lower right")
@@ -164,11 +223,21 @@ def _draw_all(ax, a: dict, colors: dict) -> None:
         for j, method in enumerate(("flow", "gd")):
             loss = a[f"{method}_loss"][mask, -1]
             x = 2 * i + j
-            ax.scatter(x + rng.uniform(-0.18, 0.18, len(loss)), loss, s=7, color=colors[name],
-                       marker="o" if method == "flow" else "^", alpha=0.7, linewidths=0)
+            ax.scatter(
+                x + rng.uniform(-0.18, 0.18, len(loss)),
+                loss,
+                s=7,
+                color=colors[name],
+                marker="o" if method == "flow" else "^",
+                alpha=0.7,
+                linewidths=0,
+            )
             ax.hlines(np.median(loss), x - 0.3, x + 0.3, color="black", lw=1)
-    labels = [f"{g}\n{m} (n={int(np.sum(reachable(a['signs']) == (g == 'reachable')))})" for g in GROUPS
-              for m in ("flow", "GD")]
+    labels = [
+        f"{g}\n{m} (n={int(np.sum(reachable(a['signs']) == (g == 'reachable')))})"
+        for g in GROUPS
+        for m in ("flow", "GD")
+    ]
     ax.set_yscale("log")
     ax.set_xticks(range(4), labels)
     ax.set(ylabel="final training loss", title="(d) all initializations (bar: median)")

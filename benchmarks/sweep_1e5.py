@@ -35,7 +35,7 @@ def main(argv=None):
 
     from _report import table, write_report
 
-    from gflow import store
+    from gflow.sweep import store
 
     with open(CONFIG, "rb") as f:
         config = tomllib.load(f)

@@ -4,17 +4,17 @@
 each function's docstring.
 """
 
-from ._schemes import Scheme as Scheme, kaiming as kaiming, normal as normal, xavier as xavier
+from .nets.schemes import Scheme as Scheme, kaiming as kaiming, normal as normal, xavier as xavier
 from .data import Dataset as Dataset, breast_cancer as breast_cancer, teacher_student as teacher_student, toy as toy
 from .discrete import OPTIMIZERS as OPTIMIZERS, train as train
-from .events import (
+from .flow.events import (
     GradNormBelow as GradNormBelow,
     LossBelow as LossBelow,
     NeuronDies as NeuronDies,
     OutputSignChange as OutputSignChange,
 )
-from .flow import KINKS as KINKS, SOLVERS as SOLVERS, gradient_flow as gradient_flow
-from .init import relocate as relocate
+from .flow.solve import KINKS as KINKS, SOLVERS as SOLVERS, gradient_flow as gradient_flow
+from .nets.relocate import relocate as relocate
 from .invariants import (
     conserved as conserved,
     drift as drift,
@@ -23,7 +23,7 @@ from .invariants import (
     unit_norms as unit_norms,
 )
 from .losses import bce as bce, cross_entropy as cross_entropy, get_loss as get_loss, mse as mse
-from .models import (
+from .nets.models import (
     MLP as MLP,
     DAGNet as DAGNet,
     Graph as Graph,
@@ -35,7 +35,7 @@ from .models import (
 from .trajectory import Status as Status, Trajectory as Trajectory, status_name as status_name
 
 __version__ = "0.1.0"
-from .topology import (
+from .topology.shallow import (
     betti_numbers as betti_numbers,
     component_label as component_label,
     effective_label as effective_label,
@@ -46,13 +46,13 @@ from .topology import (
     obstruction_probability_mc as obstruction_probability_mc,
     poincare_polynomial as poincare_polynomial,
 )
-from .dag_topology import (
+from .topology.dag import (
     dag_components as dag_components,
     dag_rigid_edges as dag_rigid_edges,
     is_singular as is_singular,
     singular_subnetworks as singular_subnetworks,
 )
-from .symmetry import (
+from .topology.symmetry import (
     CanonicalForm as CanonicalForm,
     canonical_form as canonical_form,
     equivalent as equivalent,

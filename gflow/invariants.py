@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .models import MLP, DAGNet, ShallowReLU
+from .nets.models import MLP, DAGNet, ShallowReLU
 
 __all__ = ["conserved", "unit_norms", "rescale", "project", "drift"]
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .losses import full_batch_loss
 from .invariants import conserved, unit_norms
-from .models import ShallowReLU
+from .nets.models import ShallowReLU
 
 
 def output_signs(model):

@@ -14,7 +14,7 @@ from jaxtyping import Array, Float
 
 from .losses import full_batch_loss
 from .invariants import conserved, drift, unit_norms
-from .models import model_from_spec, model_spec
+from .nets.models import model_from_spec, model_spec
 
 __all__ = ["Status", "Trajectory", "STAT_KEYS", "FLOW_STAT_KEYS", "status_name", "status_from_code"]
 

@@ -5,7 +5,7 @@ Usage: python scripts/fig_breast_cancer.py [--quick] [--out DIR]  (default: resu
 
 import sys
 
-from gflow.cli_figure import script_main
+from gflow.cli import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("breast_cancer"))

@@ -5,7 +5,7 @@ Usage: python scripts/fig_flow_vs_optimizers.py [--quick] [--out DIR]  (default:
 
 import sys
 
-from gflow.cli_figure import script_main
+from gflow.cli import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("flow_vs_optimizers"))

@@ -5,9 +5,9 @@ import os
 
 import pyarrow.parquet as pq
 
-from gflow import store
+from gflow.sweep import store
 from gflow.cli import main
-from gflow.sweep import SweepConfig
+from gflow.sweep.run import SweepConfig
 
 TINY = """\
 name = "tiny"

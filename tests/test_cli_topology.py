@@ -10,7 +10,7 @@ import pytest
 from topo_nets import mlp, shallow_batch
 
 import gflow as gf
-from gflow import cli_topology
+from gflow.cli import topology as cli_topology
 from gflow.trajectory import Status, Trajectory
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from topo_nets import mlp, shallow, shallow_with_delta
 
 import gflow as gf
-from gflow.dag_topology import dag_components, dag_rigid_edges, is_singular, singular_subnetworks
+from gflow.topology.dag import dag_components, dag_rigid_edges, is_singular, singular_subnetworks
 
 
 def rigid_by_potentials(graph, c, tol=1e-9):

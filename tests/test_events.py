@@ -168,7 +168,7 @@ def test_events_on_an_mlp(getkey):
 
 
 def test_event_names_and_validation():
-    from gflow.events import parse_events
+    from gflow.flow.events import parse_events
 
     parsed = parse_events(["neuron_dies", ("loss_below", 1e-3), "grad_norm_below=1e-8", gf.OutputSignChange()])
     assert [e.name for e in parsed] == ["neuron_dies", "loss_below", "grad_norm_below", "output_sign_change"]

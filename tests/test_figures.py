@@ -49,7 +49,7 @@ def test_figure_list(capsys):
 def test_script_entry_point_prints_files_and_time(tmp_path, capsys):
     """``scripts/fig_<name>.py`` and ``gflow figure NAME`` share ``script_main``; a second run
     reuses the stored data."""
-    from gflow.cli_figure import script_main
+    from gflow.cli import script_main
 
     name = "obstruction_probability"
     for _ in range(2):

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import gflow as gf
-from gflow.controller import FloorPIDController, controller_stats, default_max_steps
-from gflow.flow import flow_field
-from gflow.kinks import activation_stats, escape_oracle, sliding_field
+from gflow.flow.controller import FloorPIDController, controller_stats, default_max_steps
+from gflow.flow.solve import flow_field
+from gflow.flow.kinks import activation_stats, escape_oracle, sliding_field
 from gflow.trajectory import FLOW_STAT_KEYS, Trajectory
 
 
@@ -259,7 +259,7 @@ def test_activation_stats_mlp_and_dag_agree(getkey):
     mlp = gf.MLP(2, (3, 2), key=getkey())
     dag = gf.as_dag(mlp)
     x = jr.normal(getkey(), (7, 2))
-    from gflow.kinks import hidden_preactivations
+    from gflow.flow.kinks import hidden_preactivations
 
     a = jax.vmap(lambda xi: hidden_preactivations(mlp, xi))(x)
     b = jax.vmap(lambda xi: hidden_preactivations(dag, xi))(x)
@@ -319,7 +319,7 @@ def test_cond_any_batched_is_a_per_member_cond(size):
     """Under ``vmap``, ``cond_any`` gives every member what its own ``lax.cond`` gives (here
     the branches differ, so running ``true_fn`` for a member whose predicate is false would
     show), for any number of true members: none, a few, more than one group, all."""
-    from gflow.kinks import cond_any
+    from gflow.flow.kinks import cond_any
 
     def f(p, x, y):
         return cond_any(p, lambda a, b: (a + b, a * b), lambda a, b: (-a, b), x, y)

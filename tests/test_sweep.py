@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import gflow as gf
-from gflow import store
-from gflow.sweep import SweepConfig, dataset, make_init, run_sweep
+from gflow.sweep import store
+from gflow.sweep.run import SweepConfig, dataset, make_init, run_sweep
 
 SMALL = dict(
     n_data=64,
@@ -123,7 +123,7 @@ def test_rows_independent_of_call_budget(tmp_path):
 def test_width_ladder():
     """Compiled widths: a ladder 1, 2, 3, 4, 6, 8, 12, ... per device, so a batch of live slots
     never idles more than 1/3 of its slots; ``_narrower`` is the next rung down."""
-    from gflow.sweep import _ladder, _narrower, _width_for
+    from gflow.sweep.run import _ladder, _narrower, _width_for
 
     assert [_ladder(m) for m in range(1, 14)] == [1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16]
     for n_dev in (1, 2, 4):
@@ -183,7 +183,7 @@ _SCRIPT = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     from gflow._cache import enable_compilation_cache
     enable_compilation_cache()
-    from gflow.sweep import SweepConfig, run_sweep
+    from gflow.sweep.run import SweepConfig, run_sweep
     cfg = SweepConfig(**{cfg!r})
     run_sweep(cfg, sys.argv[1], progress=False, part=(int(sys.argv[2]), int(sys.argv[3])))
 """)

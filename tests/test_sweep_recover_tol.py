@@ -8,9 +8,9 @@ import jax.random as jr
 import pytest
 
 import gflow as gf
-from gflow import sweep
-from gflow.store import config_hash
-from gflow.sweep import SweepConfig
+from gflow.sweep import run as sweep
+from gflow.sweep.store import config_hash
+from gflow.sweep.run import SweepConfig
 
 
 @pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), "1e-3"])

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import gflow as gf
-from gflow import store
-from gflow.sweep import SweepConfig, dataset, load_trajectory, make_init, run_sweep, saved_times
+from gflow.sweep import store
+from gflow.sweep.run import SweepConfig, dataset, load_trajectory, make_init, run_sweep, saved_times
 
 FLOW = dict(
     data="toy",

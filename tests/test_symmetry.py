@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from topo_nets import mlp, shallow
 
 import gflow as gf
-from gflow.symmetry import canonical_form, equivalent, permute, reachable, recovered, rescale
+from gflow.topology.symmetry import canonical_form, equivalent, permute, reachable, recovered, rescale
 
 
 def relu(z):

@@ -10,7 +10,7 @@ import pytest
 from topo_nets import mlp, shallow, shallow_batch, shallow_with_delta
 
 import gflow as gf
-from gflow import topology as tp
+from gflow.topology import shallow as tp
 
 
 def neuron_poincare(d, e, sign):

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from ..store import environment
+from ..sweep.store import environment
 from .machine_report import render
 from .problems import flops_per_grad
 from .report import runtime, write_csv, write_json
@@ -104,8 +104,8 @@ def _x64_restored():
 def run_case(case: Case, repeats: int = 2) -> dict:
     """``run_sweep`` of ``case`` once to compile, then ``repeats`` times (the fastest is the
     steady state: on a shared machine the slower ones met other jobs); one table row."""
-    from ..store import read_runs
-    from ..sweep import SweepConfig, dataset
+    from ..sweep.store import read_runs
+    from ..sweep.run import SweepConfig, dataset
 
     cfg = SweepConfig(
         data=case.data,
@@ -158,7 +158,7 @@ def run_case(case: Case, repeats: int = 2) -> dict:
 
 
 def run_sweep_quiet(cfg, out_dir):
-    from ..sweep import run_sweep
+    from ..sweep.run import run_sweep
 
     return run_sweep(cfg, out_dir, progress=False)
 

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from ..store import environment
+from ..sweep.store import environment
 from .peers_report import render
 from .problems import Problem, relative_error
 from .report import runtime, write_csv, write_json
@@ -69,7 +69,7 @@ def jax_flat_field(problem: Problem):
     import jax
     from jax.flatten_util import ravel_pytree
 
-    from ..flow import flow_field
+    from ..flow.solve import flow_field
     from ..losses import get_loss
 
     params, static = eqx.partition(problem.model, eqx.is_inexact_array)
@@ -180,7 +180,7 @@ def batched_rows(grid: Grid, log=print) -> list[dict]:
     """Naive vmap vs ``run_sweep`` on the breast-cancer sweep configuration."""
     if not grid.batch_inits:
         return []
-    from ..sweep import SweepConfig
+    from ..sweep.run import SweepConfig
     from .sweeps import CONFIGS, naive_vmap_timeboxed, run_engine
 
     n = grid.batch_inits

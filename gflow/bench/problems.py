@@ -23,8 +23,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..data import Dataset, breast_cancer, toy
-from ..init import relocate
-from ..models import ShallowReLU
+from ..nets.relocate import relocate
+from ..nets.models import ShallowReLU
 
 T1 = 10.0
 

@@ -19,7 +19,7 @@ def write_report(
     versions, git commit, device, machine, date) and :func:`runtime`, so every report says
     where its numbers come from; a report drawn later from saved rows passes the run's.
     """
-    from ..store import environment
+    from ..sweep.store import environment
 
     env = env or dict(environment(), **runtime())
     lines = [f"# {title}", "", "| | |", "|---|---|"]

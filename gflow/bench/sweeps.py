@@ -44,7 +44,7 @@ def inits(cfg, n):
     import equinox as eqx
     import jax.numpy as jnp
 
-    from ..sweep import dataset, make_init
+    from ..sweep.run import dataset, make_init
 
     data, _ = dataset(cfg)
     models = eqx.filter_jit(eqx.filter_vmap(lambda i: make_init(cfg, data, i)))(jnp.arange(n))
@@ -56,10 +56,10 @@ def single_solve(cfg, data):
     pinning's conserved values are taken from the model inside the function)."""
     import jax.numpy as jnp
 
-    from ..flow import resolve_kinks, save_times, solve_flow
+    from ..flow.solve import resolve_kinks, save_times, solve_flow
     from ..invariants import conserved
     from ..losses import get_loss
-    from ..sweep import make_init
+    from ..sweep.run import make_init
 
     loss_fn = get_loss(cfg.loss_name)
     pinning, slide = resolve_kinks(cfg.kinks, make_init(cfg, data, 0), data, loss_fn, cfg.rtol, cfg.atol)
@@ -125,7 +125,7 @@ def run_naive_vmap(cfg, n, started=lambda: None, part=(0, 1)):
     import equinox as eqx
     import jax
 
-    from ..sweep import _mesh_put
+    from ..sweep.run import _mesh_put
 
     data, models = inits(cfg, n)
     params, static = eqx.partition(models, eqx.is_array)
@@ -152,8 +152,8 @@ def run_engine(cfg, n, started=None, part=(0, 1)):
     inits of the same configuration (it compiles the slot widths the timed run uses)."""
     import dataclasses
 
-    from .. import store
-    from ..sweep import run_sweep
+    from ..sweep import store
+    from ..sweep.run import run_sweep
 
     out = tempfile.mkdtemp(prefix="gflow-bench-")
     try:

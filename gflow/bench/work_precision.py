@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from ..store import environment
+from ..sweep.store import environment
 from .problems import Problem, flat, make_problem, relative_error
 from .report import runtime, write_csv, write_json
 from .timing import TimeBox
@@ -81,7 +81,7 @@ GRIDS = {
 
 
 def _flow(problem: Problem, solver, *, tol=1e-3, dt=None, t1=None, n_save=21):
-    from ..flow import gradient_flow
+    from ..flow.solve import gradient_flow
 
     start = time.perf_counter()
     traj = gradient_flow(

@@ -30,7 +30,7 @@ def _paths(out_dir: str, key: str) -> tuple[str, str]:
 
 def save_result(out_dir: str, key: str, arrays: dict, params: dict, scalars: dict | None = None) -> None:
     """Write ``<key>.npz`` (arrays) and ``<key>.json`` (params, scalars, environment), atomically."""
-    from ..store import _atomic_write, _write_json, environment
+    from ..sweep.store import _atomic_write, _write_json, environment
     from ..trajectory import atomic_savez
 
     npz, meta = _paths(out_dir, key)
@@ -85,8 +85,8 @@ def sweep(config, out_dir: str) -> dict:
     import shutil
     import sys
 
-    from ..store import MANIFEST
-    from ..sweep import run_sweep
+    from ..sweep.store import MANIFEST
+    from ..sweep.run import run_sweep
 
     if os.path.exists(os.path.join(out_dir, MANIFEST)) and not _same_config(config, out_dir):
         print(f"{out_dir} holds a sweep of another config; removing it and running this one.", file=sys.stderr)
@@ -97,7 +97,7 @@ def sweep(config, out_dir: str) -> dict:
 
 
 def _same_config(config, out_dir: str) -> bool:
-    from ..store import MANIFEST, config_hash
+    from ..sweep.store import MANIFEST, config_hash
 
     path = os.path.join(out_dir, MANIFEST)
     if not os.path.exists(path):
@@ -108,7 +108,7 @@ def _same_config(config, out_dir: str) -> bool:
 
 def read_rows(out_dir: str) -> dict:
     """``runs.parquet`` of a sweep folder as ``{column: numpy array}``."""
-    from ..store import read_runs
+    from ..sweep.store import read_runs
 
     table = read_runs(out_dir)
     return {name: np.asarray(table.column(name).to_pylist()) for name in table.column_names}

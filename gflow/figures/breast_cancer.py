@@ -50,7 +50,7 @@ def _params(quick: bool) -> dict:
 def cell_config(p: dict, width: int, k: int):
     """The sweep of cell ``(l, k)``: ``k`` neurons at ``delta = +c``, ``l - k`` at ``-c``, all
     output weights positive."""
-    from ..sweep import SweepConfig
+    from ..sweep.run import SweepConfig
 
     delta = tuple([p["c"]] * k + [-p["c"]] * (width - k))
     return SweepConfig(
@@ -105,8 +105,8 @@ def _tolerance_check(out_dir: str, p: dict):
     """Re-integrate the first ``check_inits`` initializations of the cells in ``check`` with
     :func:`gflow.gradient_flow` at ``check_tol`` and compare their final test loss with the
     sweep's rows (integrated at ``rtol``/``atol``)."""
-    from ..flow import gradient_flow
-    from ..sweep import dataset, make_init
+    from ..flow.solve import gradient_flow
+    from ..sweep.run import dataset, make_init
 
     out = dict(width=[], k=[], index=[], sweep=[], tight=[], steps=[])
     for width, k in p["check"]:

@@ -55,7 +55,7 @@ C_FLOW = (C_MAIN, -0.5, -0.5, 1.0)  # (c_h0, a, a, b) with b = -2a
 
 def graph():
     """The :class:`gflow.Graph` of the module docstring."""
-    from ..models import Graph
+    from ..nets.models import Graph
 
     return Graph(3, 4, 1, EDGES)
 
@@ -84,7 +84,7 @@ def _params(quick: bool) -> dict:
 
 def _components(p: dict):
     """``log2`` of the number of components on the ``(a, b)`` grid (NaN: no such weights)."""
-    from ..dag_topology import dag_components
+    from ..topology.dag import dag_components
 
     g = graph()
     axis = np.linspace(-p["c_max"], p["c_max"], p["grid"])
@@ -115,10 +115,10 @@ def _flows(p: dict):
     """Exact flows from ``seeds`` Kaiming inits relocated to ``c_flow``; weights at log-spaced times."""
     import jax.random as jr
 
-    from ..dag_topology import singular_subnetworks
-    from ..flow import gradient_flow
+    from ..topology.dag import singular_subnetworks
+    from ..flow.solve import gradient_flow
     from ..invariants import project
-    from ..models import DAGNet
+    from ..nets.models import DAGNet
 
     g, data = graph(), dataset(p)
     ts = np.concatenate([[0.0], np.logspace(-2, np.log10(p["t1"]), p["n_save"] - 1)])

@@ -63,7 +63,7 @@ def _params(quick: bool) -> dict:
 
 
 def _config(p: dict, method: str = "flow", lr: float = 0.01):
-    from ..sweep import SweepConfig
+    from ..sweep.run import SweepConfig
 
     return SweepConfig(
         name=NAME,
@@ -117,8 +117,8 @@ def _predicted(model, data, lrs, n_steps, steps_max):
 def _drift_curves(p: dict):
     """Panel (a): drift along the flow, GD (measured and predicted) and the other optimizers."""
     from ..discrete import train
-    from ..flow import gradient_flow
-    from ..sweep import dataset, make_init
+    from ..flow.solve import gradient_flow
+    from ..sweep.run import dataset, make_init
 
     cfg = _config(p)
     data, _ = dataset(cfg)

@@ -45,7 +45,7 @@ def teacher(angle: float):
     import jax.numpy as jnp
     import jax.random as jr
 
-    from ..models import ShallowReLU
+    from ..nets.models import ShallowReLU
 
     t = ShallowReLU(2, 1, key=jr.PRNGKey(0))
     t = eqx.tree_at(lambda m: m.W, t, jnp.array([[np.cos(angle), np.sin(angle)]]))
@@ -57,8 +57,8 @@ def _inits(p: dict):
     import jax.numpy as jnp
     import jax.random as jr
 
-    from ..init import relocate
-    from ..models import ShallowReLU
+    from ..nets.relocate import relocate
+    from ..nets.models import ShallowReLU
 
     out, i = [], 0
     for delta in (p["delta"], -p["delta"]):
@@ -74,7 +74,7 @@ def _compute(p: dict):
     import jax.random as jr
 
     from ..data import teacher_student
-    from ..flow import gradient_flow
+    from ..flow.solve import gradient_flow
 
     data = teacher_student(teacher(p["teacher_angle"]), p["n_data"], jr.PRNGKey(p["seed"] + 1), n_test=0)
     w, v, loss, cons, deltas, signs, status = [], [], [], [], [], [], []

@@ -35,7 +35,7 @@ def config(quick: bool = False):
 
     16 slots measured fastest on the 2-core CPU here (32 ms CPU per trajectory at 256 points,
     against 2x that with 32 or 64 slots)."""
-    from ..sweep import SweepConfig
+    from ..sweep.run import SweepConfig
 
     return SweepConfig(
         name=NAME,
@@ -79,9 +79,9 @@ def reachable_by_label(n_path: int = 2) -> dict[int, bool]:
     import jax.numpy as jnp
     import jax.random as jr
 
-    from ..init import relocate
-    from ..models import ShallowReLU
-    from ..symmetry import reachable
+    from ..nets.relocate import relocate
+    from ..nets.models import ShallowReLU
+    from ..topology.symmetry import reachable
 
     teacher = ShallowReLU(2, 2, key=jr.PRNGKey(0))
     teacher = relocate(teacher, 0.0, jnp.array([[1.0, -1.0]]))  # any u_j, one convex and one concave kink
@@ -98,7 +98,7 @@ def manifest_config(sweep_dir: str) -> dict:
     """The config stored in a sweep folder's manifest."""
     import json
 
-    from ..store import MANIFEST
+    from ..sweep.store import MANIFEST
 
     with open(os.path.join(sweep_dir, MANIFEST)) as f:
         return json.load(f)["config"]

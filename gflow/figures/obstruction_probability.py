@@ -56,7 +56,7 @@ def _samples(p: dict, d: int, width: int) -> int:
 def _compute(p: dict):
     import jax.random as jr
 
-    from ..topology import obstruction_probability, obstruction_probability_mc
+    from ..topology.shallow import obstruction_probability, obstruction_probability_mc
 
     arrays = {}
     for scheme in SCHEMES:

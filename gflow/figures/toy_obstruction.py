@@ -44,7 +44,7 @@ def _params(quick: bool) -> dict:
 def config(p: dict):
     """The sweep config whose initializations (``make_init(config, data, i)``) the figure uses:
     ``gflow sweep`` with it reproduces the final losses of the flow (up to kink handling)."""
-    from ..sweep import SweepConfig
+    from ..sweep.run import SweepConfig
 
     return SweepConfig(
         name=NAME,
@@ -80,8 +80,8 @@ def _compute(p: dict):
     import jax.numpy as jnp
 
     from ..discrete import train
-    from ..flow import gradient_flow
-    from ..sweep import dataset, make_init
+    from ..flow.solve import gradient_flow
+    from ..sweep.run import dataset, make_init
 
     cfg = config(p)
     data, _ = dataset(cfg)

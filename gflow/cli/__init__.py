@@ -1,4 +1,4 @@
-"""Command line: ``gflow demo | run | sweep | topology | figure``.
+"""Command line: ``gflow demo | run | sweep | topology | figure | bench``.
 
 Bad input (unknown names, non-positive sizes, missing files) prints one sentence naming
 the option and what is allowed, exits with code 2, and leaves nothing half-written.
@@ -10,8 +10,12 @@ import argparse
 import json
 import sys
 
-from . import cli_bench, cli_figure, cli_run, cli_sweep, cli_topology
-from ._cache import enable_compilation_cache
+from . import bench as cli_bench
+from . import figure as cli_figure
+from . import run as cli_run
+from . import sweep as cli_sweep
+from . import topology as cli_topology
+from .._cache import enable_compilation_cache
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,5 +53,7 @@ def _sentence(err: BaseException) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def script_main(name: str, argv: list[str] | None = None) -> int:
+    """Entry point of ``scripts/fig_<name>.py``: ``[--quick] [--out DIR]``, as ``gflow figure NAME``."""
+    return main(["figure", name, *(sys.argv[1:] if argv is None else argv)])
+

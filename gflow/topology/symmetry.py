@@ -14,8 +14,8 @@ from typing import NamedTuple
 import equinox as eqx
 import numpy as np
 
-from .invariants import conserved, rescale
-from .models import MLP, ShallowReLU
+from ..invariants import conserved, rescale
+from ..nets.models import MLP, ShallowReLU
 
 __all__ = ["rescale", "permute", "CanonicalForm", "canonical_form", "equivalent", "reachable", "recovered"]
 

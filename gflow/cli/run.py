@@ -108,7 +108,7 @@ def run_demo(args) -> int:
 def _dataset(args):
     import jax.random as jr
 
-    from .data import DATASETS, breast_cancer, toy
+    from ..data import DATASETS, breast_cancer, toy
 
     if args.data == "toy":
         if args.n < 1:
@@ -123,8 +123,8 @@ def _model(args, data):
     import jax.numpy as jnp
     import jax.random as jr
 
-    from .init import relocate
-    from .models import MLP, ShallowReLU
+    from ..nets.relocate import relocate
+    from ..nets.models import MLP, ShallowReLU
 
     key = jr.PRNGKey(args.seed + 1)
     if args.width < 1:
@@ -148,8 +148,8 @@ def run_one(args) -> int:
     if args.precision not in (32, 64):
         raise ValueError(f"--precision must be 32 or 64, got {args.precision}.")
     set_precision(args.precision)
-    from .discrete import OPTIMIZERS, train
-    from .flow import SOLVERS, gradient_flow
+    from ..discrete import OPTIMIZERS, train
+    from ..flow.solve import SOLVERS, gradient_flow
 
     if args.method != "flow" and args.method not in OPTIMIZERS:
         raise ValueError(f"--method must be one of flow, {', '.join(OPTIMIZERS)}; got {args.method!r}.")

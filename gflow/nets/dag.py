@@ -23,7 +23,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._schemes import Scheme, get_scheme
+from .schemes import Scheme, get_scheme
 
 _NAME = re.compile(r"^(x|h|y)(\d+)$")
 

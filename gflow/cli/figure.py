@@ -4,13 +4,12 @@ Each figure (:mod:`gflow.figures`) runs or reuses its experiment in ``--out`` (d
 ``results/NAME``), stores the data there and draws ``NAME.png`` and ``NAME.pdf`` from it.
 ``--quick`` uses reduced sizes (under a minute each) and defaults to ``results/quick/NAME``,
 so it never replaces the committed full results. ``scripts/fig_<name>.py`` call
-:func:`script_main`, the same entry point.
+:func:`gflow.cli.script_main`, the same entry point.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 
@@ -34,7 +33,7 @@ def add_parser(subparsers) -> None:
 def describe() -> list[tuple[str, str]]:
     """``(name, one-line description)`` of every figure, in registry order (a module that
     cannot be imported is listed as unavailable, with the reason)."""
-    from .figures import FIGURES, get
+    from ..figures import FIGURES, get
 
     out = []
     for name in FIGURES:
@@ -52,7 +51,7 @@ def default_out(name: str, quick: bool = False) -> str:
 
 def make(name: str, out_dir: str | None = None, quick: bool = False) -> tuple[list[str], float]:
     """Run figure ``name`` into ``out_dir`` (default :func:`default_out`); ``(files, seconds)``."""
-    from .figures import get
+    from ..figures import get
 
     module = get(name)
     out_dir = out_dir or default_out(name, quick)
@@ -63,7 +62,7 @@ def make(name: str, out_dir: str | None = None, quick: bool = False) -> tuple[li
 
 def run_figure(args) -> int:
     """Run ``gflow figure``; returns the exit code. Bad input raises ``ValueError``."""
-    from .figures import FIGURES
+    from ..figures import FIGURES
 
     if args.list:
         if args.name:
@@ -87,10 +86,3 @@ def run_figure(args) -> int:
     if len(names) > 1:
         print(f"all figures: {total:.1f} s")
     return 0
-
-
-def script_main(name: str, argv: list[str] | None = None) -> int:
-    """Entry point of ``scripts/fig_<name>.py``: ``[--quick] [--out DIR]``, as ``gflow figure NAME``."""
-    from .cli import main
-
-    return main(["figure", name, *(sys.argv[1:] if argv is None else argv)])

@@ -36,7 +36,7 @@ import numpy as np
 import optimistix as optx
 
 from .kinks import hidden_preactivations
-from .models import MLP, DAGNet, ShallowReLU
+from ..nets.models import MLP, DAGNet, ShallowReLU
 
 __all__ = [
     "LossBelow",

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.optimize
 
-from .models import MLP, DAGNet, Graph, ShallowReLU, as_dag
+from ..nets.models import MLP, DAGNet, Graph, ShallowReLU, as_dag
 
 __all__ = ["shallow_graph", "dag_rigid_edges", "dag_components", "singular_subnetworks", "is_singular", "LP_TOL"]
 

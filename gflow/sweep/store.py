@@ -61,7 +61,7 @@ def environment() -> dict:
     import jax
     import optax
 
-    from . import __version__
+    from .. import __version__
 
     dev = jax.devices()[0]
     return dict(
@@ -133,7 +133,7 @@ def write_trajectories(out_dir: str, chunk: int, index: list[int], ts, states: l
     ``ts`` (saved times) and ``leaf_k`` = leaf ``k`` of the parameters, shape
     ``(len(index), len(ts), ...)``; ``states[r]`` holds row ``r``'s leaves. Written atomically
     before the chunk's rows, so every finished chunk has its file."""
-    from .trajectory import atomic_savez
+    from ..trajectory import atomic_savez
 
     leaves = {f"leaf_{k}": np.stack([row[k] for row in states]) for k in range(len(states[0]))}
     atomic_savez(trajectory_path(out_dir, chunk), dict(index=np.asarray(index), ts=np.asarray(ts), **leaves))

@@ -14,11 +14,11 @@ import os
 import jax.numpy as jnp
 import jax.random as jr
 
-from .data import toy
-from .discrete import train
-from .flow import gradient_flow
-from .init import relocate
-from .models import ShallowReLU
+from ..data import toy
+from ..discrete import train
+from ..flow.solve import gradient_flow
+from ..nets.relocate import relocate
+from ..nets.models import ShallowReLU
 
 CASES = (("reachable", (1.0, -1.0)), ("unreachable", (1.0, 1.0)))
 
@@ -59,7 +59,7 @@ def _signs(signs):
 
 
 def _draw(trajs, path):
-    from .figures.style import PALETTE, figure, save
+    from ..figures.style import PALETTE, figure, save
 
     fig, (ax_loss, ax_drift) = figure(ncols=2, width=6.8, aspect=0.8)
     for i, ((name, method), traj) in enumerate(trajs.items()):

@@ -66,8 +66,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._wrapped import ForwardingSolver
-from .models import MLP, DAGNet, ShallowReLU
+from .wrappers import ForwardingSolver
+from ..nets.models import MLP, DAGNet, ShallowReLU
 
 __all__ = [
     "EscapeOracle",
@@ -306,7 +306,7 @@ def make_pinning(model, data, loss_fn, rtol, atol, pin_tol=None, esc_tol=None) -
     """
     if not isinstance(model, ShallowReLU):
         raise ValueError(f"kinks='pin' supports ShallowReLU models only, got {type(model).__name__}.")
-    from .invariants import conserved
+    from ..invariants import conserved
 
     dtype = jnp.result_type(float)
     tol = max(float(rtol), float(atol))
@@ -380,7 +380,7 @@ def hidden_preactivations(model, x: Float[Array, " in"]) -> Float[Array, " hidde
             a = jax.nn.relu(z)
         return jnp.concatenate(out)
     if isinstance(model, DAGNet):
-        from ._dag import _level_edges
+        from ..nets.dag import _level_edges
 
         g = model.graph
         n_act = 1 + g.n_in + g.n_hidden

@@ -6,8 +6,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._schemes import Scheme, get_scheme, kaiming, normal, xavier
-from .invariants import project
+from .schemes import Scheme, get_scheme, kaiming, normal, xavier
+from ..invariants import project
 from .models import MLP, ShallowReLU
 
 __all__ = ["Scheme", "get_scheme", "kaiming", "normal", "xavier", "relocate"]

@@ -90,7 +90,7 @@ def _positive(value, option):
 def _probability(args) -> dict:
     import jax.random as jr
 
-    from .topology import obstruction_probability, obstruction_probability_mc
+    from ..topology.shallow import obstruction_probability, obstruction_probability_mc
 
     scheme = _scheme(args.scheme)
     d, width = _positive(args.in_size, "--in-size"), _positive(args.width, "--width")
@@ -138,7 +138,7 @@ def _floats(text: str, option: str) -> list[float]:
 
 
 def _shallow_summary(d, e, delta, bias, tol) -> dict:
-    from . import topology as tp
+    from ..topology import shallow as tp
 
     pos, neg, zero = tp.neuron_counts(d, e, delta, bias, tol=tol)
     betti = tp.betti_numbers(d, e, delta, bias, tol=tol)
@@ -171,7 +171,7 @@ def _poly(betti) -> str:
 
 
 def _from_delta(args) -> dict:
-    from .dag_topology import dag_components, shallow_graph
+    from ..topology.dag import dag_components, shallow_graph
 
     if args.in_size is None:
         raise ValueError("--in-size is required with --delta (the input dimension of the shallow net).")
@@ -185,7 +185,7 @@ def _from_delta(args) -> dict:
 
 
 def _load_model(path: str):
-    from .trajectory import Trajectory
+    from ..trajectory import Trajectory
 
     try:
         return Trajectory.load(path).final
@@ -198,10 +198,10 @@ def _load_model(path: str):
 
 
 def _from_model(args) -> dict:
-    from . import topology as tp
-    from .dag_topology import dag_components, singular_subnetworks
-    from .invariants import conserved
-    from .models import MLP, ShallowReLU
+    from ..topology import shallow as tp
+    from ..topology.dag import dag_components, singular_subnetworks
+    from ..invariants import conserved
+    from ..nets.models import MLP, ShallowReLU
 
     model = _load_model(args.model)
     c = np.asarray(conserved(model), dtype=float)
@@ -225,8 +225,8 @@ def _from_model(args) -> dict:
 
 
 def _from_dag(args) -> dict:
-    from .dag_topology import dag_components, dag_rigid_edges, singular_subnetworks
-    from .models import Graph
+    from ..topology.dag import dag_components, dag_rigid_edges, singular_subnetworks
+    from ..nets.models import Graph
 
     with open(args.dag) as f:
         obj = json.load(f)

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._dag import DAGNet, Graph
-from ._schemes import Scheme, get_scheme
+from .dag import DAGNet, Graph
+from .schemes import Scheme, get_scheme
 
 __all__ = ["ShallowReLU", "MLP", "DAGNet", "Graph", "as_dag", "model_spec", "model_from_spec"]
 

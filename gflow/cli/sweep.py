@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ._devices import cpu_cores, host_devices_flag, sets_host_devices
+from .._devices import cpu_cores, host_devices_flag, sets_host_devices
 
 EXAMPLE = """\
 # gflow sweep config (TOML). Run: gflow sweep sweep.toml --out results/my-sweep
@@ -91,7 +91,7 @@ def run_sweep_cli(args) -> int:
         return _merge(args.args[1])
     if len(args.args) != 1:
         raise ValueError("give one CONFIG.toml (or --example, or merge DIR).")
-    from .sweep import SweepConfig, run_sweep
+    from ..sweep.run import SweepConfig, run_sweep
 
     config = SweepConfig.from_toml(args.args[0])
     out = args.out or os.path.join("results", config.name)
@@ -103,7 +103,7 @@ def run_sweep_cli(args) -> int:
 def _merge(out_dir: str) -> int:
     import json
 
-    from . import store
+    from ..sweep import store
 
     with open(os.path.join(out_dir, store.MANIFEST)) as f:
         config = json.load(f)["config"]
@@ -116,7 +116,7 @@ def _merge(out_dir: str) -> int:
 def _print_summary(summary: dict) -> None:
     import numpy as np
 
-    from . import store
+    from ..sweep import store
 
     print(
         f"ran {summary['ran']} trajectories in {summary['seconds']:.1f} s ({summary['rate']:.2f}/s); "

@@ -30,9 +30,9 @@ import numpy as np
 import scipy.stats
 from jaxtyping import Array, PRNGKeyArray
 
-from ._schemes import Scheme, get_scheme, normal
-from .invariants import conserved
-from .models import ShallowReLU
+from ..nets.schemes import Scheme, get_scheme, normal
+from ..invariants import conserved
+from ..nets.models import ShallowReLU
 
 __all__ = [
     "TOL",

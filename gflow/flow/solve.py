@@ -11,15 +11,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._wrapped import ForwardingSolver
+from .wrappers import ForwardingSolver
 from .controller import FloorPIDController, controller_stats, default_max_steps
 from .events import ON_EVENT, make_context, parse_events, solve_with_events
-from .invariants import conserved
-from .invariants import project as project_model
+from ..invariants import conserved
+from ..invariants import project as project_model
 from .kinks import PinnedSolver, activation_stats, make_pinning, pin_stats, sliding_field
-from .losses import full_batch_loss, get_loss
-from .models import ShallowReLU
-from .trajectory import Status, Trajectory, evaluate
+from ..losses import full_batch_loss, get_loss
+from ..nets.models import ShallowReLU
+from ..trajectory import Status, Trajectory, evaluate
 
 __all__ = ["gradient_flow", "SOLVERS", "KINKS", "full_batch_loss", "flow_field"]
 

@@ -21,12 +21,12 @@ import jax.random as jr
 import numpy as np
 
 from . import store
-from .data import DATASETS
-from .discrete import OPTIMIZERS
-from .events import ON_EVENT, parse_events
-from .flow import KINKS, SOLVERS
-from .metrics import label_string
-from .trajectory import Status, status_name
+from ..data import DATASETS
+from ..discrete import OPTIMIZERS
+from ..flow.events import ON_EVENT, parse_events
+from ..flow.solve import KINKS, SOLVERS
+from ..metrics import label_string
+from ..trajectory import Status, status_name
 
 METHODS = ("flow", *OPTIMIZERS)
 MODELS = ("shallow", "mlp")
@@ -196,8 +196,8 @@ class SweepConfig:
 
 def dataset(cfg: SweepConfig):
     """The sweep's data set, and the teacher for teacher-student data (else ``None``)."""
-    from .data import breast_cancer, teacher_student, toy
-    from .models import ShallowReLU
+    from ..data import breast_cancer, teacher_student, toy
+    from ..nets.models import ShallowReLU
 
     if cfg.data == "toy":
         return toy(n=cfg.n_data, key=jr.PRNGKey(cfg.seed)), None
@@ -210,8 +210,8 @@ def dataset(cfg: SweepConfig):
 
 def make_init(cfg: SweepConfig, data, i):
     """Initialization ``i`` (traced index ok): drawn, relocated, signs forced — as a model."""
-    from .init import relocate
-    from .models import MLP, ShallowReLU
+    from ..nets.relocate import relocate
+    from ..nets.models import MLP, ShallowReLU
 
     key = jr.fold_in(jr.PRNGKey(cfg.seed), i)
     k_model, k_signs = jr.split(key)
@@ -225,7 +225,7 @@ def make_init(cfg: SweepConfig, data, i):
         return model
     delta = jnp.asarray(cfg.delta, float)
     if cfg.delta_signs == "random":
-        from .invariants import conserved
+        from ..invariants import conserved
 
         shape = jnp.broadcast_shapes(delta.shape, conserved(model).shape)
         delta = jnp.abs(delta) * jnp.where(jr.bernoulli(jr.fold_in(k_signs, 1), 0.5, shape), 1.0, -1.0)
@@ -287,7 +287,7 @@ def _teacher_flags(values, j, teacher, static, tol: float) -> dict:
     """``reachable``: THEORY.md §1's predicate for the initial student's component;
     ``recovered``: the final student realizes the teacher's function (canonical forms within
     ``tol``, §3)."""
-    from .symmetry import reachable, recovered
+    from ..topology.symmetry import reachable, recovered
 
     def model(key):
         return eqx.combine(jax.tree_util.tree_map(lambda x: x[j], values[key]), static)
@@ -378,10 +378,10 @@ def saved_times(cfg: SweepConfig) -> np.ndarray:
     """The times at which a sweep checks drift and labels (and saves trajectories): ``n_save``
     times on [0, t1] for flows; for discrete optimizers ``lr * step`` at the saved steps."""
     if cfg.method == "flow":
-        from .flow import save_times
+        from ..flow.solve import save_times
 
         return np.asarray(save_times(cfg.t1, cfg.n_save, None))
-    from .discrete import _save_slots
+    from ..discrete import _save_slots
 
     return np.asarray(_save_slots(cfg.n_steps, cfg.n_save)[0]) * cfg.lr
 
@@ -462,9 +462,9 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
     device refills its slots from its queue inside the jitted loop; once the queues are
     empty and the live slots fit a narrower compiled width (:func:`_ladder`), they are
     compacted into it, so the slowest trajectories end at the cost of a narrow batch."""
-    from ._engine import _AXIS, FlowStepper, finalize, run_chunk, start_chunk
-    from .flow import evals_per_step, save_times
-    from .losses import get_loss
+    from ..flow.batched import _AXIS, FlowStepper, finalize, run_chunk, start_chunk
+    from ..flow.solve import evals_per_step, save_times
+    from ..losses import get_loss
 
     params_of, static = _params_fn(cfg, data)
     dtype = jnp.result_type(float)
@@ -576,7 +576,7 @@ def _grad_evals(values: dict, per_step: int, once: int, project: bool) -> np.nda
 
 def _run_discrete(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict) -> None:
     """Discrete optimizers: fixed step counts, so groups of ``slots`` inits vmap directly."""
-    from .discrete import _save_slots, run_optimizer
+    from ..discrete import _save_slots, run_optimizer
 
     saved, slot = _save_slots(cfg.n_steps, cfg.n_save)
     batch = cfg.batch_size or (min(32, data.x_train.shape[0]) if cfg.method == "sgd" else None)
@@ -605,9 +605,9 @@ def _run_flow_events(cfg: SweepConfig, data, teacher, chunks: list[list[int]], e
     """Exact flows with events: groups of ``slots`` inits through ``vmap`` of the same jitted
     solve as :func:`gflow.flow.gradient_flow` (the continuous-batching engine does not locate
     events, so a group runs until its slowest member ends)."""
-    from .flow import save_times, solve_flow
-    from .invariants import conserved
-    from .losses import get_loss
+    from ..flow.solve import save_times, solve_flow
+    from ..invariants import conserved
+    from ..losses import get_loss
 
     dtype = jnp.result_type(float)
     events = parse_events(list(cfg.events))
@@ -644,7 +644,7 @@ def _run_flow_events(cfg: SweepConfig, data, teacher, chunks: list[list[int]], e
 
 def _kink_parts(cfg: SweepConfig, data, loss_fn):
     """``(pinning, slide_tol)`` of the sweep's kink mode (pinning's delta: initialization 0's)."""
-    from .flow import resolve_kinks
+    from ..flow.solve import resolve_kinks
 
     return resolve_kinks(cfg.kinks, make_init(cfg, data, 0), data, loss_fn, cfg.rtol, cfg.atol)
 
@@ -658,8 +658,8 @@ def _run_batched(
 
     ``solve_one(model0, loss_fn) -> (saved models, status value, t_reached, stats)``;
     ``slot_steps(values)`` gives the steps each member took (for the useful-work counters)."""
-    from . import metrics
-    from .losses import get_loss
+    from .. import metrics
+    from ..losses import get_loss
 
     params_of, static = _params_fn(cfg, data)
     loss_fn = get_loss(cfg.loss_name)

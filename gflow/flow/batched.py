@@ -23,12 +23,12 @@ import jax.tree_util as jtu
 
 from diffrax._term import WrapTerm
 
-from . import metrics
+from .. import metrics
 from .controller import controller_stats
-from .flow import build_controller, build_solver, flow_field, flow_status, project_params
-from .invariants import conserved
+from .solve import build_controller, build_solver, flow_field, flow_status, project_params
+from ..invariants import conserved
 from .kinks import pin_stats, sliding_field
-from .trajectory import Status
+from ..trajectory import Status
 
 _R = diffrax.RESULTS
 

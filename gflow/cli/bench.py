@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
         "with CSV rows and figures. Needs the bench extra for the PyTorch peer "
         '(pip install -e ".[bench]"); without it that row is skipped with a note.',
     )
-    from .bench import BENCHMARKS, add_arguments
+    from ..bench import BENCHMARKS, add_arguments
 
     add_arguments(p, None)
     p.add_argument(
@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from .bench import resolve, run_all
+    from ..bench import resolve, run_all
 
     # Compile times are part of the report: no persistent cache (set before anything compiles).
     jax.config.update("jax_enable_compilation_cache", False)

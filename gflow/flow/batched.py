@@ -24,11 +24,12 @@ import jax.tree_util as jtu
 from diffrax._term import WrapTerm
 
 from .. import metrics
-from .controller import controller_stats
-from .solve import build_controller, build_solver, flow_field, flow_status, project_params
 from ..invariants import conserved
-from .kinks import pin_stats, sliding_field
-from ..trajectory import Status
+from ..trajectory import Status, flow_status
+from .batching import where_rows
+from .controller import controller_stats
+from .pinning import pin_stats
+from .problem import FlowProblem
 
 _R = diffrax.RESULTS
 
@@ -54,42 +55,29 @@ class Slot(eqx.Module):
 
 
 class FlowStepper(eqx.Module):
-    """Builds, advances and finalizes slots for one flow configuration (all static)."""
+    """Builds, advances and finalizes slots of one :class:`gflow.flow.FlowProblem`."""
 
-    static: object = eqx.field(static=True)
-    data: object
-    loss_fn: object = eqx.field(static=True)
-    solver_name: str = eqx.field(static=True)
-    ts: jax.Array
-    rtol: jax.Array
-    atol: jax.Array
-    max_steps: int = eqx.field(static=True)
-    project: bool = eqx.field(static=True)
-    pinning: object = None  # gflow.kinks.Pinning (its delta is replaced per slot) or None
-    slide_tol: object = None  # band factor of gflow.kinks.sliding_field, or None: plain field
+    problem: FlowProblem
     save_states: bool = eqx.field(static=True, default=False)  # keep the params at every saved time
 
-    def _pinning(self, delta):
-        return None if self.pinning is None else self.pinning.with_delta(delta)
+    @property
+    def static(self):
+        return self.problem.static
+
+    @property
+    def ts(self):
+        return self.problem.ts
 
     def _parts(self, delta):
         # diffeqsolve wraps its terms (direction +1); wrapping here too makes every step,
         # including the initial step-size choice, the same as a single gradient_flow solve.
-        if self.slide_tol is None:
-            field = flow_field(self.static, self.data, self.loss_fn)
-        else:
-            field = sliding_field(self.static, self.data, self.loss_fn, self.slide_tol, self.rtol, self.atol)
-        term = WrapTerm(diffrax.ODETerm(field), jnp.asarray(1))
-        solver = build_solver(self.solver_name, self.project, delta, self.static, pinning=self._pinning(delta))
-        return term, solver, build_controller(self.rtol, self.atol, True)
+        problem = self.problem.with_delta(delta)
+        term = WrapTerm(problem.term(), jnp.asarray(1))
+        return term, problem.solver(delta), problem.controller()
 
     def saved(self, y, delta):
         """A state as ``gradient_flow`` saves it: projected (if ``project``) and pinned."""
-        if self.project:
-            y = project_params(y, self.static, delta)
-        if self.pinning is not None:
-            y = self._pinning(delta).apply(y, allow_unpin=False)[0]
-        return y
+        return self.problem.with_delta(delta).saved(y, delta)
 
     def init(self, params, index) -> Slot:
         """A slot at t = ts[0] for ``params`` (unbatched; vmap it)."""
@@ -158,7 +146,7 @@ class FlowStepper(eqx.Module):
         save_index, acc, states = jax.lax.while_loop(save_cond, save_body, (s.save_index, s.acc, s.states))
         steps = s.steps + _int(1)
         result = _R.where(
-            (steps >= self.max_steps) & (tprev < t1) & (result == _R.successful), _R.max_steps_reached, result
+            (steps >= self.problem.max_steps) & (tprev < t1) & (result == _R.successful), _R.max_steps_reached, result
         )
         done = (tprev >= t1) | (result != _R.successful)
         return Slot(
@@ -178,11 +166,6 @@ class FlowStepper(eqx.Module):
             done=done,
             states=states,
         )
-
-
-def _where_live(live, new, old):
-    """``new`` for live slots, ``old`` for the others (leading axis: slots)."""
-    return jtu.tree_map(lambda a, b: jnp.where(live.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
 
 def _clip_to_end(tprev, tnext, t1, keep):
@@ -301,7 +284,7 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, sto
             live = ~s.done
             # a device whose slots are all idle skips the step (its queue is empty)
             stepped = jnp.any(live)
-            s = jax.lax.cond(stepped, lambda s: _where_live(live, jax.vmap(stepper.step)(s), s), lambda s: s, s)
+            s = jax.lax.cond(stepped, lambda s: where_rows(live, jax.vmap(stepper.step)(s), s), lambda s: s, s)
             finished = s.done & (s.index >= 0)
             at = jnp.where(finished, s.index, n_out)
             out = jtu.tree_map(lambda o, x: o.at[at].set(x, mode="drop"), c.out, s)
@@ -336,14 +319,14 @@ def finalize(stepper: FlowStepper, slots: Slot, params0, positions):
     def one(s: Slot, p0):
         final = stepper.saved(s.y, s.acc["c0"])
         model, model0 = eqx.combine(final, stepper.static), eqx.combine(p0, stepper.static)
-        row = metrics.loss_columns(model0, model, stepper.data, stepper.loss_fn)
+        row = metrics.loss_columns(model0, model, stepper.problem.data, stepper.problem.loss_fn)
         row.update(metrics.summarize(s.acc))
         status = flow_status(s.result)
         status = Status.where(
             (status == Status.successful) & ~jnp.isfinite(row["final_loss"]), Status.nonfinite, status
         )
         row.update(controller_stats(s.controller_state))
-        if stepper.pinning is not None:
+        if stepper.problem.pinning is not None:
             row.update(pin_stats(s.solver_state, final, s.acc["c0"]))
         row.update(
             steps=s.steps,

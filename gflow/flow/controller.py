@@ -17,14 +17,16 @@ not error-controlled (``Trajectory.stats["dtmin_steps"]``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
+from jaxtyping import Array, Bool, Int, Real
 
-__all__ = ["FloorPIDController", "controller_stats", "default_dtmin_rel", "default_max_steps"]
+__all__ = ["FloorPIDController", "FloorState", "controller_stats", "default_dtmin_rel", "default_max_steps"]
 
 
 def default_dtmin_rel(dtype) -> float:
@@ -39,8 +41,20 @@ def default_max_steps(t_span: float) -> int:
     return int(2 ** min(24, int(np.ceil(np.log2(need)))))
 
 
+class FloorState(NamedTuple):
+    """State of :class:`FloorPIDController`: the PID's own state, whether the proposed next
+    step sits at the floor, the number of forced steps so far, and ``t1 - t0``."""
+
+    pid: Any
+    at_dtmin: Bool[Array, ""]
+    forced: Int[Array, ""]
+    span: Real[Array, ""]
+
+
 class FloorPIDController(diffrax.AbstractAdaptiveStepSizeController):
     """PID step-size control with a step floor ``dtmin(t)`` and counted forced steps.
+
+    Wraps a ``diffrax.PIDController`` (as ``diffrax.ClipStepSizeController`` wraps one).
 
     **Arguments:**
     - ``rtol``, ``atol``: tolerances of the PID controller (Diffrax's error norm).
@@ -48,19 +62,31 @@ class FloorPIDController(diffrax.AbstractAdaptiveStepSizeController):
     - ``dtmin_rel``: floor relative to ``max(|t|, t1 - t0)``; ``None`` means
       :func:`default_dtmin_rel` of the time dtype.
 
-    **State:** ``(pid_state, at_dtmin, forced_steps, t_span)``; :func:`controller_stats`
-    reads it. A step is *forced* when it was taken at the floor and its error estimate
-    failed the tolerance test: it is accepted anyway.
+    **State:** a :class:`FloorState`; :func:`controller_stats` reads it. A step is
+    *forced* when it was taken at the floor and its error estimate failed the tolerance
+    test: it is accepted anyway.
     """
 
-    rtol: object
-    atol: object
-    dtmin: object = 0.0
-    dtmin_rel: float | None = eqx.field(default=None, static=True)
-    norm: Callable = optx.rms_norm
+    pid: diffrax.PIDController
+    dtmin: Any
+    dtmin_rel: float | None = eqx.field(static=True)
 
-    def _pid(self) -> diffrax.PIDController:
-        return diffrax.PIDController(rtol=self.rtol, atol=self.atol, norm=self.norm)
+    def __init__(self, rtol, atol, dtmin=0.0, dtmin_rel: float | None = None, norm: Callable = optx.rms_norm):
+        self.pid = diffrax.PIDController(rtol=rtol, atol=atol, norm=norm)
+        self.dtmin = dtmin
+        self.dtmin_rel = dtmin_rel
+
+    @property
+    def rtol(self):  # pyright: ignore[reportIncompatibleVariableOverride]
+        return self.pid.rtol
+
+    @property
+    def atol(self):  # pyright: ignore[reportIncompatibleVariableOverride]
+        return self.pid.atol
+
+    @property
+    def norm(self):  # pyright: ignore[reportIncompatibleVariableOverride]
+        return self.pid.norm
 
     def _floor(self, t, span):
         rel = default_dtmin_rel(jnp.result_type(t)) if self.dtmin_rel is None else self.dtmin_rel
@@ -70,14 +96,14 @@ class FloorPIDController(diffrax.AbstractAdaptiveStepSizeController):
         return self
 
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
-        tnext, pid_state = self._pid().init(terms, t0, t1, y0, dt0, args, func, error_order)
+        tnext, pid_state = self.pid.init(terms, t0, t1, y0, dt0, args, func, error_order)
         span = jnp.abs(jnp.asarray(t1) - t0)
         tnext = t0 + jnp.maximum(tnext - t0, self._floor(t0, span))
-        return tnext, (pid_state, jnp.array(False), jnp.array(0, jnp.int32), span)
+        return tnext, FloorState(pid_state, jnp.array(False), jnp.array(0, jnp.int32), span)
 
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
         pid_state, at_dtmin, forced, span = controller_state
-        keep, _, next_t1, made_jump, pid_state, result = self._pid().adapt_step_size(
+        keep, _, next_t1, made_jump, pid_state, result = self.pid.adapt_step_size(
             t0, t1, y0, y1_candidate, args, y_error, error_order, pid_state
         )
         dt = next_t1 - jnp.where(keep, t1, t0)  # the PID proposal for the next step
@@ -87,13 +113,13 @@ class FloorPIDController(diffrax.AbstractAdaptiveStepSizeController):
         floor = self._floor(next_t0, span)
         at_dtmin = dt <= floor
         dt = jnp.maximum(dt, floor)
-        state = (pid_state, at_dtmin, forced + force.astype(jnp.int32), span)
+        state = FloorState(pid_state, at_dtmin, forced + force.astype(jnp.int32), span)
         return keep, next_t0, next_t0 + dt, made_jump, state, result
 
 
 def controller_stats(controller_state) -> dict:
     """``{"dtmin_steps": forced steps}`` from a final :class:`FloorPIDController` state
     (``SaveAt(controller_state=True)``); zero for any other controller."""
-    if isinstance(controller_state, tuple) and len(controller_state) == 4:
-        return dict(dtmin_steps=jnp.asarray(controller_state[2], jnp.int32))
+    if isinstance(controller_state, FloorState):
+        return dict(dtmin_steps=jnp.asarray(controller_state.forced, jnp.int32))
     return dict(dtmin_steps=jnp.zeros((), jnp.int32))

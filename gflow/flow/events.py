@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from .kinks import hidden_preactivations
-from ..nets.models import MLP, DAGNet, ShallowReLU
+from ..nets.base import require_relu_net
+from .batching import where_rows
 
 __all__ = [
     "LossBelow",
@@ -164,20 +164,12 @@ def event_stat_names(events) -> list[str]:
 
 
 def output_weights(model):
-    """The last layer's weights as a flat vector (``V``, ``weights[-1]``, or DAG edges into outputs)."""
-    if isinstance(model, ShallowReLU):
-        return model.V.reshape(-1)
-    if isinstance(model, MLP):
-        return model.weights[-1].reshape(-1)
-    if isinstance(model, DAGNet):
-        g = model.graph
-        into_out = np.nonzero(g.edge_array[:, 1] >= g.n_nodes - g.n_out)[0]
-        return model.weights[into_out]
-    raise ValueError(f"model must be a ShallowReLU, MLP or DAGNet, got {type(model).__name__}.")
+    """The weights into the output nodes as a flat vector (:meth:`AbstractReLUNet.output_weights`)."""
+    return require_relu_net(model).output_weights()
 
 
 def _max_preactivation(model, x):
-    return jnp.max(jax.vmap(lambda xi: hidden_preactivations(model, xi))(x), axis=0)
+    return jnp.max(jax.vmap(model.hidden_preactivations)(x), axis=0)
 
 
 class EventContext(eqx.Module):
@@ -217,14 +209,9 @@ def make_context(model, data, loss_fn, vf) -> EventContext:
 # --------------------------------------------------------------------- solving with events
 
 
-def _where_tree(mask, new, old):
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
-
-
-def solve_with_events(
-    term, solver, controller, ts, y0, save_fn, max_steps, events, ctx, on_event, stats_of, stats_zero, dt0=None
-):
-    """Solve from ``ts[0]`` to ``ts[-1]`` saving ``save_fn(y)`` at ``ts``, with ``events``.
+def solve_with_events(problem, term, solver, controller, y0, save_fn, ctx, stats_of, stats_zero, dt0=None):
+    """Solve ``problem`` (a :class:`gflow.flow.FlowProblem` with ``events``) from ``ts[0]`` to
+    ``ts[-1]`` with its ``term``, ``solver`` and ``controller``, saving ``save_fn(y)`` at ``ts``.
 
     One Diffrax solve per segment, in a ``lax.while_loop``: a segment ends at ``ts[-1]``, at
     a failure, or at an event (located by bisection on the last step's dense output);
@@ -236,6 +223,7 @@ def solve_with_events(
     clamped to the time the solve ended, ``ys`` there hold the final state; ``result`` is a
     Diffrax ``RESULTS`` (``event_occurred`` when a stop event ended the solve).
     """
+    ts, events, on_event, max_steps = problem.ts, problem.events, problem.on_event, problem.max_steps
     n_ev = len(events)
     dtype = ts.dtype
     t_end = ts[-1]
@@ -286,7 +274,7 @@ def solve_with_events(
         fired = is_event & armed & ((v_last <= 0) | (jnp.arange(n_ev) == jnp.argmin(v_last)))
         times = jnp.where(fired & ~jnp.isfinite(times), t_stop, times)
         valid = ((ts > t0) | (seg == 0)) & (ts <= t_stop)
-        ys = _where_tree(valid, seg_ys, ys)
+        ys = where_rows(valid, seg_ys, ys)
         s = stats_of(sol)
         acc = {k: (jnp.minimum(acc[k], s[k]) if k == "first_pin_time" else acc[k] + s[k]) for k in acc}
         failed = ~((sol.result == diffrax.RESULTS.successful) | is_event)
@@ -312,7 +300,7 @@ def solve_with_events(
     seg, t_stop, y_last, _, times, ys, acc, fail, _ = jax.lax.while_loop(keep_going, segment, init)
     after = ts > t_stop
     hold = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(ts),) + a.shape), saved(y_last))
-    ys = _where_tree(after, hold, ys)
+    ys = where_rows(after, hold, ys)
     ts_out = jnp.minimum(ts, t_stop)
     first = jnp.argmin(times)
     any_event = jnp.isfinite(times[first])

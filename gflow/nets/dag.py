@@ -23,6 +23,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .base import AbstractReLUNet
 from .schemes import Scheme, get_scheme
 
 _NAME = re.compile(r"^(x|h|y)(\d+)$")
@@ -152,7 +153,7 @@ def _fans(graph: Graph):
     return np.maximum(indeg[ea[:, 1]], 1), outdeg[ea[:, 0]]
 
 
-class DAGNet(eqx.Module):
+class DAGNet(AbstractReLUNet):
     """A ReLU network on a :class:`Graph`; ``weights[e]`` is the weight of ``graph.edges[e]``.
 
     Initial weights are Gaussian with ``std = scheme.std(fan_in, fan_out, is_output)``,
@@ -176,16 +177,47 @@ class DAGNet(eqx.Module):
         self.weights = jnp.asarray(weights)
 
     def __call__(self, x: Float[Array, " in"]) -> Float[Array, " out"]:
+        return self._forward(x)[1]
+
+    def _forward(self, x):
+        """``(hidden pre-activations, outputs)`` at one input, level by level."""
         g = self.graph
         n_act = 1 + g.n_in + g.n_hidden
         a = jnp.zeros(n_act, self.weights.dtype).at[0].set(1.0).at[1 : 1 + g.n_in].set(x)
-        for level, (nodes, eids, src, dst) in zip(g.levels, _level_edges(g)):
+        pre = jnp.zeros(n_act, self.weights.dtype)
+        for level, (nodes, eids, src, dst) in zip(g.levels, _level_edges(g), strict=True):
             M = jnp.zeros((n_act, len(nodes)), self.weights.dtype).at[src, dst].add(self.weights[eids])
             z = a @ M
             if level[0] >= n_act:  # the output level
-                return z
+                return pre[1 + g.n_in :], z
+            pre = pre.at[np.asarray(nodes)].set(z)
             a = a.at[np.asarray(nodes)].set(jax.nn.relu(z))
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: the last level holds the outputs")
+
+    def in_out_squares(self):
+        B = self.graph.incidence
+        sq = self.weights**2
+        return sq @ np.maximum(B, 0).T, sq @ np.maximum(-B, 0).T
+
+    def rescale(self, alphas):
+        g = self.graph
+        node_scale = jnp.concatenate([jnp.ones(1 + g.n_in, alphas.dtype), alphas, jnp.ones(g.n_out, alphas.dtype)])
+        ea = g.edge_array
+        return eqx.tree_at(lambda m: m.weights, self, self.weights * node_scale[ea[:, 1]] / node_scale[ea[:, 0]])
+
+    def hidden_preactivations(self, x):
+        return self._forward(x)[0]
+
+    def output_weights(self):
+        g = self.graph
+        into_out = np.nonzero(g.edge_array[:, 1] >= g.n_nodes - g.n_out)[0]
+        return self.weights[into_out]
+
+    def spec(self) -> dict:
+        return dict(type="DAGNet", graph=self.graph.to_json())
+
+    def as_dag(self) -> DAGNet:
+        return self
 
 
 @functools.lru_cache(maxsize=256)
@@ -199,3 +231,28 @@ def _level_edges(graph: Graph):
         dst = np.array([local[int(ea[e, 1])] for e in eids], dtype=np.int64)
         out.append((nodes, eids, ea[eids, 0] if len(eids) else eids, dst))
     return tuple(out)
+
+
+def layered_as_dag(mats, biases, sizes) -> DAGNet:
+    """A layered network (weight matrices ``mats``, hidden-layer ``biases``, layer ``sizes``)
+    as a :class:`DAGNet`, edges listed hidden unit by hidden unit (row ``j`` of each matrix,
+    then its bias), so the DAG's conserved quantities come in the layered order."""
+    offsets = np.cumsum((0,) + tuple(sizes[1:-1]))  # first hidden index of each hidden layer
+
+    def name(layer, i):
+        if layer == 0:
+            return f"x{i}"
+        if layer == len(sizes) - 1:
+            return f"y{i}"
+        return f"h{offsets[layer - 1] + i}"
+
+    edges, values = [], []
+    for layer, (W, b) in enumerate(zip(mats, (*biases, None), strict=True)):
+        for j in range(W.shape[0]):
+            edges.extend((name(layer, i), name(layer + 1, j)) for i in range(W.shape[1]))
+            if b is not None:
+                edges.append(("1", name(layer + 1, j)))
+        # row j of W, then b[j]: the order of the edges above, in one array op
+        values.append((W if b is None else jnp.concatenate([W, b[:, None]], axis=1)).reshape(-1))
+    graph = Graph(sizes[0], int(sum(sizes[1:-1])), sizes[-1], tuple(edges))
+    return DAGNet(graph, key=jr.PRNGKey(0), weights=jnp.concatenate(values))

@@ -23,6 +23,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class Scheme:
@@ -76,3 +80,24 @@ def get_scheme(init: str | Scheme) -> Scheme:
     if init == "xavier":
         return xavier()
     raise ValueError(f"init must be one of {', '.join(SCHEMES)} or gflow.normal(sigma_w, sigma_v); got {init!r}.")
+
+
+def gaussian(key, shape, std, dtype=None):
+    """``std`` times i.i.d. standard normal entries (dtype: the default float)."""
+    dtype = dtype or jnp.result_type(float)
+    return std * jr.normal(key, shape, dtype)
+
+
+def check_size(name: str, value) -> int:
+    """``value`` if it is a positive integer (not a bool), else one clear ``ValueError``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return value
+
+
+def check_perm(perm, n: int, name: str) -> np.ndarray:
+    """``perm`` as an array if it is a permutation of ``range(n)``, else a ``ValueError``."""
+    p = np.asarray(perm)
+    if p.shape != (n,) or not np.array_equal(np.sort(p), np.arange(n)):
+        raise ValueError(f"{name} must be a permutation of range({n}), got {perm!r}.")
+    return p

@@ -1,4 +1,4 @@
-r"""Exact flow through ReLU kinks: collapsed neurons and activation-pattern diagnostics.
+r"""Exact flow through ReLU kinks: pinning of collapsed neurons.
 
 **Collapsed neurons.** Take hidden neuron k of a shallow net with incoming weights
 ``w`` (``b_k`` appended when biases are on, inputs ``z_i = x_i`` or ``(x_i, 1)``) and
@@ -66,23 +66,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from ..invariants import conserved
+from .batching import cond_any
 from .wrappers import ForwardingSolver
-from ..nets.models import MLP, DAGNet, ShallowReLU
 
-__all__ = [
-    "EscapeOracle",
-    "escape_oracle",
-    "Pinning",
-    "make_pinning",
-    "PinnedSolver",
-    "sliding_field",
-    "hidden_preactivations",
-    "activation_stats",
-    "SLIDING_FLIPS",
-]
+__all__ = ["EscapeOracle", "escape_oracle", "Pinning", "make_pinning", "PinnedSolver", "pin_stats"]
 
 _MAX_ORACLE_ENTRIES = 4_000_000
-SLIDING_FLIPS = 4
 
 
 class EscapeOracle(eqx.Module):
@@ -259,45 +249,6 @@ def _unchanged(pinning, params):
     return params, falses, falses
 
 
-def cond_any(pred, true_fn, false_fn, *operands):
-    """``lax.cond(pred, true_fn, false_fn, *operands)`` that stays a branch under ``vmap``.
-
-    ``vmap`` turns a ``lax.cond`` with a batched predicate into a ``select`` that runs both
-    branches for every member. Here the batched version runs ``vmap(false_fn)`` for the
-    batch and ``vmap(true_fn)`` only for the members whose predicate holds, gathered ``k``
-    at a time (``k`` = 1/8 of the batch), so it costs what those members' own conds cost.
-    """
-
-    @jax.custom_batching.custom_vmap
-    def run(pred, *ops):
-        return jax.lax.cond(pred, true_fn, false_fn, *ops)
-
-    @run.def_vmap
-    def _rule(axis_size, in_batched, pred, *ops):
-        def batch(tree, batched):
-            return jax.tree_util.tree_map(
-                lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), tree, batched
-            )
-
-        ops = tuple(batch(o, b) for o, b in zip(ops, in_batched[1:]))
-        pred = jnp.broadcast_to(pred, (axis_size,))
-        k = max(1, axis_size // 8)
-        # members whose predicate holds, then padding (axis_size: dropped when scattering)
-        which = jnp.nonzero(pred, size=axis_size + k, fill_value=axis_size)[0]
-
-        def group(g, out):
-            sel = jax.lax.dynamic_slice(which, (g * k,), (k,))
-            sub = jax.tree_util.tree_map(lambda x: x[jnp.minimum(sel, axis_size - 1)], ops)
-            res = jax.vmap(true_fn)(*sub)
-            return jax.tree_util.tree_map(lambda o, r: o.at[sel].set(r, mode="drop"), out, res)
-
-        n_groups = (jnp.sum(pred) + k - 1) // k
-        out = jax.lax.fori_loop(0, n_groups, group, jax.vmap(false_fn)(*ops))
-        return out, jax.tree_util.tree_map(lambda _: True, out)
-
-    return run(pred, *operands)
-
-
 def make_pinning(model, data, loss_fn, rtol, atol, pin_tol=None, esc_tol=None) -> Pinning:
     """:class:`Pinning` for ``model`` (a :class:`ShallowReLU`) on ``data``'s training set.
 
@@ -362,122 +313,3 @@ def pin_stats(solver_state, final_params, delta) -> dict:
     return dict(
         pins=pins, unpins=unpins, first_pin_time=first_pin, pinned=jnp.sum((delta < 0) & (w_sq == 0), dtype=jnp.int32)
     )
-
-
-# ---------------------------------------------------------------- activation patterns
-
-
-def hidden_preactivations(model, x: Float[Array, " in"]) -> Float[Array, " hidden"]:
-    """All hidden pre-activations of ``model`` at one input (hidden units in ``conserved`` order)."""
-    if isinstance(model, ShallowReLU):
-        z = model.W @ x
-        return z if model.b is None else z + model.b
-    if isinstance(model, MLP):
-        out, a = [], x
-        for W, b in zip(model.weights[:-1], model.biases, strict=True):
-            z = W @ a if b is None else W @ a + b
-            out.append(z)
-            a = jax.nn.relu(z)
-        return jnp.concatenate(out)
-    if isinstance(model, DAGNet):
-        from ..nets.dag import _level_edges
-
-        g = model.graph
-        n_act = 1 + g.n_in + g.n_hidden
-        a = jnp.zeros(n_act, model.weights.dtype).at[0].set(1.0).at[1 : 1 + g.n_in].set(x)
-        pre = jnp.zeros(n_act, model.weights.dtype)
-        for level, (nodes, eids, src, dst) in zip(g.levels, _level_edges(g), strict=True):
-            if level[0] >= n_act:  # the output level
-                break
-            M = jnp.zeros((n_act, len(nodes)), model.weights.dtype).at[src, dst].add(model.weights[eids])
-            z = a @ M
-            pre = pre.at[np.asarray(nodes)].set(z)
-            a = a.at[np.asarray(nodes)].set(jax.nn.relu(z))
-        return pre[1 + g.n_in :]
-    raise ValueError(f"model must be a ShallowReLU, MLP or DAGNet, got {type(model).__name__}.")
-
-
-def activation_stats(models, x: Float[Array, "n d"]) -> dict:
-    """Activation-pattern diagnostics over saved models (leading time axis).
-
-    - ``pattern_changes``: number of (saved interval, hidden unit, data point) with a change
-      of ``1[pre-activation > 0]`` between consecutive saved times.
-    - ``max_flips``: the largest number of pattern changes of one (unit, point) pair.
-    - ``sliding``: ``max_flips >= SLIDING_FLIPS`` -- a pre-activation that goes back and forth
-      across its kink is held near zero: a sliding mode, or a solver chattering on a kink.
-    """
-    pattern = lambda m: jax.vmap(lambda xi: hidden_preactivations(m, xi) > 0)(x)
-    first = jax.tree_util.tree_map(lambda a: a[0], models)
-    rest = jax.tree_util.tree_map(lambda a: a[1:], models)
-
-    def body(carry, m):
-        prev, flips = carry
-        cur = pattern(m)
-        return (cur, flips + (cur != prev).astype(jnp.int32)), None
-
-    p0 = pattern(first)
-    (_, flips), _ = jax.lax.scan(body, (p0, jnp.zeros(p0.shape, jnp.int32)), rest)
-    max_flips = jnp.max(flips)
-    return dict(pattern_changes=jnp.sum(flips), max_flips=max_flips, sliding=max_flips >= SLIDING_FLIPS)
-
-
-# ---------------------------------------------------------------- sliding modes
-
-
-def sliding_field(static, data, loss_fn, slide_tol, rtol, atol):
-    r"""The Filippov vector field of a :class:`ShallowReLU` flow, sliding on attractive kinks.
-
-    On the kink ``S = {w_k . z_j = 0}`` the two one-sided fields differ only in neuron k's
-    incoming block, by ``g_jk z_j`` (``g_jk = v_k . dL/df(x_j)``): every other term of the
-    gradient is continuous across ``S``. With ``a = z_j . F_in`` (``F_in``: point j inactive),
-    ``h = w_k . z_j`` moves up at rate ``a`` below ``S`` and at ``a - g_jk |z_j|^2`` above it.
-    When ``0 < a < g_jk |z_j|^2`` both sides push into ``S`` (an *attractive* kink) and
-    Filippov's solution slides on it with the convex combination of the two fields that
-    keeps ``dh/dt = 0``:
-
-        F_slide = F_in - (a / |z_j|^2) z_j     (in neuron k's incoming block),
-
-    the one-sided field with its component along ``z_j`` removed. It joins the one-sided
-    field continuously where sliding ends (``a -> 0`` or ``a -> g_jk |z_j|^2``) and, on
-    ``S``, satisfies the conservation identity, so ``delta_k`` is still conserved. Per
-    neuron, the nearest attractive kink (smallest ``|h| / |z_j|``) with
-    ``|h| <= slide_tol (atol + rtol ||w_k||) |z_j|`` (the band the solver's accepted states
-    reach) slides. Inside the band the field keeps ``h`` fixed, so an explicit
-    solver follows the sliding mode with smooth steps instead of chattering across ``S``.
-    Away from attractive kinks this is exactly ``-grad L`` (with ``relu'(0) = 0``).
-    """
-    x, y = data.x_train, data.y_train
-    ones = jnp.ones((x.shape[0], 1), x.dtype)
-    z_sq_x = jnp.sum(x**2, axis=1)
-    z_sq_b = z_sq_x + 1.0
-
-    def field(t, params, args):
-        # layout (width, n): the long data axis last, as the fast matmuls want it
-        W, b, V = params.W, params.b, params.V
-        Wf = W if b is None else jnp.concatenate([W, b[:, None]], axis=1)
-        z = x if b is None else jnp.concatenate([x, ones], axis=1)
-        z_sq = z_sq_x if b is None else z_sq_b
-        z_norm = jnp.sqrt(z_sq)
-        inv_sq = jnp.where(z_sq > 0, 1.0 / jnp.where(z_sq > 0, z_sq, 1.0), 0.0)
-        H = Wf @ z.T  # (width, n) pre-activations
-        A = jax.nn.relu(H)
-        pred = (V @ A).T
-        r = jax.grad(loss_fn)(pred, y).reshape(pred.shape).T  # (out, n)
-        G = V.T @ r  # (width, n): g_kj
-        act = H > 0
-        FW = -jnp.where(act, G, 0.0) @ z
-        FV = -r @ A.T
-        near = jnp.abs(H) <= (slide_tol * (atol + rtol * jnp.sqrt(jnp.sum(Wf**2, axis=1))))[:, None] * z_norm
-        g_in = jnp.where(act, G, 0.0)
-        a = FW @ z.T + g_in * z_sq  # z_j . F_in (point j inactive)
-        attractive = near & (a > 0) & (a < G * z_sq)
-        # remove F_in's component along z_j: coef_j = g_in - a / |z_j|^2; several attractive kinks
-        # of one neuron within the band (nearly parallel z_j) share the correction equally
-        coef = jnp.where(attractive, g_in - a * inv_sq, 0.0)
-        count = jnp.maximum(jnp.sum(attractive, axis=1), 1)
-        FW = FW + (coef @ z) / count[:, None]
-        if b is None:
-            return eqx.tree_at(lambda p: (p.W, p.V), params, (FW, FV))
-        return eqx.tree_at(lambda p: (p.W, p.b, p.V), params, (FW[:, :-1], FW[:, -1], FV))
-
-    return field

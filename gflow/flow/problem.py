@@ -1,0 +1,292 @@
+"""One validated, fully resolved flow: :class:`FlowProblem`, built by :func:`make_problem`.
+
+Every path that integrates ``d theta/dt = -grad L(theta)`` -- the single solve
+(:func:`gflow.gradient_flow`), the event path and the batched sweep engine
+(:mod:`gflow.flow.batched`) -- takes a ``FlowProblem`` and asks it for the pieces:
+``term()``, ``solver(delta)``, ``controller()``, ``saved(y, delta)`` and
+``grad_evals(...)``. Nothing else assembles a flow, so the three paths take the same steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from ..data import Dataset
+from ..invariants import project as project_model
+from ..losses import get_loss
+from .controller import FloorPIDController, default_max_steps
+from .events import ON_EVENT, parse_events
+from .field import flow_field, sliding_field
+from .pinning import Pinning, PinnedSolver, make_pinning
+from .wrappers import ForwardingSolver
+
+__all__ = ["FlowProblem", "make_problem", "save_times", "SOLVERS", "KINKS"]
+
+KINKS = ("auto", "none", "pin", "slide", "pin+slide")
+_DEFAULT_SLIDE_TOL = 10.0
+_DEFAULT_EULER_STEPS = 1000
+
+SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
+    "euler": diffrax.Euler,
+    "heun": diffrax.Heun,
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "dopri8": diffrax.Dopri8,
+    "kvaerno5": diffrax.Kvaerno5,
+}
+
+
+class Projected(ForwardingSolver):
+    """Wraps a solver: after every step, project ``y1`` exactly onto ``Q(delta)`` (Prop. 4)."""
+
+    solver: diffrax.AbstractSolver
+    delta: jnp.ndarray
+    static: object = eqx.field(static=True)
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        y1, y_error, dense_info, state, result = self.solver.step(terms, t0, t1, y0, args, solver_state, made_jump)
+        y1 = project_params(y1, self.static, self.delta)
+        if state is not None:  # first-same-as-last: the stored stage is stale after projecting
+            state = (jnp.array(True), state[1])
+        return y1, y_error, dense_info, state, result
+
+
+def project_params(params, static, delta):
+    """Prop. 4 projection of the parameters onto ``Q(delta)`` (:func:`gflow.project`: the
+    cancellation-free closed form for shallow nets, which leaves a pinned neuron with
+    ``w = 0`` as it is; Newton's method for MLP and DAG nets)."""
+    return eqx.filter(project_model(eqx.combine(params, static), delta), eqx.is_inexact_array)
+
+
+def evals_per_step(solver: diffrax.AbstractSolver, projected: bool) -> tuple[int, int]:
+    """``(per attempted step, once at the start)`` gradient evaluations of a solver.
+
+    Read off the Butcher tableau: s stages, first-same-as-last saves one per step (the
+    saved stage is evaluated once at the start). With projection the saved stage is
+    stale after every step, so all s stages are evaluated. For an implicit method this
+    counts stage evaluations, not the Newton iterations or Jacobians inside them.
+    """
+    tableau = getattr(solver, "tableau", None)
+    if tableau is None:  # Euler
+        return 1, 0
+    stages = len(tableau.c) + 1
+    if tableau.fsal and not projected:
+        return stages - 1, 1
+    return stages, 0
+
+
+class FlowProblem(eqx.Module):
+    """A gradient flow ready to integrate: field, solver, controller, kinks, events, saves.
+
+    Build it with :func:`make_problem` (which validates everything and resolves the kink
+    mode); every field is then final. Static fields decide what is compiled; array fields
+    (times, tolerances, pinning data) can change without recompiling.
+
+    **Fields:** ``static`` (the network's non-parameter part), ``data``, ``loss_fn``,
+    ``ts`` (saved times; the solve runs ``ts[0] -> ts[-1]``), ``rtol``, ``atol``,
+    ``step_size`` (fixed step; unused when ``adaptive``), ``base_solver`` (a Diffrax
+    solver instance), ``max_steps``, ``project`` (exact projection after every step),
+    ``adaptive``, ``pinning`` (:class:`gflow.flow.pinning.Pinning` or ``None``),
+    ``slide_tol`` (band factor of the sliding field, or ``None``: the plain field),
+    ``dtmin`` (absolute step floor or ``None``), ``events``, ``on_event``.
+    """
+
+    static: object = eqx.field(static=True)
+    data: Dataset
+    loss_fn: Callable = eqx.field(static=True)
+    ts: jnp.ndarray
+    rtol: jnp.ndarray
+    atol: jnp.ndarray
+    step_size: jnp.ndarray
+    base_solver: diffrax.AbstractSolver
+    max_steps: int = eqx.field(static=True)
+    project: bool = eqx.field(static=True)
+    adaptive: bool = eqx.field(static=True)
+    pinning: Pinning | None
+    slide_tol: jnp.ndarray | None
+    dtmin: jnp.ndarray | None
+    events: tuple = eqx.field(static=True)
+    on_event: str = eqx.field(static=True)
+
+    def with_delta(self, delta) -> FlowProblem:
+        """The same problem for a network whose conserved values are ``delta`` (pinning
+        depends on them; one problem serves every initialization of a sweep)."""
+        if self.pinning is None:
+            return self
+        return eqx.tree_at(lambda p: p.pinning, self, self.pinning.with_delta(delta))
+
+    def term(self) -> diffrax.ODETerm:
+        """``-grad L``, or the Filippov sliding field when ``slide_tol`` is set."""
+        if self.slide_tol is None:
+            return diffrax.ODETerm(flow_field(self.static, self.data, self.loss_fn))
+        field = sliding_field(self.static, self.data, self.loss_fn, self.slide_tol, self.rtol, self.atol)
+        return diffrax.ODETerm(field)
+
+    def solver(self, delta) -> diffrax.AbstractSolver:
+        """The base solver, wrapped to project onto ``Q(delta)`` (if ``project``) and to pin
+        collapsed neurons (if ``pinning``)."""
+        solver = Projected(self.base_solver, delta, self.static) if self.project else self.base_solver
+        return PinnedSolver(solver, self.pinning, self.static) if self.pinning is not None else solver
+
+    def controller(self) -> diffrax.AbstractStepSizeController:
+        """PID control at ``rtol``/``atol`` with the step floor of
+        :class:`gflow.flow.controller.FloorPIDController`, or constant steps."""
+        if not self.adaptive:
+            return diffrax.ConstantStepSize()
+        return FloorPIDController(rtol=self.rtol, atol=self.atol, dtmin=0.0 if self.dtmin is None else self.dtmin)
+
+    def saved(self, y, delta):
+        """A state as it is saved: projected (if ``project``) and with collapsed neurons
+        pinned (if ``pinning``)."""
+        if self.project:
+            y = project_params(y, self.static, delta)
+        if self.pinning is not None:
+            y = self.pinning.apply(y, allow_unpin=False)[0]
+        return y
+
+    def grad_evals(self, steps, segments=1, pins=None, unpins=None):
+        """Gradient evaluations of ``steps`` attempted steps in ``segments`` solves (events
+        restart a solve). A pin or unpin makes the first-same-as-last stage stale unless
+        projecting: one more evaluation each."""
+        per_step, once = evals_per_step(self.base_solver, self.project)
+        evals = per_step * steps + once * segments
+        if pins is not None and not self.project:
+            evals = evals + (pins + unpins) * min(once, 1)
+        return evals
+
+
+def save_times(t1, n_save, ts):
+    """Validated saved times: ``ts`` if given, else ``n_save`` evenly spaced in [0, t1]."""
+    if ts is not None:
+        ts = np.asarray(ts, dtype=float)
+        if ts.ndim != 1 or len(ts) < 2 or np.any(np.diff(ts) <= 0) or ts[0] < 0:
+            raise ValueError("ts must be a strictly increasing 1-D array of at least 2 times >= 0.")
+        return jnp.asarray(ts, jnp.result_type(float))
+    if not (isinstance(t1, (int, float, np.floating, np.integer)) and t1 > 0 and np.isfinite(t1)):
+        raise ValueError(f"t1 must be a positive finite number, got {t1!r}.")
+    if not isinstance(n_save, (int, np.integer)) or n_save < 2:
+        raise ValueError(f"n_save must be an integer >= 2, got {n_save!r}.")
+    return jnp.linspace(0.0, float(t1), int(n_save), dtype=jnp.result_type(float))
+
+
+def _positive(name, value):
+    if not (np.isscalar(value) and np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number, got {value!r}.")
+
+
+def _solver_instance(solver) -> diffrax.AbstractSolver:
+    if isinstance(solver, diffrax.AbstractSolver):
+        return solver
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)} or a diffrax.AbstractSolver; got {solver!r}.")
+    return SOLVERS[solver]()
+
+
+def resolve_kinks(kinks: str, model, data, loss_fn, rtol, atol, pin_tol=None, slide_tol=None, adaptive=True):
+    """``(pinning, slide_tol)`` of a ``kinks`` mode.
+
+    ``"pin"``: pin collapsed neurons (:class:`gflow.flow.pinning.Pinning`); ``"slide"``: the
+    Filippov field on attractive kinks (:func:`gflow.flow.field.sliding_field`);
+    ``"pin+slide"``: both; ``"none"``: the plain field. Both need a network with
+    ``kink_handling`` (one hidden layer: ``ShallowReLU``; ``ValueError`` otherwise, or when
+    the exact escape check of ``"pin"`` is too large, see
+    :func:`gflow.flow.pinning.escape_oracle`). ``"auto"``: ``"pin+slide"`` for such a
+    network with adaptive steps (``"slide"`` when the escape check is too large), ``"none"``
+    for other networks and for fixed steps (whose chatter the tolerance bands do not bound).
+    """
+    if kinks not in KINKS:
+        raise ValueError(f"kinks must be one of {', '.join(KINKS)}; got {kinks!r}.")
+    dtype = jnp.result_type(float)
+    slide = jnp.asarray(_DEFAULT_SLIDE_TOL if slide_tol is None else slide_tol, dtype)
+    handled = getattr(model, "kink_handling", False)
+    if kinks == "none" or (kinks == "auto" and not (adaptive and handled)):
+        return None, None
+    if kinks == "auto":
+        try:
+            return make_pinning(model, data, loss_fn, rtol, atol, pin_tol), slide
+        except ValueError:
+            return None, slide
+    if not handled:
+        raise ValueError(f"kinks={kinks!r} supports ShallowReLU models only, got {type(model).__name__}.")
+    pinning = make_pinning(model, data, loss_fn, rtol, atol, pin_tol) if "pin" in kinks else None
+    return pinning, (slide if "slide" in kinks else None)
+
+
+def make_problem(
+    model,
+    data: Dataset,
+    loss,
+    t1=None,
+    *,
+    solver: str | diffrax.AbstractSolver = "tsit5",
+    rtol: float = 1e-8,
+    atol: float = 1e-8,
+    n_save: int = 101,
+    ts=None,
+    max_steps: int | None = None,
+    project: bool = False,
+    step_size: float | None = None,
+    kinks: str = "auto",
+    pin_tol: float | None = None,
+    slide_tol: float | None = None,
+    dtmin: float | None = None,
+    events=None,
+    on_event: str = "stop",
+) -> FlowProblem:
+    """Validate every option of :func:`gflow.gradient_flow` and resolve it into a
+    :class:`FlowProblem` for ``model`` (its static part, and its conserved values for the
+    kink handling). The arguments are those of :func:`gflow.gradient_flow`; ``ValueError``
+    with one sentence naming the option on bad input."""
+    base = _solver_instance(solver)
+    ts = save_times(t1, n_save, ts)
+    _positive("rtol", rtol)
+    _positive("atol", atol)
+    if max_steps is None:
+        max_steps = default_max_steps(float(ts[-1] - ts[0]))
+    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}.")
+    if step_size is None and not isinstance(base, diffrax.AbstractAdaptiveSolver):
+        step_size = float(ts[-1] - ts[0]) / _DEFAULT_EULER_STEPS
+    if step_size is not None:
+        _positive("step_size", step_size)
+        if isinstance(base, diffrax.AbstractImplicitSolver):
+            raise ValueError(
+                f"step_size (fixed steps) cannot be used with the implicit solver {type(base).__name__}: "
+                "its nonlinear solves take their tolerances from adaptive stepping."
+            )
+    if pin_tol is not None:
+        _positive("pin_tol", pin_tol)
+    if slide_tol is not None:
+        _positive("slide_tol", slide_tol)
+    if dtmin is not None and not (np.isscalar(dtmin) and np.isfinite(dtmin) and dtmin >= 0):
+        raise ValueError(f"dtmin must be a non-negative number, got {dtmin!r}.")
+    events = parse_events(events)
+    if on_event not in ON_EVENT:
+        raise ValueError(f"on_event must be one of {', '.join(ON_EVENT)}; got {on_event!r}.")
+    loss_fn = get_loss(loss)
+    adaptive = step_size is None
+    pinning, slide = resolve_kinks(kinks, model, data, loss_fn, rtol, atol, pin_tol, slide_tol, adaptive=adaptive)
+    dtype = ts.dtype
+    return FlowProblem(
+        static=eqx.partition(model, eqx.is_inexact_array)[1],
+        data=data,
+        loss_fn=loss_fn,
+        ts=ts,
+        rtol=jnp.asarray(rtol, dtype),
+        atol=jnp.asarray(atol, dtype),
+        step_size=jnp.asarray(step_size or 0.0, dtype),
+        base_solver=base,
+        max_steps=int(max_steps),
+        project=project,
+        adaptive=adaptive,
+        pinning=pinning,
+        slide_tol=slide,
+        dtmin=None if dtmin is None else jnp.asarray(dtmin, dtype),
+        events=events,
+        on_event=on_event,
+    )

@@ -28,7 +28,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 import diffrax  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-
 from kinks import REF, T1, solve, toy_problem  # noqa: E402
 
 

@@ -8,7 +8,7 @@ child process; its peak RSS is ``getrusage(RUSAGE_CHILDREN).ru_maxrss``, which c
 XLA runtime and compiled programs. Writes ``results/benchmarks/sweep_1e5.md``.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 -- tomllib is stdlib from Python 3.11 (this script needs it); ruff's py310 target sorts it as third-party
 
 import argparse
 import os
@@ -32,7 +32,6 @@ def main(argv=None):
     p.add_argument("--out", help="results folder (default: a temporary one, removed afterwards)")
     args = p.parse_args(argv)
     import numpy as np
-
     from _report import table, write_report
 
     from gflow.sweep import store

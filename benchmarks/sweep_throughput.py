@@ -8,8 +8,9 @@ sweep and the naive vmap with the CPU split into one device per core
 (``XLA_FLAGS=--xla_force_host_platform_device_count``, what ``gflow sweep`` does on a CPU),
 the loop as one process per core. Ratios are given against the baselines on the same
 hardware and against the issue's one-process baselines. Reports trajectories/s, slot-steps
-executed vs useful, and ratios; writes ``results/benchmarks/sweep_throughput.md``. Compilation is excluded: the sweep is warmed up
-on the same configuration, the loop on its first solve, the naive vmap compiled ahead.
+executed vs useful, and ratios; writes ``results/benchmarks/sweep_throughput.md``. Compilation
+is excluded: the sweep is warmed up on the same configuration, the loop on its first solve, the
+naive vmap compiled ahead.
 """
 
 from __future__ import annotations

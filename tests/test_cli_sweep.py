@@ -5,8 +5,8 @@ import os
 
 import pyarrow.parquet as pq
 
-from gflow.sweep import store
 from gflow.cli import main
+from gflow.sweep import store
 from gflow.sweep.run import SweepConfig
 
 TINY = """\

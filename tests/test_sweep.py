@@ -8,8 +8,6 @@ import sys
 import textwrap
 import time
 
-import equinox as eqx
-import jax
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -97,7 +95,7 @@ def test_failures_become_statuses(tmp_path):
     assert summary["complete"] and len(rows) == cfg.n_inits
     failed = [r for r in rows if r["status"] != "successful"]
     assert 0 < len(failed) < len(rows)
-    for r, ref in zip(rows, reference):
+    for r, ref in zip(rows, reference, strict=True):
         if ref["steps"] < limit:  # equal; floats to round-off (slots run at other batch widths)
             assert r.keys() == ref.keys()
             for key, value in ref.items():
@@ -132,7 +130,7 @@ def test_width_ladder():
             w = _width_for(n, n_dev)
             per_device = -(-n // n_dev)
             assert w % n_dev == 0 and w // n_dev >= per_device and per_device / (w // n_dev) > 2 / 3
-        for lower, upper in zip(widths, widths[1:]):
+        for lower, upper in zip(widths[:-1], widths[1:], strict=True):
             assert _narrower(upper, n_dev) == lower
         assert _narrower(n_dev, n_dev) == 0
 
@@ -228,7 +226,7 @@ def test_devices_and_parts_same_rows(tmp_path):
     for other in ("four", "parts"):
         rows = _rows(tmp_path / other)
         assert [r["index"] for r in rows] == [r["index"] for r in ref]
-        for a, b in zip(rows, ref):
+        for a, b in zip(rows, ref, strict=True):
             assert a["steps"] == b["steps"] and a["status"] == b["status"]
             assert abs(a["final_loss"] - b["final_loss"]) < 1e-10
 

@@ -9,8 +9,8 @@ import pytest
 
 import gflow as gf
 from gflow.sweep import run as sweep
-from gflow.sweep.store import config_hash
 from gflow.sweep.run import SweepConfig
+from gflow.sweep.store import config_hash
 
 
 @pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), "1e-3"])

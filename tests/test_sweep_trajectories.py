@@ -48,10 +48,10 @@ def test_flow_sweep_saves_the_single_solve_states(tmp_path):
             make_init(cfg, data, i), data, "mse", cfg.t1, rtol=cfg.rtol, atol=cfg.atol, n_save=cfg.n_save, kinks="none"
         )
         np.testing.assert_allclose(ts, np.asarray(traj.ts), rtol=0, atol=1e-15)
-        for ours, theirs in zip(_leaves(models), _leaves(traj.models)):
+        for ours, theirs in zip(_leaves(models), _leaves(traj.models), strict=True):
             assert ours.shape == theirs.shape == (cfg.n_save,) + ours.shape[1:]
             np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
-        for ours, init in zip(_leaves(models), _leaves(make_init(cfg, data, i))):
+        for ours, init in zip(_leaves(models), _leaves(make_init(cfg, data, i)), strict=True):
             np.testing.assert_allclose(ours[0], init, rtol=0, atol=1e-14)
     with pytest.raises(ValueError, match="index"):
         load_trajectory(str(tmp_path), cfg.n_inits)
@@ -82,7 +82,7 @@ def test_gd_sweep_saves_train_states_and_teacher_flags(tmp_path):
         traj = gf.train(model0, data, "mse", "gd", lr=cfg.lr, steps=cfg.steps, n_save=cfg.n_save)
         np.testing.assert_allclose(ts, np.asarray(traj.ts), rtol=1e-15, atol=0)
         np.testing.assert_allclose(ts, saved_times(cfg), rtol=0, atol=0)
-        for ours, theirs in zip(_leaves(models), _leaves(traj.models)):
+        for ours, theirs in zip(_leaves(models), _leaves(traj.models), strict=True):
             np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
         assert rows[i]["reachable"] == bool(gf.reachable(teacher, model0))
 

@@ -20,6 +20,7 @@ import griffe
 
 _ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj):`~?([^`]+)`")
 _THEORY = re.compile(r"(?:docs/theory\.md|THEORY\.md)(?:\s+(?:§|section\s+)(\d+)((?:[-–]\d+)?))?")
+_THEORY_PAGE = re.compile(r"the theory page(?: \(docs/theory\.md\)|,? docs/theory\.md)")  # -> one link
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.)\s")
 
 
@@ -63,6 +64,7 @@ def _blank_line_before_lists(text: str) -> str:
 def translate(text: str, public: set[str]) -> str:
     """The docstring ``text`` in the Markdown the site renders."""
     text = _ROLE.sub(lambda m: _role(m, public), text)
+    text = _THEORY_PAGE.sub("docs/theory.md", text)
     text = _THEORY.sub(_theory, text)
     return _blank_line_before_lists(text)
 

@@ -58,7 +58,7 @@ def draw(trajs: dict, path: str) -> str:
     ax_loss.legend(fontsize=7)
     ax_drift.set_xlabel("time t")
     ax_drift.set_ylabel(r"$\max_k |\delta_k(t) - \delta_k(0)|$")
-    ax_drift.legend(fontsize=7)
+    ax_drift.legend(fontsize=7, loc="center right")
     for ax in (ax_loss, ax_drift):
         ax.grid(alpha=0.3)
     fig.suptitle("Breast cancer, width 8: exact flow vs GD vs Adam on one time axis", fontsize=10)

@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
-import scipy.linalg
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
@@ -47,9 +46,10 @@ class LieRankInfo:
     - `n_evaluated`: the number of fields evaluated in all (generators and brackets).
     - `depth`: the last bracket level evaluated (1 = the generators alone).
     - `levels`: one dict per level: `depth`, `candidates` (fields evaluated), `added` (kept),
-      `rank` (after the level), `gap` (`sigma_r / sigma_{r+1}` at that level's decision, `inf` when no
-      singular value was cut), `sigma_r`, `sigma_next` (the last kept and first cut singular values,
-      relative to the largest).
+      `rank` (after the level), `gap` (`sigma_r / sigma_{r+1}` at that level's decision), `sigma_r`,
+      `sigma_next` (the last kept and first cut singular values, relative to the largest; `sigma_next`
+      is 0 when nothing was cut, and the gap then uses the round-off floor `max(rows, columns) * eps`
+      in its place; a level with no candidate, or a zero rank, has gap `inf`).
     - `singular_values`: the singular values of the last level's matrix, divided by the largest.
     - `gap`: the last level's gap, the one that decided that the algebra stopped growing.
     - `min_gap`: the smallest gap over all levels (the least clear rank decision).
@@ -82,33 +82,38 @@ def _to_float64(model):
 
 
 def _outputs_fn(model, x):
-    """``theta -> (f_j(x_i; theta))_{i,j}`` flattened, and ``theta`` itself."""
+    """``theta -> (f_j(x_i; theta))_{i,j}`` flattened (``a = i * n_out + j``), ``theta`` itself, and
+    ``(theta, i) -> f(x_i; theta)`` on one sample."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
     theta, unravel = ravel_pytree(params)
+
+    def one_sample(th, i):
+        return eqx.combine(unravel(th), static)(x[i]).reshape(-1)
 
     def outputs(th):
         net = eqx.combine(unravel(th), static)
         return jax.vmap(net)(x).reshape(-1)
 
-    return outputs, theta
+    return outputs, theta, one_sample
 
 
 @eqx.filter_jit
 def _generators(model, x):
     """Level 1: the values ``chi_a(theta)``, one row per output coordinate ``a = (i, j)``."""
-    outputs, theta = _outputs_fn(model, x)
+    outputs, theta, _ = _outputs_fn(model, x)
     return jax.jacrev(outputs)(theta)
 
 
-def _bracket_word(outputs, n_out, word):
+def _bracket_word(one_sample, n_out, word):
     """The field ``[chi_{a_1}, [chi_{a_2}, ... [chi_{a_{k-1}}, chi_{a_k}]]]`` for ``word = (a_1..a_k)``
     (``k >= 2``) as a function of theta returning ``(value, scale)``, where the scale is the size before
-    the outer subtraction, ``|DY X| + |DX Y|``."""
+    the outer subtraction, ``|DY X| + |DX Y|``. Each generator evaluates the network on its own sample
+    only, so a bracket of length k costs k samples' work, whatever the number of samples."""
 
     def generator(a):
         def chi(th):
-            _, pullback = jax.vjp(outputs, th)
-            return pullback(jax.nn.one_hot(a, n_out, dtype=th.dtype))[0]
+            _, pullback = jax.vjp(lambda t: one_sample(t, a // n_out), th)
+            return pullback(jax.nn.one_hot(a % n_out, n_out, dtype=th.dtype))[0]
 
         return chi
 
@@ -138,9 +143,9 @@ def _bracket_word(outputs, n_out, word):
 @eqx.filter_jit
 def _brackets(model, x, words):
     """Values and scales at theta of the right-nested brackets listed in ``words`` (``(batch, k)``)."""
-    outputs, theta = _outputs_fn(model, x)
-    n_out = jax.eval_shape(outputs, theta).shape[0]
-    return jax.vmap(lambda w: _bracket_word(outputs, n_out, w)(theta))(words)
+    _, theta, one_sample = _outputs_fn(model, x)
+    n_out = jax.eval_shape(one_sample, theta, 0).shape[0]
+    return jax.vmap(lambda w: _bracket_word(one_sample, n_out, w)(theta))(words)
 
 
 def _evaluate(model, x, words: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,21 +174,29 @@ def _decide(basis: np.ndarray, candidates: np.ndarray, rtol: float) -> tuple[int
     top = sigma[0] if len(sigma) else 0.0
     rel = sigma / top if top > 0 else np.zeros_like(sigma)
     rank = int(np.sum(rel > rtol))
+    # with nothing cut, the next singular value is taken at the round-off floor (NumPy's matrix_rank)
+    floor = max(stacked.shape) * np.finfo(stacked.dtype).eps
     cut = dict(
         sigma_r=float(rel[rank - 1]) if rank > 0 else math.nan,
         sigma_next=float(rel[rank]) if rank < len(rel) else 0.0,
     )
-    cut["gap"] = cut["sigma_r"] / cut["sigma_next"] if cut["sigma_next"] > 0 else math.inf
+    cut["gap"] = cut["sigma_r"] / (cut["sigma_next"] if rank < len(rel) else floor) if rank > 0 else math.inf
     n_new = rank - len(basis)
     if n_new <= 0:
         return len(basis), np.zeros(0, dtype=int), dict(cut, singular_values=rel)
-    # the candidates most independent of the basis: pivoted QR of their parts orthogonal to it
-    residual = candidates.T
+    # the candidates most independent of the basis: the first n_new steps of QR with column pivoting
+    # on their parts orthogonal to it (take the largest residual, project it out of the others)
+    residual = candidates.T.copy()
     if len(basis):
         q, _ = np.linalg.qr(basis.T)
-        residual = residual - q @ (q.T @ residual)
-    _, _, pivots = scipy.linalg.qr(residual, mode="economic", pivoting=True)
-    return rank, np.sort(pivots[:n_new]), dict(cut, singular_values=rel)
+        residual -= q @ (q.T @ residual)
+    chosen = []
+    for _ in range(n_new):
+        j = int(np.argmax(np.sum(residual**2, axis=0)))
+        chosen.append(j)
+        u = residual[:, j] / np.linalg.norm(residual[:, j])
+        residual -= np.outer(u, u @ residual)
+    return rank, np.sort(np.array(chosen, dtype=int)), dict(cut, singular_values=rel)
 
 
 def count_conservation_laws(
@@ -217,15 +230,19 @@ def count_conservation_laws(
     (the generator's norm; for a bracket `|DY X| + |DX Y|`, its size before the subtraction), so a
     bracket that vanishes up to round-off is round-off relative to 1. A level's rank is the number of
     singular values of the stacked kept and new values above `rtol` times the largest; its gap is
-    `sigma_r / sigma_{r+1}` at that cut.
+    `sigma_r / sigma_{r+1}` at that cut, with `sigma_{r+1}` raised to the round-off floor
+    `max(rows, columns) * eps` (NumPy's `matrix_rank` tolerance) when nothing is cut.
 
     **Validity.** The criterion is pointwise and numerical. Pruning fields by their values at `theta`,
     and stopping when one level adds nothing, are exact at generic points, where every
     `dim V_k(theta')` (`V_k`: brackets of length at most `k`) is locally constant; at non-generic points
     (a ReLU kink, `x_i` on a hyperplane of a hidden unit, a dead unit, a rank-deficient factor,
     degenerate data) the answer is that of the point, which may differ from the count at nearby
-    generic points. The count is also that of these inputs: too few samples give more laws than the
-    architecture's generic count. Computed in float64 whatever the model's dtype.
+    generic points. The count is also that of these inputs, which may exceed the architecture's count
+    for all data (Marcotte et al. count laws that hold for every data set): too few samples, a ReLU
+    unit active on one sample or none, or a weight of a deep ReLU net that no sample sees (a unit of
+    layer 2 active only where a unit of layer 1 is off) each add laws. Computed in float64 whatever the
+    model's dtype (inside `jax.enable_x64(True)`).
 
     **Arguments:**
 

@@ -97,7 +97,8 @@ def _mentions(text: str, name: str) -> bool:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Text for a Markdown table cell: pipes escaped, and ``<name>`` kept as text, not HTML."""
+    return text.replace("|", "\\|").replace("<", "&lt;")
 
 
 def config_page() -> str:

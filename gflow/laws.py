@@ -180,7 +180,8 @@ def _decide(basis: np.ndarray, candidates: np.ndarray, rtol: float) -> tuple[int
         sigma_r=float(rel[rank - 1]) if rank > 0 else math.nan,
         sigma_next=float(rel[rank]) if rank < len(rel) else 0.0,
     )
-    cut["gap"] = cut["sigma_r"] / (cut["sigma_next"] if rank < len(rel) else floor) if rank > 0 else math.inf
+    below = cut["sigma_next"] if rank < len(rel) else floor
+    cut["gap"] = cut["sigma_r"] / below if rank > 0 and below > 0 else math.inf
     n_new = rank - len(basis)
     if n_new <= 0:
         return len(basis), np.zeros(0, dtype=int), dict(cut, singular_values=rel)

@@ -104,7 +104,7 @@ def main(argv=None):
 def _measure_group(name: str, n: int, mode: str, slots: list[int], args) -> dict:
     """Every method on one (problem, inits, kink mode), each in fresh processes:
     ``{(method, devices): result}`` (``devices``: CPU devices, or processes for the loop)."""
-    from gflow.sweep.run import SweepConfig
+    from gflow.sweep.config import SweepConfig
 
     k = args.devices
     base = SweepConfig(**CONFIGS[name], kinks=mode, n_inits=n)

@@ -1,62 +1,70 @@
 """gflow: the exact gradient flow of ReLU networks, its conserved quantities and their topology.
 
-``import gflow as gf``; everything public is re-exported here. THEORY.md-style math is in
-each function's docstring.
+``import gflow as gf``; everything public is re-exported here. The mathematics is in each
+function's docstring and on the theory page of the documentation (docs/theory.md).
 """
 
-from .nets.schemes import Scheme as Scheme, kaiming as kaiming, normal as normal, xavier as xavier
+import importlib.metadata
+
 from .data import Dataset as Dataset, breast_cancer as breast_cancer, teacher_student as teacher_student, toy as toy
 from .discrete import OPTIMIZERS as OPTIMIZERS, train as train
+from .flow import KINKS as KINKS, SOLVERS as SOLVERS, FlowProblem as FlowProblem, gradient_flow as gradient_flow
+from .flow import make_problem as make_problem
 from .flow.events import (
     GradNormBelow as GradNormBelow,
     LossBelow as LossBelow,
     NeuronDies as NeuronDies,
     OutputSignChange as OutputSignChange,
 )
-from .flow.solve import KINKS as KINKS, SOLVERS as SOLVERS, gradient_flow as gradient_flow
-from .nets.relocate import relocate as relocate
 from .invariants import (
     conserved as conserved,
     drift as drift,
     project as project,
+    relocate as relocate,
     rescale as rescale,
     unit_norms as unit_norms,
 )
 from .losses import bce as bce, cross_entropy as cross_entropy, get_loss as get_loss, mse as mse
-from .nets.models import (
+from .nets import (
     MLP as MLP,
+    AbstractReLUNet as AbstractReLUNet,
     DAGNet as DAGNet,
     Graph as Graph,
+    Scheme as Scheme,
     ShallowReLU as ShallowReLU,
     as_dag as as_dag,
+    kaiming as kaiming,
     model_from_spec as model_from_spec,
     model_spec as model_spec,
+    normal as normal,
+    xavier as xavier,
 )
-from .trajectory import Status as Status, Trajectory as Trajectory, status_name as status_name
-
-__version__ = "0.1.0"
-from .topology.shallow import (
+from .topology import (
+    CanonicalForm as CanonicalForm,
     betti_numbers as betti_numbers,
+    canonical_form as canonical_form,
     component_label as component_label,
+    dag_components as dag_components,
+    dag_rigid_edges as dag_rigid_edges,
     effective_label as effective_label,
+    equivalent as equivalent,
+    is_singular as is_singular,
     n_components as n_components,
     n_effective_components as n_effective_components,
     neuron_counts as neuron_counts,
     obstruction_probability as obstruction_probability,
     obstruction_probability_mc as obstruction_probability_mc,
-    poincare_polynomial as poincare_polynomial,
-)
-from .topology.dag import (
-    dag_components as dag_components,
-    dag_rigid_edges as dag_rigid_edges,
-    is_singular as is_singular,
-    singular_subnetworks as singular_subnetworks,
-)
-from .topology.symmetry import (
-    CanonicalForm as CanonicalForm,
-    canonical_form as canonical_form,
-    equivalent as equivalent,
     permute as permute,
+    poincare_polynomial as poincare_polynomial,
     reachable as reachable,
     recovered as recovered,
+    singular_subnetworks as singular_subnetworks,
 )
+from .trajectory import Status as Status, Trajectory as Trajectory, status_name as status_name
+
+try:
+    __version__ = importlib.metadata.version("gflow")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = sorted(name for name in dir() if not name.startswith("_") and name != "importlib")

@@ -17,7 +17,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from .flow.solve import full_batch_loss
+from .losses import full_batch_loss
 from .losses import get_loss
 from .trajectory import Status, Trajectory, evaluate
 

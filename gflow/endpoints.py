@@ -170,15 +170,20 @@ def _newton(objective, args, model, free, gauge, rtol, atol, rcond, max_steps):
 def _gauge(model, free):
     """Orthonormal basis (columns) of the rescaling tangents ``d/d alpha rescale(model, alpha)`` at
     ``alpha = 1``, restricted to the free coordinates (units with zero tangent drop out)."""
-    n = int(np.asarray(conserved(model)).shape[-1])
+    T = np.asarray(_tangents(model))[np.asarray(free)]
+    U, sv, _ = np.linalg.svd(T, full_matrices=False)
+    keep = sv > 1e-8 * max(sv.max(initial=0.0), 1e-300)
+    return jnp.asarray(U[:, keep])
+
+
+@eqx.filter_jit
+def _tangents(model):
+    n = conserved(model).shape[-1]
 
     def flat(alphas):
         return ravel_pytree(eqx.filter(rescale(model, alphas), eqx.is_inexact_array))[0]
 
-    T = np.asarray(jax.jacfwd(flat)(jnp.ones(n, _dtype(model))))[np.asarray(free)]
-    U, sv, _ = np.linalg.svd(T, full_matrices=False)
-    keep = sv > 1e-8 * max(sv.max(initial=0.0), 1e-300)
-    return jnp.asarray(U[:, keep])
+    return jax.jacfwd(flat)(jnp.ones(n, _dtype(model)))
 
 
 def _dtype(model):

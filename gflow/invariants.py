@@ -15,33 +15,16 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
-from .nets.models import MLP, DAGNet, ShallowReLU
+from .nets.base import AbstractReLUNet, require_relu_net
 
-__all__ = ["conserved", "unit_norms", "rescale", "project", "drift"]
+__all__ = ["conserved", "unit_norms", "rescale", "project", "relocate", "drift"]
 
 
 def _in_out_squares(model):
     """Per hidden unit: (sum of squared incoming weights, sum of squared outgoing weights)."""
-    if isinstance(model, ShallowReLU):
-        w_in = jnp.sum(model.W**2, axis=-1)
-        if model.b is not None:
-            w_in = w_in + model.b**2
-        return w_in, jnp.sum(model.V**2, axis=-2)
-    if isinstance(model, MLP):
-        ins, outs = [], []
-        for i, b in enumerate(model.biases):
-            w_in = jnp.sum(model.weights[i] ** 2, axis=-1)
-            ins.append(w_in if b is None else w_in + b**2)
-            outs.append(jnp.sum(model.weights[i + 1] ** 2, axis=-2))
-        return jnp.concatenate(ins, axis=-1), jnp.concatenate(outs, axis=-1)
-    if isinstance(model, DAGNet):
-        B = model.graph.incidence
-        sq = model.weights**2
-        return sq @ np.maximum(B, 0).T, sq @ np.maximum(-B, 0).T
-    raise ValueError(f"model must be a ShallowReLU, MLP or DAGNet, got {type(model).__name__}.")
+    return require_relu_net(model).in_out_squares()
 
 
 def conserved(model) -> Float[Array, " hidden"]:
@@ -67,24 +50,7 @@ def rescale(model, alphas: Float[Array, " hidden"]):
     homogeneous); ``c_h`` becomes ``alpha_h^2 ||w_in||^2 - ||w_out||^2 / alpha_h^2`` for a
     shallow net (for deeper nets, neighbouring scales combine edge by edge).
     """
-    alphas = jnp.asarray(alphas)
-    if isinstance(model, ShallowReLU):
-        new = (model.W * alphas[:, None], None if model.b is None else model.b * alphas, model.V / alphas[None, :])
-        return eqx.tree_at(lambda m: (m.W, m.b, m.V), model, new, is_leaf=lambda x: x is None)
-    if isinstance(model, MLP):
-        splits = np.cumsum(model.hidden)[:-1]
-        per_layer = jnp.split(alphas, splits)
-        ones_in, ones_out = jnp.ones(model.in_size), jnp.ones(model.out_size)
-        scales = [ones_in, *per_layer, ones_out]
-        weights = tuple(W * scales[i + 1][:, None] / scales[i][None, :] for i, W in enumerate(model.weights))
-        biases = tuple(None if b is None else b * per_layer[i] for i, b in enumerate(model.biases))
-        return eqx.tree_at(lambda m: (m.weights, m.biases), model, (weights, biases), is_leaf=lambda x: x is None)
-    if isinstance(model, DAGNet):
-        g = model.graph
-        node_scale = jnp.concatenate([jnp.ones(1 + g.n_in, alphas.dtype), alphas, jnp.ones(g.n_out, alphas.dtype)])
-        ea = g.edge_array
-        return eqx.tree_at(lambda m: m.weights, model, model.weights * node_scale[ea[:, 1]] / node_scale[ea[:, 0]])
-    raise ValueError(f"model must be a ShallowReLU, MLP or DAGNet, got {type(model).__name__}.")
+    return require_relu_net(model).rescale(jnp.asarray(alphas))
 
 
 def prop4_alpha(w_sq, v_sq, delta):
@@ -119,7 +85,7 @@ def project(model, delta, *, max_iter: int = 100):
 @eqx.filter_jit  # eager, the Newton loop is re-traced and re-compiled on every call (seconds)
 def _project(model, delta, *, max_iter: int):
     target = jnp.broadcast_to(delta, conserved(model).shape)
-    if isinstance(model, ShallowReLU):
+    if model.decoupled_units:  # one hidden layer: Prop. 4 in closed form, unit by unit
         w_in, w_out = _in_out_squares(model)
         return rescale(model, prop4_alpha(w_in, w_out, target))
     return rescale(model, jnp.exp(_newton_log_scales(model, target, max_iter)))
@@ -167,6 +133,27 @@ def _newton_log_scales(model, target, max_iter):
     s0 = jnp.zeros_like(target)
     _, s, _ = jax.lax.while_loop(cond, body, (0, s0, jnp.max(jnp.abs(grad(s0))) <= tol))
     return s
+
+
+def relocate(model: AbstractReLUNet, delta, signs=None) -> AbstractReLUNet:
+    """Move every hidden unit to the conserved value ``delta`` (scalar or one per unit).
+
+    Uses the exact rescaling of :func:`gflow.project` (Prop. 4): the network function is
+    unchanged and ``conserved(relocate(model, delta)) == delta`` to round-off.
+
+    ``signs`` (optional, +1/-1, broadcast against the output weights ``V`` of a
+    :class:`ShallowReLU` or the last weight matrix of an :class:`MLP`) then forces the
+    signs of the output weights, ``v -> signs * |v|``. This picks the component of the
+    invariant set (THEORY.md Prop. 3) and, unlike the rescaling, changes the function;
+    it leaves ``delta`` unchanged.
+    """
+    model = project(model, delta)
+    if signs is None:
+        return model
+    signs = jnp.asarray(signs)
+    if not isinstance(signs, jax.core.Tracer) and not bool(jnp.all(jnp.abs(signs) == 1)):
+        raise ValueError("signs must contain only +1 and -1.")
+    return require_relu_net(model).with_output_signs(signs)
 
 
 def drift(conserved_ts: Float[Array, "time hidden"], norms0: Float[Array, " hidden"] | None = None):

@@ -16,7 +16,7 @@ import numpy as np
 
 from .losses import full_batch_loss
 from .invariants import conserved, unit_norms
-from .nets.models import ShallowReLU
+from .nets.shallow import ShallowReLU
 
 
 def output_signs(model):

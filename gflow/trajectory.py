@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -14,20 +15,22 @@ from jaxtyping import Array, Float
 
 from .losses import full_batch_loss
 from .invariants import conserved, drift, unit_norms
-from .nets.models import model_from_spec, model_spec
+from .nets.spec import model_from_spec, model_spec
 
-__all__ = ["Status", "Trajectory", "STAT_KEYS", "FLOW_STAT_KEYS", "status_name", "status_from_code"]
+__all__ = ["flow_status", "Status", "Trajectory", "STAT_KEYS", "FLOW_STAT_KEYS", "status_name", "status_from_code"]
 
 
-class Status(eqx.Enumeration):
-    """How a trajectory ended. Never raised: stored in ``Trajectory.status``."""
+class Status(diffrax.RESULTS):
+    """How a trajectory ended: Diffrax's ``RESULTS`` (``successful``, ``max_steps_reached``,
+    ``dt_min_reached``, ``event_occurred``, the nonlinear-solver failures of implicit
+    methods, ...), whose ``nonfinite`` item gflow also uses for a loss or parameters that
+    became NaN or infinite. Never raised: stored in ``Trajectory.status`` (as Diffrax's
+    ``Solution.result`` with ``throw=False``); :func:`flow_status` converts a Diffrax result."""
 
-    successful = "reached t1"
-    max_steps_reached = "the solver used max_steps steps before reaching t1"
-    dt_min_reached = "the step size fell below dtmin"
-    nonfinite = "the loss or the parameters became NaN or infinite"
-    solver_failure = "the ODE solver failed (e.g. a nonlinear solve in an implicit method)"
-    event_occurred = "an event stopped the solve before t1 (gflow.events)"
+
+def flow_status(result) -> Status:
+    """The :class:`Status` of a Diffrax ``RESULTS`` item (same name, same meaning)."""
+    return Status.promote(result)
 
 
 _STATUS_NAMES = tuple(Status._name_to_item)

@@ -125,7 +125,7 @@ def test_split_loop_runs_every_init_once():
     """``measure("loop", ..., processes=2)``: two processes side by side run disjoint halves
     whose steps add up to the one-process loop's (same solves)."""
     from gflow.bench.sweeps import measure
-    from gflow.sweep.run import SweepConfig
+    from gflow.sweep.config import SweepConfig
 
     cfg = SweepConfig(data="toy", n_data=64, width=2, t1=2.0, rtol=1e-6, atol=1e-6, kinks="none")
     one, two = measure("loop", cfg, 6), measure("loop", cfg, 6, processes=2)

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 
 from gflow.cli import main
 from gflow.sweep import store
-from gflow.sweep.run import SweepConfig
+from gflow.sweep.config import SweepConfig
 
 TINY = """\
 name = "tiny"

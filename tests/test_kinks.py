@@ -13,8 +13,10 @@ import pytest
 
 import gflow as gf
 from gflow.flow.controller import FloorPIDController, controller_stats, default_max_steps
-from gflow.flow.solve import flow_field
-from gflow.flow.kinks import activation_stats, escape_oracle, sliding_field
+from gflow.flow.field import flow_field
+from gflow.flow.activations import activation_stats
+from gflow.flow.pinning import escape_oracle
+from gflow.flow.field import sliding_field
 from gflow.trajectory import FLOW_STAT_KEYS, Trajectory
 
 
@@ -259,10 +261,9 @@ def test_activation_stats_mlp_and_dag_agree(getkey):
     mlp = gf.MLP(2, (3, 2), key=getkey())
     dag = gf.as_dag(mlp)
     x = jr.normal(getkey(), (7, 2))
-    from gflow.flow.kinks import hidden_preactivations
 
-    a = jax.vmap(lambda xi: hidden_preactivations(mlp, xi))(x)
-    b = jax.vmap(lambda xi: hidden_preactivations(dag, xi))(x)
+    a = jax.vmap(mlp.hidden_preactivations)(x)
+    b = jax.vmap(dag.hidden_preactivations)(x)
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
@@ -319,7 +320,7 @@ def test_cond_any_batched_is_a_per_member_cond(size):
     """Under ``vmap``, ``cond_any`` gives every member what its own ``lax.cond`` gives (here
     the branches differ, so running ``true_fn`` for a member whose predicate is false would
     show), for any number of true members: none, a few, more than one group, all."""
-    from gflow.flow.kinks import cond_any
+    from gflow.flow.batching import cond_any
 
     def f(p, x, y):
         return cond_any(p, lambda a, b: (a + b, a * b), lambda a, b: (-a, b), x, y)

@@ -14,7 +14,9 @@ import pytest
 
 import gflow as gf
 from gflow.sweep import store
-from gflow.sweep.run import SweepConfig, dataset, make_init, run_sweep
+from gflow.sweep.config import SweepConfig
+from gflow.sweep.problems import dataset, make_init
+from gflow.sweep.run import run_sweep
 
 SMALL = dict(
     n_data=64,
@@ -181,7 +183,8 @@ _SCRIPT = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     from gflow._cache import enable_compilation_cache
     enable_compilation_cache()
-    from gflow.sweep.run import SweepConfig, run_sweep
+    from gflow.sweep.config import SweepConfig
+    from gflow.sweep.run import run_sweep
     cfg = SweepConfig(**{cfg!r})
     run_sweep(cfg, sys.argv[1], progress=False, part=(int(sys.argv[2]), int(sys.argv[3])))
 """)

@@ -8,8 +8,8 @@ import jax.random as jr
 import pytest
 
 import gflow as gf
-from gflow.sweep import run as sweep
-from gflow.sweep.run import SweepConfig
+from gflow.sweep import rows as sweep_rows
+from gflow.sweep.config import SweepConfig
 from gflow.sweep.store import config_hash
 
 
@@ -41,5 +41,5 @@ def test_teacher_flags_use_the_tolerance():
     params, static = eqx.partition(student, eqx.is_inexact_array)
     batched = jax.tree_util.tree_map(lambda x: x[None], params)  # one row
     values = dict(initial_params=batched, final_params=batched, final_loss=jnp.array([0.0]))
-    assert not sweep._teacher_flags(values, 0, teacher, static, SweepConfig().recover_tol)["recovered"]
-    assert sweep._teacher_flags(values, 0, teacher, static, 0.05)["recovered"]
+    assert not sweep_rows._teacher_flags(values, 0, teacher, static, SweepConfig().recover_tol)["recovered"]
+    assert sweep_rows._teacher_flags(values, 0, teacher, static, 0.05)["recovered"]

@@ -6,7 +6,10 @@ import pytest
 
 import gflow as gf
 from gflow.sweep import store
-from gflow.sweep.run import SweepConfig, dataset, load_trajectory, make_init, run_sweep, saved_times
+from gflow.sweep.config import SweepConfig
+from gflow.sweep.problems import dataset, make_init, saved_times
+from gflow.sweep.trajectories import load_trajectory
+from gflow.sweep.run import run_sweep
 
 FLOW = dict(
     data="toy",

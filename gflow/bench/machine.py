@@ -90,11 +90,12 @@ def matmul_peak(dtype: str, n: int, reps: int = 5) -> float:
 
 
 @contextlib.contextmanager
-def _x64_restored():
-    """``run_sweep`` sets ``jax_enable_x64`` from the config's precision; restore it after."""
+def _x64(enabled: bool):
+    """Run with ``jax_enable_x64 = enabled`` (a sweep's precision), then restore it."""
     import jax
 
     before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", enabled)
     try:
         yield
     finally:
@@ -105,7 +106,8 @@ def run_case(case: Case, repeats: int = 2) -> dict:
     """``run_sweep`` of ``case`` once to compile, then ``repeats`` times (the fastest is the
     steady state: on a shared machine the slower ones met other jobs); one table row."""
     from ..sweep.store import read_runs
-    from ..sweep.run import SweepConfig, dataset
+    from ..sweep.config import SweepConfig
+    from ..sweep.problems import dataset
 
     cfg = SweepConfig(
         data=case.data,
@@ -123,7 +125,7 @@ def run_case(case: Case, repeats: int = 2) -> dict:
     n, d = dataset(cfg)[0].x_train.shape
     out = tempfile.mkdtemp(prefix="gflow-bench-machine-")
     try:
-        with _x64_restored():
+        with _x64(cfg.precision == 64):
             first = run_sweep_quiet(cfg, os.path.join(out, "first"))
             steady = min(
                 (run_sweep_quiet(cfg, os.path.join(out, f"steady{k}")) for k in range(repeats)),

@@ -69,7 +69,7 @@ def jax_flat_field(problem: Problem):
     import jax
     from jax.flatten_util import ravel_pytree
 
-    from ..flow.solve import flow_field
+    from ..flow.field import flow_field
     from ..losses import get_loss
 
     params, static = eqx.partition(problem.model, eqx.is_inexact_array)
@@ -180,7 +180,7 @@ def batched_rows(grid: Grid, log=print) -> list[dict]:
     """Naive vmap vs ``run_sweep`` on the breast-cancer sweep configuration."""
     if not grid.batch_inits:
         return []
-    from ..sweep.run import SweepConfig
+    from ..sweep.config import SweepConfig
     from .sweeps import CONFIGS, naive_vmap_timeboxed, run_engine
 
     n = grid.batch_inits

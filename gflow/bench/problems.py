@@ -23,8 +23,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..data import Dataset, breast_cancer, toy
-from ..nets.relocate import relocate
-from ..nets.models import ShallowReLU
+from ..invariants import relocate
+from ..nets.shallow import ShallowReLU
 
 T1 = 10.0
 

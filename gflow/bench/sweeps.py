@@ -44,7 +44,7 @@ def inits(cfg, n):
     import equinox as eqx
     import jax.numpy as jnp
 
-    from ..sweep.run import dataset, make_init
+    from ..sweep.problems import dataset, make_init
 
     data, _ = dataset(cfg)
     models = eqx.filter_jit(eqx.filter_vmap(lambda i: make_init(cfg, data, i)))(jnp.arange(n))
@@ -54,34 +54,14 @@ def inits(cfg, n):
 def single_solve(cfg, data):
     """``model -> steps`` of one jitted ``solve_flow`` in the sweep's kink mode (vmap-able: the
     pinning's conserved values are taken from the model inside the function)."""
-    import jax.numpy as jnp
-
-    from ..flow.solve import resolve_kinks, save_times, solve_flow
+    from ..flow.solve import solve_flow
     from ..invariants import conserved
-    from ..losses import get_loss
-    from ..sweep.run import make_init
+    from ..sweep.problems import flow_problem
 
-    loss_fn = get_loss(cfg.loss_name)
-    pinning, slide = resolve_kinks(cfg.kinks, make_init(cfg, data, 0), data, loss_fn, cfg.rtol, cfg.atol)
-    ts = save_times(cfg.t1, cfg.n_save, None)
+    problem = flow_problem(cfg, data)
 
     def solve(model):
-        pin = None if pinning is None else pinning.with_delta(conserved(model))
-        traj = solve_flow(
-            model,
-            data,
-            loss_fn,
-            ts,
-            jnp.asarray(cfg.rtol),
-            jnp.asarray(cfg.atol),
-            jnp.asarray(0.0),
-            solver=cfg.solver,
-            max_steps=cfg.max_steps,
-            project=False,
-            adaptive=True,
-            pinning=pin,
-            slide_tol=slide,
-        )
+        traj = solve_flow(problem.with_delta(conserved(model)), model)
         return traj.stats["steps"]
 
     return solve

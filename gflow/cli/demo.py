@@ -17,8 +17,8 @@ import jax.random as jr
 from ..data import toy
 from ..discrete import train
 from ..flow.solve import gradient_flow
-from ..nets.relocate import relocate
-from ..nets.models import ShallowReLU
+from ..invariants import relocate
+from ..nets.shallow import ShallowReLU
 
 CASES = (("reachable", (1.0, -1.0)), ("unreachable", (1.0, 1.0)))
 

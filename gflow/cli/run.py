@@ -123,8 +123,9 @@ def _model(args, data):
     import jax.numpy as jnp
     import jax.random as jr
 
-    from ..nets.relocate import relocate
-    from ..nets.models import MLP, ShallowReLU
+    from ..invariants import relocate
+    from ..nets.mlp import MLP
+    from ..nets.shallow import ShallowReLU
 
     key = jr.PRNGKey(args.seed + 1)
     if args.width < 1:
@@ -149,7 +150,8 @@ def run_one(args) -> int:
         raise ValueError(f"--precision must be 32 or 64, got {args.precision}.")
     set_precision(args.precision)
     from ..discrete import OPTIMIZERS, train
-    from ..flow.solve import SOLVERS, gradient_flow
+    from ..flow.problem import SOLVERS
+    from ..flow.solve import gradient_flow
 
     if args.method != "flow" and args.method not in OPTIMIZERS:
         raise ValueError(f"--method must be one of flow, {', '.join(OPTIMIZERS)}; got {args.method!r}.")

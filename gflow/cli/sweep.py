@@ -91,10 +91,14 @@ def run_sweep_cli(args) -> int:
         return _merge(args.args[1])
     if len(args.args) != 1:
         raise ValueError("give one CONFIG.toml (or --example, or merge DIR).")
-    from ..sweep.run import SweepConfig, run_sweep
+    # imported here, after XLA_FLAGS is set: JAX reads the device count once, at import
+    import jax
+
+    from ..sweep import SweepConfig, run_sweep
 
     config = SweepConfig.from_toml(args.args[0])
     out = args.out or os.path.join("results", config.name)
+    jax.config.update("jax_enable_x64", config.precision == 64)
     summary = run_sweep(config, out, resume=args.resume, part=_part(args.part), progress=not args.quiet)
     _print_summary(summary)
     return 0

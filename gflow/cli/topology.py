@@ -201,7 +201,8 @@ def _from_model(args) -> dict:
     from ..topology import shallow as tp
     from ..topology.dag import dag_components, singular_subnetworks
     from ..invariants import conserved
-    from ..nets.models import MLP, ShallowReLU
+    from ..nets.mlp import MLP
+    from ..nets.shallow import ShallowReLU
 
     model = _load_model(args.model)
     c = np.asarray(conserved(model), dtype=float)
@@ -226,7 +227,7 @@ def _from_model(args) -> dict:
 
 def _from_dag(args) -> dict:
     from ..topology.dag import dag_components, dag_rigid_edges, singular_subnetworks
-    from ..nets.models import Graph
+    from ..nets.dag import Graph
 
     with open(args.dag) as f:
         obj = json.load(f)

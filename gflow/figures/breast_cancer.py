@@ -50,7 +50,7 @@ def _params(quick: bool) -> dict:
 def cell_config(p: dict, width: int, k: int):
     """The sweep of cell ``(l, k)``: ``k`` neurons at ``delta = +c``, ``l - k`` at ``-c``, all
     output weights positive."""
-    from ..sweep.run import SweepConfig
+    from ..sweep.config import SweepConfig
 
     delta = tuple([p["c"]] * k + [-p["c"]] * (width - k))
     return SweepConfig(
@@ -106,7 +106,7 @@ def _tolerance_check(out_dir: str, p: dict):
     :func:`gflow.gradient_flow` at ``check_tol`` and compare their final test loss with the
     sweep's rows (integrated at ``rtol``/``atol``)."""
     from ..flow.solve import gradient_flow
-    from ..sweep.run import dataset, make_init
+    from ..sweep.problems import dataset, make_init
 
     out = dict(width=[], k=[], index=[], sweep=[], tight=[], steps=[])
     for width, k in p["check"]:

@@ -55,7 +55,7 @@ C_FLOW = (C_MAIN, -0.5, -0.5, 1.0)  # (c_h0, a, a, b) with b = -2a
 
 def graph():
     """The :class:`gflow.Graph` of the module docstring."""
-    from ..nets.models import Graph
+    from ..nets.dag import Graph
 
     return Graph(3, 4, 1, EDGES)
 
@@ -118,7 +118,7 @@ def _flows(p: dict):
     from ..topology.dag import singular_subnetworks
     from ..flow.solve import gradient_flow
     from ..invariants import project
-    from ..nets.models import DAGNet
+    from ..nets.dag import DAGNet
 
     g, data = graph(), dataset(p)
     ts = np.concatenate([[0.0], np.logspace(-2, np.log10(p["t1"]), p["n_save"] - 1)])

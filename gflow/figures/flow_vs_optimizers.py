@@ -63,7 +63,7 @@ def _params(quick: bool) -> dict:
 
 
 def _config(p: dict, method: str = "flow", lr: float = 0.01):
-    from ..sweep.run import SweepConfig
+    from ..sweep.config import SweepConfig
 
     return SweepConfig(
         name=NAME,
@@ -118,7 +118,7 @@ def _drift_curves(p: dict):
     """Panel (a): drift along the flow, GD (measured and predicted) and the other optimizers."""
     from ..discrete import train
     from ..flow.solve import gradient_flow
-    from ..sweep.run import dataset, make_init
+    from ..sweep.problems import dataset, make_init
 
     cfg = _config(p)
     data, _ = dataset(cfg)

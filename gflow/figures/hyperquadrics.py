@@ -45,7 +45,7 @@ def teacher(angle: float):
     import jax.numpy as jnp
     import jax.random as jr
 
-    from ..nets.models import ShallowReLU
+    from ..nets.shallow import ShallowReLU
 
     t = ShallowReLU(2, 1, key=jr.PRNGKey(0))
     t = eqx.tree_at(lambda m: m.W, t, jnp.array([[np.cos(angle), np.sin(angle)]]))
@@ -57,8 +57,8 @@ def _inits(p: dict):
     import jax.numpy as jnp
     import jax.random as jr
 
-    from ..nets.relocate import relocate
-    from ..nets.models import ShallowReLU
+    from ..invariants import relocate
+    from ..nets.shallow import ShallowReLU
 
     out, i = [], 0
     for delta in (p["delta"], -p["delta"]):

@@ -35,7 +35,7 @@ def config(quick: bool = False):
 
     16 slots measured fastest on the 2-core CPU here (32 ms CPU per trajectory at 256 points,
     against 2x that with 32 or 64 slots)."""
-    from ..sweep.run import SweepConfig
+    from ..sweep.config import SweepConfig
 
     return SweepConfig(
         name=NAME,
@@ -79,8 +79,8 @@ def reachable_by_label(n_path: int = 2) -> dict[int, bool]:
     import jax.numpy as jnp
     import jax.random as jr
 
-    from ..nets.relocate import relocate
-    from ..nets.models import ShallowReLU
+    from ..invariants import relocate
+    from ..nets.shallow import ShallowReLU
     from ..topology.symmetry import reachable
 
     teacher = ShallowReLU(2, 2, key=jr.PRNGKey(0))

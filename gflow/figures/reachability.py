@@ -52,7 +52,7 @@ def teacher_seed(width: int = sum(TEACHER), min_angle: float = 30.0, min_coef: f
     degrees apart and every ``|a_j| ||u_j|| >= min_coef``."""
     import jax.random as jr
 
-    from ..nets.models import ShallowReLU
+    from ..nets.shallow import ShallowReLU
 
     _common.setup()  # the teacher is drawn in float64, as the sweeps draw it
     for seed in range(1000):
@@ -93,7 +93,7 @@ STRICT_TOL = 1e-3
 def data_resolution(p: dict, seed: int) -> float:
     """The largest gap (radians) between consecutive directions of the training inputs taken
     modulo pi: inside it a kink line can move without changing any training prediction."""
-    from ..sweep.run import dataset
+    from ..sweep.problems import dataset
 
     data, _ = dataset(cell_config(p, seed, 1, 0, 0, STRICT_TOL))
     x = np.asarray(data.x_train)
@@ -103,7 +103,7 @@ def data_resolution(p: dict, seed: int) -> float:
 
 def cell_config(p: dict, seed: int, P: int, M: int, F: int, tol: float):
     """The sweep of cell ``(P, M, F)``, ``recovered`` judged at ``tol``."""
-    from ..sweep.run import SweepConfig
+    from ..sweep.config import SweepConfig
 
     delta = tuple([-p["c"]] * (P + M) + [p["c"]] * F)
     signs = tuple([1.0] * P + [-1.0] * M + [1.0 if i % 2 == 0 else -1.0 for i in range(F)])

@@ -44,7 +44,7 @@ def _params(quick: bool) -> dict:
 def config(p: dict):
     """The sweep config whose initializations (``make_init(config, data, i)``) the figure uses:
     ``gflow sweep`` with it reproduces the final losses of the flow (up to kink handling)."""
-    from ..sweep.run import SweepConfig
+    from ..sweep.config import SweepConfig
 
     return SweepConfig(
         name=NAME,
@@ -81,7 +81,7 @@ def _compute(p: dict):
 
     from ..discrete import train
     from ..flow.solve import gradient_flow
-    from ..sweep.run import dataset, make_init
+    from ..sweep.problems import dataset, make_init
 
     cfg = config(p)
     data, _ = dataset(cfg)

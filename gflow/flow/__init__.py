@@ -2,4 +2,4 @@
 single solve (:func:`gradient_flow`), the event path and the batched sweep engine."""
 
 from .problem import KINKS as KINKS, SOLVERS as SOLVERS, FlowProblem as FlowProblem, make_problem as make_problem
-from .solve import gradient_flow as gradient_flow, solve as solve
+from .solve import gradient_flow as gradient_flow, solve_flow as solve_flow

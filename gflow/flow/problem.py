@@ -110,7 +110,7 @@ class FlowProblem(eqx.Module):
     pinning: Pinning | None
     slide_tol: jnp.ndarray | None
     dtmin: jnp.ndarray | None
-    events: tuple = eqx.field(static=True)
+    events: tuple  # event objects: their thresholds are arrays (no recompile for new values)
     on_event: str = eqx.field(static=True)
 
     def with_delta(self, delta) -> FlowProblem:

@@ -21,11 +21,11 @@ from .events import make_context, solve_with_events
 from .pinning import pin_stats
 from .problem import FlowProblem, make_problem
 
-__all__ = ["gradient_flow", "solve"]
+__all__ = ["gradient_flow", "solve_flow"]
 
 
 @eqx.filter_jit
-def solve(problem: FlowProblem, model) -> Trajectory:
+def solve_flow(problem: FlowProblem, model) -> Trajectory:
     """Integrate ``problem`` from ``model`` (jitted; no validation, no wall time; vmap-friendly).
 
     The core of :func:`gradient_flow`: one Diffrax solve (or, with events, one per segment,
@@ -174,6 +174,6 @@ def gradient_flow(
         events=events, on_event=on_event,
     )  # fmt: skip
     start = time.perf_counter()
-    traj = jax.block_until_ready(solve(problem, model))
+    traj = jax.block_until_ready(solve_flow(problem, model))
     wall = jnp.asarray(time.perf_counter() - start, problem.ts.dtype)
     return eqx.tree_at(lambda t: t.stats["wall_time"], traj, wall)

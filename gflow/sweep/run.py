@@ -1,304 +1,39 @@
-"""Sweeps over initializations: exact flows by continuous batching, discrete optimizers by vmap.
+"""Running a sweep: exact flows by continuous batching, discrete optimizers by vmap.
 
 ``run_sweep(config, out_dir)`` draws ``n_inits`` initializations (init ``i`` from
 ``fold_in(PRNGKey(seed), i)``: the same rows however the sweep is batched, split or
-resumed), runs each, reduces it to one row of metrics (THEORY.md §4, see
-:mod:`gflow.metrics`) and streams rows to ``out_dir`` chunk by chunk (:mod:`gflow.store`).
+resumed), runs each, reduces it to one row of metrics (docs/theory.md §4, see
+:mod:`gflow.metrics`) and streams rows to ``out_dir`` chunk by chunk (:mod:`gflow.sweep.store`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
 import time
-import tomllib
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from tqdm.auto import tqdm
 
+from .. import metrics
+from ..discrete import _save_slots, run_optimizer
+from ..flow.batched import _AXIS, FlowStepper, finalize, run_chunk, start_chunk
+from ..flow.solve import solve_flow
+from ..invariants import conserved
+from ..losses import get_loss
+from ..trajectory import Status
 from . import store
-from ..data import DATASETS
-from ..discrete import OPTIMIZERS
-from ..flow.events import ON_EVENT, parse_events
-from ..flow.solve import KINKS, SOLVERS
-from ..metrics import label_string
-from ..trajectory import Status, status_name
+from .config import SweepConfig
+from .problems import _params_fn, dataset, flow_problem, saved_times
+from .rows import _rows_from
 
-METHODS = ("flow", *OPTIMIZERS)
-MODELS = ("shallow", "mlp")
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepConfig:
-    """What a sweep runs. Every field has a default; ``SweepConfig.from_toml(path)`` reads one.
-
-    - model: ``shallow`` | ``mlp``; ``width`` (shallow), ``hidden`` (mlp), ``bias``
-    - data: ``toy`` | ``breast_cancer`` | ``teacher_student``; ``n_data`` (toy/teacher size),
-      ``teacher_width``/``teacher_seed``/``noise`` (teacher-student, shallow teacher),
-      ``recover_tol`` (tolerance of the ``recovered`` column: :func:`gflow.recovered`, default 1e-3)
-    - loss: ``mse`` | ``bce`` | ``cross_entropy`` (default: bce for breast_cancer, else mse)
-    - method: ``flow`` (``solver``, ``rtol``, ``atol``, ``max_steps``, ``project``, ``kinks`` as in
-      :func:`gflow.flow.gradient_flow`: ``auto`` pins collapsed neurons and slides on
-      attractive kinks for shallow nets), ``events`` (e.g. ``["loss_below=1e-3", "neuron_dies"]``,
-      see :mod:`gflow.events`) and ``on_event`` (``stop`` | ``record``), or an optimizer
-      ``gd`` | ``sgd`` | ``momentum`` | ``adam`` (``lr``, ``steps`` = t1/lr if 0, ``batch_size``)
-    - t1, n_inits, init (``kaiming`` | ``xavier``), ``delta`` (relocate every unit to it; a number,
-      a list, or none), ``delta_signs`` (``random``: each unit's delta gets a random sign, so
-      ``|delta_k| = delta``; or none), ``signs`` (output-weight signs: ``random`` | a list of +-1 |
-      none), seed, precision (64 | 32)
-    - engine: ``slots`` (parallel trajectories), ``steps_per_call``, ``chunk_size`` (rows per file),
-      ``n_save`` (saved times at which drift and labels are checked)
-    - ``save_trajectories``: also keep every network's parameters at the ``n_save`` saved times
-      (``trajectories/chunk-NNNNNN.npz`` next to each chunk's rows; :func:`load_trajectory`)
-    """
-
-    name: str = "sweep"
-    model: str = "shallow"
-    width: int = 2
-    hidden: tuple[int, ...] = (8, 8)
-    bias: bool = False
-    data: str = "toy"
-    n_data: int = 1000
-    teacher_width: int = 2
-    teacher_seed: int = 1234
-    noise: float = 0.0
-    loss: str = ""
-    method: str = "flow"
-    solver: str = "tsit5"
-    rtol: float = 1e-6
-    atol: float = 1e-6
-    max_steps: int = 100_000
-    project: bool = False
-    kinks: str = "auto"
-    events: tuple[str, ...] = ()
-    on_event: str = "stop"
-    lr: float = 1e-2
-    steps: int = 0
-    batch_size: int = 0
-    t1: float = 10.0
-    n_inits: int = 64
-    init: str = "kaiming"
-    delta: float | tuple[float, ...] | None = None
-    delta_signs: str | None = None
-    signs: str | tuple[float, ...] | None = None
-    seed: int = 0
-    precision: int = 64
-    slots: int = 32
-    steps_per_call: int = 32
-    chunk_size: int = 256
-    n_save: int = 11
-    recover_tol: float = 1e-3
-    save_trajectories: bool = False
-
-    def __post_init__(self):
-        def bad(field, allowed):
-            raise ValueError(f"config field {field!r} must be {allowed}; got {getattr(self, field)!r}.")
-
-        for field, allowed in (
-            ("model", MODELS),
-            ("data", (*DATASETS, "teacher_student")),
-            ("method", METHODS),
-            ("solver", tuple(SOLVERS)),
-            ("init", ("kaiming", "xavier")),
-            ("kinks", KINKS),
-        ):
-            if getattr(self, field) not in allowed:
-                bad(field, "one of " + ", ".join(allowed))
-        if self.loss not in ("", "mse", "bce", "cross_entropy"):
-            bad("loss", "one of mse, bce, cross_entropy")
-        for field in (
-            "width",
-            "n_data",
-            "n_inits",
-            "max_steps",
-            "slots",
-            "steps_per_call",
-            "chunk_size",
-            "teacher_width",
-        ):
-            if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
-                bad(field, "a positive integer")
-        for field in ("steps", "batch_size"):
-            if not isinstance(getattr(self, field), int) or getattr(self, field) < 0:
-                bad(field, "a non-negative integer (0: default)")
-        if not isinstance(self.n_save, int) or self.n_save < 2:
-            bad("n_save", "an integer >= 2")
-        for field in ("t1", "rtol", "atol", "lr", "recover_tol"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                bad(field, "a positive number")
-        if self.precision not in (32, 64):
-            bad("precision", "32 or 64")
-        if not isinstance(self.save_trajectories, bool):
-            bad("save_trajectories", "true or false")
-        if self.method == "flow" and self.solver == "euler":
-            bad("solver", "an adaptive solver for sweeps (heun, tsit5, dopri5, dopri8, kvaerno5)")
-        if isinstance(self.signs, str) and self.signs != "random":
-            bad("signs", "'random', a list of +1/-1, or absent")
-        if self.signs is not None and self.delta is None:
-            bad("signs", "absent unless delta is set (signs are forced after relocating)")
-        if self.delta_signs not in (None, "random"):
-            bad("delta_signs", "'random' or absent")
-        if self.delta_signs is not None and self.delta is None:
-            bad("delta_signs", "absent unless delta is set")
-        if self.on_event not in ON_EVENT:
-            bad("on_event", "one of " + ", ".join(ON_EVENT))
-        if isinstance(self.events, str) or not all(isinstance(e, str) for e in self.events):
-            bad("events", 'a list of event names, e.g. ["loss_below=1e-3", "neuron_dies"]')
-        try:
-            parse_events(list(self.events))
-        except ValueError as err:
-            raise ValueError(f"config field 'events': {err}") from None
-        if self.events and self.method != "flow":
-            bad("events", "empty unless method is flow")
-        object.__setattr__(self, "events", tuple(self.events))
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-        for field in ("delta", "signs"):
-            if isinstance(getattr(self, field), list):
-                object.__setattr__(self, field, tuple(getattr(self, field)))
-
-    @property
-    def loss_name(self) -> str:
-        return self.loss or ("bce" if self.data == "breast_cancer" else "mse")
-
-    @property
-    def n_steps(self) -> int:
-        return self.steps or max(1, round(self.t1 / self.lr))
-
-    def to_dict(self) -> dict:
-        """All fields, except those in ``_OMIT_AT_DEFAULT`` when at their default: fields added
-        after stores were written, left out so those stores keep their config hash."""
-        d = dataclasses.asdict(self)
-        d = {k: v for k, v in d.items() if not (k in _OMIT_AT_DEFAULT and v == _OMIT_AT_DEFAULT[k])}
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SweepConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - fields)
-        if unknown:
-            raise ValueError(f"unknown config field {unknown[0]!r}; allowed fields: {', '.join(sorted(fields))}.")
-        return cls(**d)
-
-    @classmethod
-    def from_toml(cls, path: str) -> "SweepConfig":
-        with open(path, "rb") as f:
-            try:
-                d = tomllib.load(f)
-            except tomllib.TOMLDecodeError as err:
-                raise ValueError(f"{path} is not valid TOML: {err}.") from None
-        return cls.from_dict(d.get("sweep", d))
-
-
-def dataset(cfg: SweepConfig):
-    """The sweep's data set, and the teacher for teacher-student data (else ``None``)."""
-    from ..data import breast_cancer, teacher_student, toy
-    from ..nets.models import ShallowReLU
-
-    if cfg.data == "toy":
-        return toy(n=cfg.n_data, key=jr.PRNGKey(cfg.seed)), None
-    if cfg.data == "breast_cancer":
-        return breast_cancer(seed=cfg.seed), None
-    in_size = 2
-    teacher = ShallowReLU(in_size, cfg.teacher_width, key=jr.PRNGKey(cfg.teacher_seed))
-    return teacher_student(teacher, cfg.n_data, jr.PRNGKey(cfg.teacher_seed + 1), noise=cfg.noise), teacher
-
-
-def make_init(cfg: SweepConfig, data, i):
-    """Initialization ``i`` (traced index ok): drawn, relocated, signs forced — as a model."""
-    from ..nets.relocate import relocate
-    from ..nets.models import MLP, ShallowReLU
-
-    key = jr.fold_in(jr.PRNGKey(cfg.seed), i)
-    k_model, k_signs = jr.split(key)
-    if cfg.model == "shallow":
-        model = ShallowReLU(data.in_size, cfg.width, data.out_size, bias=cfg.bias, init=cfg.init, key=k_model)
-        n_out_weights = (data.out_size, cfg.width)
-    else:
-        model = MLP(data.in_size, cfg.hidden, data.out_size, bias=cfg.bias, init=cfg.init, key=k_model)
-        n_out_weights = (data.out_size, cfg.hidden[-1])
-    if cfg.delta is None:
-        return model
-    delta = jnp.asarray(cfg.delta, float)
-    if cfg.delta_signs == "random":
-        from ..invariants import conserved
-
-        shape = jnp.broadcast_shapes(delta.shape, conserved(model).shape)
-        delta = jnp.abs(delta) * jnp.where(jr.bernoulli(jr.fold_in(k_signs, 1), 0.5, shape), 1.0, -1.0)
-    signs = None
-    if cfg.signs == "random":
-        signs = jnp.where(jr.bernoulli(k_signs, 0.5, n_out_weights), 1.0, -1.0)
-    elif cfg.signs is not None:
-        signs = jnp.asarray(cfg.signs, float)
-    return relocate(model, delta, signs)
-
-
-_OMIT_AT_DEFAULT = {"recover_tol": 1e-3, "delta_signs": None, "save_trajectories": False}
-
-
-def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
-    row = dict(index=int(values["index"][j]), seed=cfg.seed)
-    for key in (
-        "initial_loss",
-        "final_loss",
-        "initial_test_loss",
-        "final_test_loss",
-        "drift",
-        "relative_drift",
-        "t_reached",
-    ):
-        if key in values:
-            row[key] = float(values[key][j])
-    path = np.asarray(values["pathological"][j])
-    row["label_start"] = label_string(np.asarray(values["label_start"][j]), path)
-    row["label_end"] = label_string(np.asarray(values["label_end"][j]), path)
-    for key in (
-        "n_pathological",
-        "effective_label_start",
-        "effective_label_end",
-        "label_changes",
-        "steps",
-        "accepted",
-        "rejected",
-        "grad_evals",
-        "dtmin_steps",
-        "pins",
-        "unpins",
-        "pinned",
-    ):
-        if key in values:
-            row[key] = int(values[key][j])
-    for key in values:
-        if key == "event_time" or key.startswith("t_") and key != "t_reached":
-            row[key] = float(values[key][j])
-    if "event" in values:
-        row["event"] = int(values["event"][j])
-    row["status"] = status_name(values["status"][j])
-    if teacher is not None and cfg.model == "shallow" and not cfg.bias:
-        row.update(_teacher_flags(values, j, teacher, static, cfg.recover_tol))
-    return row
-
-
-def _teacher_flags(values, j, teacher, static, tol: float) -> dict:
-    """``reachable``: THEORY.md §1's predicate for the initial student's component;
-    ``recovered``: the final student realizes the teacher's function (canonical forms within
-    ``tol``, §3)."""
-    from ..topology.symmetry import reachable, recovered
-
-    def model(key):
-        return eqx.combine(jax.tree_util.tree_map(lambda x: x[j], values[key]), static)
-
-    student0, student1 = model("initial_params"), model("final_params")
-    ok = np.isfinite(values["final_loss"][j])
-    return dict(reachable=bool(reachable(teacher, student0)), recovered=bool(ok and recovered(student1, teacher, tol)))
+__all__ = ["run_sweep"]
 
 
 def _progress(total: int, initial: int, desc: str):
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit="traj", dynamic_ncols=True, mininterval=0.5)
 
@@ -316,7 +51,7 @@ def run_sweep(
     i_part, n_parts = part
     if not (0 <= i_part < n_parts):
         raise ValueError(f"part must be i/N with 0 <= i < N, got {i_part}/{n_parts}.")
-    jax.config.update("jax_enable_x64", config.precision == 64)
+    config.check_precision()
     store.open_store(out_dir, config.to_dict(), resume)
     n_chunks = math.ceil(config.n_inits / config.chunk_size)
     done = store.done_chunks(out_dir)
@@ -374,64 +109,6 @@ def run_sweep(
     )
 
 
-def saved_times(cfg: SweepConfig) -> np.ndarray:
-    """The times at which a sweep checks drift and labels (and saves trajectories): ``n_save``
-    times on [0, t1] for flows; for discrete optimizers ``lr * step`` at the saved steps."""
-    if cfg.method == "flow":
-        from ..flow.solve import save_times
-
-        return np.asarray(save_times(cfg.t1, cfg.n_save, None))
-    from ..discrete import _save_slots
-
-    return np.asarray(_save_slots(cfg.n_steps, cfg.n_save)[0]) * cfg.lr
-
-
-def load_trajectory(out_dir: str, index: int):
-    """``(ts, models)`` of initialization ``index`` of a sweep run with ``save_trajectories``:
-    ``models`` is the network with a leading time axis (as ``Trajectory.models``), the saved
-    state at each ``ts``; times a failed run did not reach are NaN."""
-    import json
-
-    with open(os.path.join(out_dir, store.MANIFEST)) as f:
-        cfg = SweepConfig.from_dict(json.load(f)["config"])
-    jax.config.update("jax_enable_x64", cfg.precision == 64)
-    if not 0 <= index < cfg.n_inits:
-        raise ValueError(f"index must be in [0, {cfg.n_inits}) for this sweep, got {index}.")
-    arrays = store.read_trajectories(out_dir, index // cfg.chunk_size)
-    row = int(np.nonzero(arrays["index"] == index)[0][0])
-    treedef, static = _init_structure(cfg, dataset(cfg)[0])
-    leaves = [jnp.asarray(arrays[f"leaf_{k}"][row]) for k in range(treedef.num_leaves)]
-    return arrays["ts"], eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static)
-
-
-_INIT_FIELDS = ("model", "width", "hidden", "bias", "init", "delta", "delta_signs", "signs", "seed")
-
-
-def _params_fn(cfg: SweepConfig, data):
-    """``indices -> batched params`` of initializations, and the models' static part.
-
-    The compiled function depends only on the fields that decide an initialization, so
-    sweeps that differ elsewhere (n_inits, tolerances, ...) reuse it."""
-    init_cfg = SweepConfig(**{f: getattr(cfg, f) for f in _INIT_FIELDS})
-    static = _init_structure(init_cfg, data)[1]
-    return (lambda indices: _batch_params(init_cfg, data, indices)), static
-
-
-def _init_structure(cfg: SweepConfig, data):
-    """The tree structure of an initialization's parameters and the models' static part,
-    from shapes only (nothing is computed)."""
-    shape = eqx.filter_eval_shape(make_init, cfg, data, jnp.asarray(0))
-    params, static = eqx.partition(
-        shape, lambda x: isinstance(x, jax.ShapeDtypeStruct) and jnp.issubdtype(x.dtype, jnp.inexact)
-    )
-    return jax.tree_util.tree_structure(params), static
-
-
-@eqx.filter_jit
-def _batch_params(init_cfg: SweepConfig, data, indices):
-    return jax.vmap(lambda i: eqx.filter(make_init(init_cfg, data, i), eqx.is_inexact_array))(indices)
-
-
 def _mesh_put(tree, n_dev: int):
     """Spread the leading (slot) axis over all devices; no-op on one device."""
     if n_dev == 1:
@@ -439,19 +116,6 @@ def _mesh_put(tree, n_dev: int):
     mesh = jax.make_mesh((n_dev,), ("slots",), axis_types=(jax.sharding.AxisType.Auto,))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("slots"))
     return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding) if getattr(x, "ndim", 0) else x, tree)
-
-
-def _rows_from(values: dict, which: np.ndarray, cfg, teacher, static, extra: dict) -> list[dict]:
-    values = jax.tree_util.tree_map(np.asarray, values)
-    states = jax.tree_util.tree_leaves(values["states"]) if "states" in values else None
-    rows = []
-    for j in which:
-        row = _row(values, int(j), cfg, teacher, static)
-        row["wall_time"] = float(extra["wall"][j])
-        if states is not None:
-            row["_states"] = [leaf[j] for leaf in states]  # split off into the chunk's trajectory file
-        rows.append(row)
-    return rows
 
 
 def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict) -> None:
@@ -462,29 +126,9 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
     device refills its slots from its queue inside the jitted loop; once the queues are
     empty and the live slots fit a narrower compiled width (:func:`_ladder`), they are
     compacted into it, so the slowest trajectories end at the cost of a narrow batch."""
-    from ..flow.batched import _AXIS, FlowStepper, finalize, run_chunk, start_chunk
-    from ..flow.solve import evals_per_step, save_times
-    from ..losses import get_loss
-
     params_of, static = _params_fn(cfg, data)
-    dtype = jnp.result_type(float)
-    loss_fn = get_loss(cfg.loss_name)
-    pinning, slide = _kink_parts(cfg, data, loss_fn)
-    stepper = FlowStepper(
-        static=static,
-        data=data,
-        loss_fn=loss_fn,
-        solver_name=cfg.solver,
-        ts=save_times(cfg.t1, cfg.n_save, None),
-        rtol=jnp.asarray(cfg.rtol, dtype),
-        atol=jnp.asarray(cfg.atol, dtype),
-        max_steps=cfg.max_steps,
-        project=cfg.project,
-        pinning=pinning,
-        slide_tol=slide,
-        save_states=cfg.save_trajectories,
-    )
-    per_step, once = evals_per_step(SOLVERS[cfg.solver](), cfg.project)
+    problem = flow_problem(cfg, data)
+    stepper = FlowStepper(problem=problem, save_states=cfg.save_trajectories)
     n_dev = jax.device_count()
     mesh = jax.make_mesh((n_dev,), (_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
     n_out = cfg.chunk_size  # result buffer per device, by chunk-local index
@@ -525,7 +169,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
         p0 = jax.tree_util.tree_map(lambda x: x[queue_pos[:n_out]], queue)
         values = jax.tree_util.tree_map(np.asarray, finalize(stepper, final, p0, jnp.arange(n_out)))
         values.update(
-            grad_evals=_grad_evals(values, per_step, once, cfg.project),
+            grad_evals=problem.grad_evals(values["steps"], 1, values.get("pins"), values.get("unpins")),
             index=np.asarray(indices + [indices[-1]] * (n_out - n)),
         )
         counters["executed"] += int(np.sum(chunk.executed))
@@ -561,22 +205,8 @@ def _narrower(width: int, n_dev: int) -> int:
     return max((v for v in map(_ladder, range(1, per_device)) if v < per_device), default=0) * n_dev
 
 
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
-def _grad_evals(values: dict, per_step: int, once: int, project: bool) -> np.ndarray:
-    """Gradient evaluations as :func:`gflow.flow.solve_flow` counts them (a pin or unpin makes
-    the first-same-as-last stage stale unless projecting: one more evaluation)."""
-    evals = np.asarray(values["steps"]) * per_step + once
-    if "pins" in values and not project:
-        evals = evals + (np.asarray(values["pins"]) + np.asarray(values["unpins"])) * min(once, 1)
-    return evals
-
-
 def _run_discrete(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict) -> None:
     """Discrete optimizers: fixed step counts, so groups of ``slots`` inits vmap directly."""
-    from ..discrete import _save_slots, run_optimizer
 
     saved, slot = _save_slots(cfg.n_steps, cfg.n_save)
     batch = cfg.batch_size or (min(32, data.x_train.shape[0]) if cfg.method == "sgd" else None)
@@ -605,48 +235,17 @@ def _run_flow_events(cfg: SweepConfig, data, teacher, chunks: list[list[int]], e
     """Exact flows with events: groups of ``slots`` inits through ``vmap`` of the same jitted
     solve as :func:`gflow.flow.gradient_flow` (the continuous-batching engine does not locate
     events, so a group runs until its slowest member ends)."""
-    from ..flow.solve import save_times, solve_flow
-    from ..invariants import conserved
-    from ..losses import get_loss
-
-    dtype = jnp.result_type(float)
-    events = parse_events(list(cfg.events))
-    ts = save_times(cfg.t1, cfg.n_save, None)
-    pinning, slide = _kink_parts(cfg, data, get_loss(cfg.loss_name))
+    problem = flow_problem(cfg, data)
 
     def solve_one(model0, loss_fn):
-        pin = None if pinning is None else pinning.with_delta(conserved(model0))
-        traj = solve_flow(
-            model0,
-            data,
-            loss_fn,
-            ts,
-            jnp.asarray(cfg.rtol, dtype),
-            jnp.asarray(cfg.atol, dtype),
-            jnp.asarray(0.0, dtype),
-            solver=cfg.solver,
-            max_steps=cfg.max_steps,
-            project=cfg.project,
-            adaptive=True,
-            pinning=pin,
-            slide_tol=slide,
-            events=events,
-            on_event=cfg.on_event,
-        )
+        traj = solve_flow(problem.with_delta(conserved(model0)), model0)
         keep = ("steps", "accepted", "rejected", "grad_evals", "dtmin_steps", "event", "event_time")
         stats = {k: v for k, v in traj.stats.items() if k in keep or k.startswith("t_")}
-        if pinning is not None:
+        if problem.pinning is not None:
             stats.update({k: traj.stats[k] for k in ("pins", "unpins", "pinned")})
         return traj.models, traj.status._value, traj.ts[-1], stats
 
     _run_batched(cfg, data, teacher, chunks, emit, counters, solve_one, slot_steps=lambda values: values["steps"])
-
-
-def _kink_parts(cfg: SweepConfig, data, loss_fn):
-    """``(pinning, slide_tol)`` of the sweep's kink mode (pinning's delta: initialization 0's)."""
-    from ..flow.solve import resolve_kinks
-
-    return resolve_kinks(cfg.kinks, make_init(cfg, data, 0), data, loss_fn, cfg.rtol, cfg.atol)
 
 
 def _run_batched(
@@ -658,8 +257,6 @@ def _run_batched(
 
     ``solve_one(model0, loss_fn) -> (saved models, status value, t_reached, stats)``;
     ``slot_steps(values)`` gives the steps each member took (for the useful-work counters)."""
-    from .. import metrics
-    from ..losses import get_loss
 
     params_of, static = _params_fn(cfg, data)
     loss_fn = get_loss(cfg.loss_name)

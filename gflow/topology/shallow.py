@@ -32,7 +32,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ..nets.schemes import Scheme, get_scheme, normal
 from ..invariants import conserved
-from ..nets.models import ShallowReLU
+from ..nets.shallow import ShallowReLU, require_shallow
 
 __all__ = [
     "TOL",
@@ -143,11 +143,7 @@ def component_label(model: ShallowReLU, *, tol: float = TOL) -> Array:
     (For ``d = 1`` without bias the signs of ``w_k`` with ``delta_k > 0`` are fixed too;
     :func:`gflow.dag_components` gives that full label.)
     """
-    if not isinstance(model, ShallowReLU):
-        raise ValueError(
-            f"component_label needs a ShallowReLU; got {type(model).__name__} "
-            "(use gflow.dag_components for MLP and DAG networks)."
-        )
+    require_shallow(model, "component_label", " (use gflow.dag_components for MLP and DAG networks)")
     if model.out_size != 1:
         raise ValueError(
             f"component_label needs out_size = 1 (Prop. 3), got {model.out_size}; "

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import equinox as eqx
 import numpy as np
 
 from ..invariants import conserved, rescale
-from ..nets.models import MLP, ShallowReLU
+from ..nets.base import require_relu_net
+from ..nets.shallow import ShallowReLU, require_shallow
 
 __all__ = ["rescale", "permute", "CanonicalForm", "canonical_form", "equivalent", "reachable", "recovered"]
 
@@ -30,26 +30,7 @@ def permute(model, perm):
     For a :class:`ShallowReLU` ``perm`` is one permutation of ``range(width)``; for an
     :class:`MLP` a sequence with one permutation per hidden layer. The function is unchanged.
     """
-    if isinstance(model, ShallowReLU):
-        p = _check_perm(perm, model.width, "perm")
-        new = (model.W[p], None if model.b is None else model.b[p], model.V[:, p])
-        return eqx.tree_at(lambda m: (m.W, m.b, m.V), model, new, is_leaf=lambda x: x is None)
-    if isinstance(model, MLP):
-        if len(perm) != len(model.hidden):
-            raise ValueError(f"perm for an MLP must hold one permutation per hidden layer ({len(model.hidden)}).")
-        ps = [_check_perm(p, h, f"perm[{i}]") for i, (p, h) in enumerate(zip(perm, model.hidden, strict=True))]
-        sizes = [np.arange(model.in_size), *ps, np.arange(model.out_size)]
-        weights = tuple(W[sizes[i + 1]][:, sizes[i]] for i, W in enumerate(model.weights))
-        biases = tuple(None if b is None else b[ps[i]] for i, b in enumerate(model.biases))
-        return eqx.tree_at(lambda m: (m.weights, m.biases), model, (weights, biases), is_leaf=lambda x: x is None)
-    raise ValueError(f"permute needs a ShallowReLU or MLP, got {type(model).__name__}.")
-
-
-def _check_perm(perm, n, name):
-    p = np.asarray(perm)
-    if p.shape != (n,) or not np.array_equal(np.sort(p), np.arange(n)):
-        raise ValueError(f"{name} must be a permutation of range({n}), got {perm!r}.")
-    return p
+    return require_relu_net(model).permute_units(perm)
 
 
 class CanonicalForm(NamedTuple):
@@ -77,8 +58,7 @@ class CanonicalForm(NamedTuple):
 
 
 def _shallow_arrays(model):
-    if not isinstance(model, ShallowReLU):
-        raise ValueError(f"canonical forms are defined for a ShallowReLU, got {type(model).__name__}.")
+    require_shallow(model, "a canonical form")
     W = np.asarray(model.W, dtype=float)
     if W.ndim != 2:
         raise ValueError("canonical_form takes one network, not a batch (vmap-ed leading axes).")
@@ -177,7 +157,7 @@ def reachable(teacher: ShallowReLU, student: ShallowReLU, *, tol: float = 1e-10)
     ``max(0, a_+ - P) + max(0, a_- - M) <= F``.
     """
     for name, m in (("teacher", teacher), ("student", student)):
-        if not isinstance(m, ShallowReLU) or m.out_size != 1 or m.in_size < 2 or m.bias:
+        if require_shallow(m, "reachable").out_size != 1 or m.in_size < 2 or m.bias:
             raise ValueError(
                 f"reachable needs {name} to be a ShallowReLU with out_size 1, in_size >= 2 and no bias (THEORY.md §1)."
             )

@@ -1,0 +1,107 @@
+"""The problem factory shared by sweeps, the CLI, figures and benchmarks: a sweep's data,
+its initializations (init ``i`` from ``fold_in(PRNGKey(seed), i)``), its flow problem and
+saved times."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from ..data import breast_cancer, teacher_student, toy
+from ..discrete import _save_slots
+from ..flow.problem import FlowProblem, make_problem, save_times
+from ..invariants import conserved, relocate
+from ..nets.mlp import MLP
+from ..nets.shallow import ShallowReLU
+from .config import SweepConfig
+
+__all__ = ["dataset", "make_init", "flow_problem", "saved_times"]
+
+
+def dataset(cfg: SweepConfig):
+    """The sweep's data set, and the teacher for teacher-student data (else ``None``)."""
+
+    if cfg.data == "toy":
+        return toy(n=cfg.n_data, key=jr.PRNGKey(cfg.seed)), None
+    if cfg.data == "breast_cancer":
+        return breast_cancer(seed=cfg.seed), None
+    in_size = 2
+    teacher = ShallowReLU(in_size, cfg.teacher_width, key=jr.PRNGKey(cfg.teacher_seed))
+    return teacher_student(teacher, cfg.n_data, jr.PRNGKey(cfg.teacher_seed + 1), noise=cfg.noise), teacher
+
+
+def make_init(cfg: SweepConfig, data, i):
+    """Initialization ``i`` (traced index ok): drawn, relocated, signs forced — as a model."""
+
+    key = jr.fold_in(jr.PRNGKey(cfg.seed), i)
+    k_model, k_signs = jr.split(key)
+    if cfg.model == "shallow":
+        model = ShallowReLU(data.in_size, cfg.width, data.out_size, bias=cfg.bias, init=cfg.init, key=k_model)
+        n_out_weights = (data.out_size, cfg.width)
+    else:
+        model = MLP(data.in_size, cfg.hidden, data.out_size, bias=cfg.bias, init=cfg.init, key=k_model)
+        n_out_weights = (data.out_size, cfg.hidden[-1])
+    if cfg.delta is None:
+        return model
+    delta = jnp.asarray(cfg.delta, float)
+    if cfg.delta_signs == "random":
+
+        shape = jnp.broadcast_shapes(delta.shape, conserved(model).shape)
+        delta = jnp.abs(delta) * jnp.where(jr.bernoulli(jr.fold_in(k_signs, 1), 0.5, shape), 1.0, -1.0)
+    signs = None
+    if cfg.signs == "random":
+        signs = jnp.where(jr.bernoulli(k_signs, 0.5, n_out_weights), 1.0, -1.0)
+    elif cfg.signs is not None:
+        signs = jnp.asarray(cfg.signs, float)
+    return relocate(model, delta, signs)
+
+
+def saved_times(cfg: SweepConfig) -> np.ndarray:
+    """The times at which a sweep checks drift and labels (and saves trajectories): ``n_save``
+    times on [0, t1] for flows; for discrete optimizers ``lr * step`` at the saved steps."""
+    if cfg.method == "flow":
+
+        return np.asarray(save_times(cfg.t1, cfg.n_save, None))
+
+    return np.asarray(_save_slots(cfg.n_steps, cfg.n_save)[0]) * cfg.lr
+
+
+_INIT_FIELDS = ("model", "width", "hidden", "bias", "init", "delta", "delta_signs", "signs", "seed")
+
+
+def _params_fn(cfg: SweepConfig, data):
+    """``indices -> batched params`` of initializations, and the models' static part.
+
+    The compiled function depends only on the fields that decide an initialization, so
+    sweeps that differ elsewhere (n_inits, tolerances, ...) reuse it."""
+    init_cfg = SweepConfig(**{f: getattr(cfg, f) for f in _INIT_FIELDS})
+    static = _init_structure(init_cfg, data)[1]
+    return (lambda indices: _batch_params(init_cfg, data, indices)), static
+
+
+def _init_structure(cfg: SweepConfig, data):
+    """The tree structure of an initialization's parameters and the models' static part,
+    from shapes only (nothing is computed)."""
+    shape = eqx.filter_eval_shape(make_init, cfg, data, jnp.asarray(0))
+    params, static = eqx.partition(
+        shape, lambda x: isinstance(x, jax.ShapeDtypeStruct) and jnp.issubdtype(x.dtype, jnp.inexact)
+    )
+    return jax.tree_util.tree_structure(params), static
+
+
+@eqx.filter_jit
+def _batch_params(init_cfg: SweepConfig, data, indices):
+    return jax.vmap(lambda i: eqx.filter(make_init(init_cfg, data, i), eqx.is_inexact_array))(indices)
+
+
+def flow_problem(cfg: SweepConfig, data) -> FlowProblem:
+    """The sweep's :class:`gflow.flow.FlowProblem` (kink set-up from initialization 0; the
+    engine and the event path replace the conserved values per initialization)."""
+    return make_problem(
+        make_init(cfg, data, 0), data, cfg.loss_name, cfg.t1, solver=cfg.solver, rtol=cfg.rtol, atol=cfg.atol,
+        n_save=cfg.n_save, max_steps=cfg.max_steps, project=cfg.project, kinks=cfg.kinks, events=list(cfg.events),
+        on_event=cfg.on_event,
+    )  # fmt: skip

@@ -237,9 +237,9 @@ def count_conservation_laws(
     **Validity.** The criterion is pointwise and numerical. Pruning fields by their values at `theta`,
     and stopping when one level adds nothing, are exact at generic points, where every
     `dim V_k(theta')` (`V_k`: brackets of length at most `k`) is locally constant; at non-generic points
-    (a ReLU kink, `x_i` on a hyperplane of a hidden unit, a dead unit, a rank-deficient factor,
-    degenerate data) the answer is that of the point, which may differ from the count at nearby
-    generic points. The count is also that of these inputs, which may exceed the architecture's count
+    (a ReLU kink: some `x_i` on the hyperplane of a hidden unit; a rank-deficient factor; a zero
+    weight vector) the answer is that of the point, which may differ from the count at nearby generic
+    points. The count is also that of these inputs, which may exceed the architecture's count
     for all data (Marcotte et al. count laws that hold for every data set): too few samples, a ReLU
     unit active on one sample or none, or a weight of a deep ReLU net that no sample sees (a unit of
     layer 2 active only where a unit of layer 1 is off) each add laws. Computed in float64 whatever the

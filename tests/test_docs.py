@@ -155,6 +155,19 @@ def test_example_sweep_summary(run_example):
         assert cell["reachable"] == (max(0, 1 - p) + max(0, 1 - m) <= f)
 
 
+def test_example_teacher_recovery(run_example):
+    r = run_example("teacher_recovery")
+    assert len(r["results"]) == 8
+    for label, res in r["results"].items():
+        kind, signs = label.split()
+        # by hand (theory §1, a_+ = a_- = 1): pathological neurons need one + and one - output;
+        # free ones can take either sign, so F = 2 always suffices
+        assert res["reachable"] == (kind == "δ>0" or set(signs) == {"+", "-"}), label
+        assert res["label_kept"], label  # the exact flow never leaves its component
+        assert res["status"] == "successful"
+        assert res["reachable"] or not res["recovered"], label  # recovery needs reachability
+
+
 def test_example_dag_components(run_example):
     r = run_example("dag_components")
     graph = r["model"].graph

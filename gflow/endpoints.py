@@ -244,7 +244,7 @@ def _free_indices(model, collapsed):
 def _escape_directions(model, n, key):
     dim = model.in_size + (model.b is not None)
     eye = np.eye(dim)
-    rand = np.asarray(jr.normal(key, (n, dim)))
+    rand = np.array(jr.normal(key, (n, dim)))
     rand /= np.linalg.norm(rand, axis=1, keepdims=True)
     return jnp.asarray(np.concatenate([eye, -eye, rand]), model.W.dtype)
 

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 
 import gflow as gf
-from gflow.flow.controller import FloorPIDController, controller_stats, default_max_steps
-from gflow.flow.field import flow_field
 from gflow.flow.activations import activation_stats
+from gflow.flow.controller import FloorPIDController, controller_stats, default_max_steps
+from gflow.flow.field import flow_field, sliding_field
 from gflow.flow.pinning import escape_oracle
-from gflow.flow.field import sliding_field
 from gflow.trajectory import FLOW_STAT_KEYS, Trajectory
 
 

@@ -8,8 +8,8 @@ import gflow as gf
 from gflow.sweep import store
 from gflow.sweep.config import SweepConfig
 from gflow.sweep.problems import dataset, make_init, saved_times
-from gflow.sweep.trajectories import load_trajectory
 from gflow.sweep.run import run_sweep
+from gflow.sweep.trajectories import load_trajectory
 
 FLOW = dict(
     data="toy",

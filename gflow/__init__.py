@@ -4,8 +4,7 @@
 function's docstring and on the theory page of the documentation (docs/theory.md).
 """
 
-import importlib.metadata
-
+from ._version import version as _version
 from .data import Dataset as Dataset, breast_cancer as breast_cancer, teacher_student as teacher_student, toy as toy
 from .discrete import OPTIMIZERS as OPTIMIZERS, train as train
 from .flow import KINKS as KINKS, SOLVERS as SOLVERS, FlowProblem as FlowProblem, gradient_flow as gradient_flow
@@ -62,9 +61,6 @@ from .topology import (
 )
 from .trajectory import Status as Status, Trajectory as Trajectory, status_name as status_name
 
-try:
-    __version__ = importlib.metadata.version("gflow")
-except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+__version__ = _version("gflow")
 
-__all__ = sorted(name for name in dir() if not name.startswith("_") and name != "importlib")
+__all__ = sorted(name for name in dir() if not name.startswith("_"))

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 
+import jax
+
 
 def enable_compilation_cache(path: str | None = None) -> str | None:
     """Turn on JAX's persistent compilation cache at ``path`` (default: see module doc)."""
-    import jax
-
     if path is None:
         path = os.environ.get("GFLOW_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "gflow", "jax"))
     if not path:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 
 import diffrax
 import equinox as eqx
@@ -13,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ._atomic import atomic_savez
 from .losses import full_batch_loss
 from .invariants import conserved, drift, unit_norms
 from .nets.spec import model_from_spec, model_spec
@@ -161,20 +160,6 @@ def _plain(v):
     if a.dtype == bool:
         return bool(a)
     return int(a) if np.issubdtype(a.dtype, np.integer) else float(a)
-
-
-def atomic_savez(path: str, arrays: dict) -> None:
-    """``np.savez`` to a temporary file in the same folder, then rename: never half-written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def evaluate(ts, models, data, loss_fn, stats, status) -> Trajectory:

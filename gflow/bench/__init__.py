@@ -16,6 +16,10 @@ import json
 import os
 import time
 
+import jax
+import numpy as np
+
+from . import machine, peers, work_precision
 from .report import json_safe, write_json
 
 BENCHMARKS = ("work_precision", "peers", "machine")
@@ -23,8 +27,6 @@ SIZES = ("smoke", "quick", "full")
 
 
 def _enable_x64():
-    import jax
-
     jax.config.update("jax_enable_x64", True)
 
 
@@ -65,8 +67,6 @@ def _blas_threads(n: int):
     time of a 398x30 SVD (ms) with the default threads and with ``n``: host-side NumPy work
     (the kink set-up of ``gradient_flow``, SciPy's solver loop) on a shared machine is
     otherwise dominated by BLAS threads waiting for busy cores."""
-    import numpy as np
-
     z = np.random.default_rng(0).standard_normal((398, 30))
 
     def svd_ms():
@@ -88,8 +88,6 @@ def _blas_threads(n: int):
 
 
 def _run(size, out_dir, only, log) -> dict:
-    from . import machine, peers, work_precision
-
     summary, wp = dict(size=size, reports={}, seconds={}), None
     for name in BENCHMARKS:
         if name not in only:

@@ -19,9 +19,15 @@ import shutil
 import tempfile
 import time
 
+import jax
+import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 
-from ..sweep.store import environment
+from ..sweep.config import SweepConfig
+from ..sweep.problems import dataset
+from ..sweep.run import run_sweep
+from ..sweep.store import environment, read_runs
 from .machine_report import render
 from .problems import flops_per_grad
 from .report import runtime, write_csv, write_json
@@ -74,10 +80,6 @@ GRIDS = {
 
 def matmul_peak(dtype: str, n: int, reps: int = 5) -> float:
     """FLOP/s of the best of ``reps`` warm ``jnp.dot`` calls on ``(n, n)`` matrices (``2 n^3`` flops)."""
-    import jax
-    import jax.numpy as jnp
-    import jax.random as jr
-
     a, b = (jr.normal(k, (n, n), jnp.dtype(dtype)) for k in jr.split(jr.PRNGKey(0)))
     dot = jax.jit(jnp.dot)
     jax.block_until_ready(dot(a, b))
@@ -92,8 +94,6 @@ def matmul_peak(dtype: str, n: int, reps: int = 5) -> float:
 @contextlib.contextmanager
 def _x64(enabled: bool):
     """Run with ``jax_enable_x64 = enabled`` (a sweep's precision), then restore it."""
-    import jax
-
     before = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", enabled)
     try:
@@ -105,10 +105,6 @@ def _x64(enabled: bool):
 def run_case(case: Case, repeats: int = 2) -> dict:
     """``run_sweep`` of ``case`` once to compile, then ``repeats`` times (the fastest is the
     steady state: on a shared machine the slower ones met other jobs); one table row."""
-    from ..sweep.store import read_runs
-    from ..sweep.config import SweepConfig
-    from ..sweep.problems import dataset
-
     cfg = SweepConfig(
         data=case.data,
         n_data=case.n_data,
@@ -160,8 +156,6 @@ def run_case(case: Case, repeats: int = 2) -> dict:
 
 
 def run_sweep_quiet(cfg, out_dir):
-    from ..sweep.run import run_sweep
-
     return run_sweep(cfg, out_dir, progress=False)
 
 

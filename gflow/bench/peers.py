@@ -24,13 +24,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from importlib.metadata import PackageNotFoundError, version
 
+import equinox as eqx
+import jax
 import numpy as np
+from jax.flatten_util import ravel_pytree
+from scipy.integrate import solve_ivp
 
+from ..flow.field import flow_field
+from ..losses import get_loss
+from ..sweep.config import SweepConfig
 from ..sweep.store import environment
+from . import torch_net, work_precision
 from .peers_report import render
 from .problems import Problem, relative_error
 from .report import runtime, write_csv, write_json
+from .sweeps import CONFIGS, naive_vmap_timeboxed, run_engine
 from .timing import TimeBox, call_time
 
 GFLOW_METHODS = ("heun", "tsit5", "dopri5", "dopri8", "gd")
@@ -65,13 +75,6 @@ GRIDS = {
 def jax_flat_field(problem: Problem):
     """``(f, y0)``: ``f(y) = -grad L`` on a flat NumPy vector (``jax.jit``, compiled here), and
     the initial flat parameters."""
-    import equinox as eqx
-    import jax
-    from jax.flatten_util import ravel_pytree
-
-    from ..flow.field import flow_field
-    from ..losses import get_loss
-
     params, static = eqx.partition(problem.model, eqx.is_inexact_array)
     y0, unravel = ravel_pytree(params)
     field = flow_field(static, problem.data, get_loss(problem.loss))
@@ -107,8 +110,6 @@ def _series(name, tool, tols, budget, call, ref, log):
 
 def scipy_rows(problem: Problem, ref: np.ndarray, grid: Grid, log=print) -> list[dict]:
     """``solve_ivp`` RK45 and DOP853 on the jitted JAX field (compiled before timing)."""
-    from scipy.integrate import solve_ivp
-
     f, y0 = jax_flat_field(problem)
 
     def call(method):
@@ -129,8 +130,6 @@ def torch_rows(problem: Problem, ref: np.ndarray, grid: Grid, log=print) -> tupl
     """torchdiffeq dopri5 in PyTorch float64, with one intra-op thread (after checking its
     field against JAX's at the initial point and timing one field call with the default
     threads and with one); ``([], reason)`` when torch is not installed."""
-    from . import torch_net
-
     missing = torch_net.available()
     if missing:
         return [], missing
@@ -168,8 +167,6 @@ def torch_rows(problem: Problem, ref: np.ndarray, grid: Grid, log=print) -> tupl
 
 
 def _version(module: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(module)
     except PackageNotFoundError:
@@ -180,8 +177,6 @@ def batched_rows(grid: Grid, log=print) -> list[dict]:
     """Naive vmap vs ``run_sweep`` on the breast-cancer sweep configuration."""
     if not grid.batch_inits:
         return []
-    from ..sweep.config import SweepConfig
-    from .sweeps import CONFIGS, naive_vmap_timeboxed, run_engine
 
     n = grid.batch_inits
     cfg = SweepConfig(**CONFIGS["breast_cancer"], n_inits=n, slots=grid.slots, chunk_size=max(256, grid.slots))
@@ -228,8 +223,6 @@ def gflow_rows(wp_rows: list[dict], problem: str) -> list[dict]:
 def run(size: str = "full", out_dir: str = "results/benchmarks", wp: dict | None = None, log=print) -> dict:
     """Run the peers at ``GRIDS[size]``; ``wp``: the result of :func:`work_precision.run` on
     the same problem in this process (else it is run here for that problem only)."""
-    from . import work_precision
-
     grid = GRIDS[size]
     if wp is None or grid.problem not in wp["references"]:
         base = work_precision.GRIDS[size]

@@ -7,6 +7,10 @@ import json
 import math
 import os
 
+import jax
+
+from ..sweep.store import environment
+
 DEFAULT_OUT = "results/benchmarks"
 
 
@@ -19,8 +23,6 @@ def write_report(
     versions, git commit, device, machine, date) and :func:`runtime`, so every report says
     where its numbers come from; a report drawn later from saved rows passes the run's.
     """
-    from ..sweep.store import environment
-
     env = env or dict(environment(), **runtime())
     lines = [f"# {title}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in env.items()]
@@ -35,8 +37,6 @@ def write_report(
 
 def runtime() -> dict:
     """Settings that change timings: NumPy's BLAS threads and JAX's persistent compilation cache."""
-    import jax
-
     try:
         from threadpoolctl import threadpool_info
 

@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from ..discrete import train
+from ..flow.solve import gradient_flow
 from ..sweep.store import environment
 from .problems import Problem, flat, make_problem, relative_error
 from .report import runtime, write_csv, write_json
@@ -81,8 +83,6 @@ GRIDS = {
 
 
 def _flow(problem: Problem, solver, *, tol=1e-3, dt=None, t1=None, n_save=21):
-    from ..flow.solve import gradient_flow
-
     start = time.perf_counter()
     traj = gradient_flow(
         problem.model,
@@ -100,8 +100,6 @@ def _flow(problem: Problem, solver, *, tol=1e-3, dt=None, t1=None, n_save=21):
 
 
 def _gd(problem: Problem, lr, n_save):
-    from ..discrete import train
-
     steps = max(1, round(problem.t1 / lr))
     start = time.perf_counter()
     traj = train(problem.model, problem.data, problem.loss, "gd", lr=problem.t1 / steps, steps=steps, n_save=n_save)

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from ..figures.style import COLUMN_WIDTH, PALETTE, figure, save
 from .curves import cost_at, order
 from .report import table, write_report
 
@@ -81,8 +82,6 @@ def _ratio(a, b) -> str:
 
 def plot(rows: list[dict], problems, path: str) -> list[str]:
     """Log-log: error vs gradient evaluations (left) and drift vs evaluations (right), one row per problem."""
-    from ..figures.style import COLUMN_WIDTH, PALETTE, figure, save
-
     fig, axes = figure(ncols=2, nrows=len(problems), width=2 * COLUMN_WIDTH, aspect=0.7, squeeze=False)
     methods = ["gd", "euler", "heun", *ADAPTIVE]
     for i, problem in enumerate(problems):

@@ -56,4 +56,3 @@ def _sentence(err: BaseException) -> str:
 def script_main(name: str, argv: list[str] | None = None) -> int:
     """Entry point of ``scripts/fig_<name>.py``: ``[--quick] [--out DIR]``, as ``gflow figure NAME``."""
     return main(["figure", name, *(sys.argv[1:] if argv is None else argv)])
-

@@ -137,51 +137,13 @@ def _floats(text: str, option: str) -> list[float]:
     return values
 
 
-def _shallow_summary(d, e, delta, bias, tol) -> dict:
-    from ..topology import shallow as tp
-
-    pos, neg, zero = tp.neuron_counts(d, e, delta, bias, tol=tol)
-    betti = tp.betti_numbers(d, e, delta, bias, tol=tol)
-    out = dict(
-        in_size=d,
-        out_size=e,
-        bias=bias,
-        delta=[float(x) for x in delta],
-        n_positive=pos,
-        n_negative=neg,
-        n_zero=zero,
-        betti_numbers=betti,
-        poincare_polynomial=_poly(betti),
-        n_components=tp.n_components(d, e, delta, bias, tol=tol),
-    )
-    try:
-        out["n_effective_components"] = tp.n_effective_components(d, e, delta, bias, tol=tol)
-    except ValueError:
-        out["n_effective_components"] = None  # defined for e = 1, d(+bias) >= 2
-    return out
-
-
-def _poly(betti) -> str:
-    terms = [
-        (f"{b}" if j == 0 else f"{'' if b == 1 else b}t{'' if j == 1 else '^' + str(j)}")
-        for j, b in enumerate(betti)
-        if b
-    ]
-    return " + ".join(terms) or "0"
-
-
 def _from_delta(args) -> dict:
-    from ..topology.dag import dag_components, shallow_graph
-
     if args.in_size is None:
         raise ValueError("--in-size is required with --delta (the input dimension of the shallow net).")
     d, e = _positive(args.in_size, "--in-size"), _positive(args.out_size, "--out-size")
-    delta = _floats(args.delta, "--delta")
-    out = dict(source="delta", **_shallow_summary(d, e, delta, args.bias, args.tol))
-    graph = shallow_graph(d, len(delta), e, bias=args.bias)
-    out["dag_n_components"] = dag_components(graph, [0.0 if abs(x) <= args.tol else x for x in delta])[0]
-    out.update(label=None, effective_label=None, singular_subnetworks=None)
-    return out
+    from ..topology.summary import delta_summary  # lazy, as every CLI import of the library: fast --help
+
+    return dict(source="delta", **delta_summary(d, e, _floats(args.delta, "--delta"), args.bias, args.tol))
 
 
 def _load_model(path: str):
@@ -198,41 +160,19 @@ def _load_model(path: str):
 
 
 def _from_model(args) -> dict:
-    from ..topology import shallow as tp
-    from ..topology.dag import dag_components, singular_subnetworks
-    from ..invariants import conserved
-    from ..nets.mlp import MLP
-    from ..nets.shallow import ShallowReLU
+    from ..topology.summary import model_summary
 
-    model = _load_model(args.model)
-    c = np.asarray(conserved(model), dtype=float)
-    out = dict(source="model", path=args.model, type=type(model).__name__)
-    if isinstance(model, ShallowReLU):
-        out.update(_shallow_summary(model.in_size, model.out_size, c, model.bias, args.tol))
-    else:
-        if isinstance(model, MLP):
-            out.update(in_size=model.in_size, hidden=list(model.hidden), out_size=model.out_size, bias=model.bias)
-        out.update(c=c.tolist(), betti_numbers=None, n_effective_components=None)
-    count, label = dag_components(model, c=np.where(np.abs(c) <= args.tol, 0.0, c))
-    out.update(dag_n_components=count, dag_label=list(label))
-    if isinstance(model, ShallowReLU) and model.out_size == 1:
-        lab = np.asarray(tp.component_label(model, tol=args.tol))
-        out["label"] = [int(x) for x in lab[lab != 0]]
-        out["effective_label"] = int(np.sum(lab < 0)) if out["n_effective_components"] is not None else None
-    else:
-        out.update(label=list(label), effective_label=None)
-    out["singular_subnetworks"] = [sorted(s, key=lambda h: int(h[1:])) for s in singular_subnetworks(model)]
-    return out
+    return dict(source="model", path=args.model, **model_summary(_load_model(args.model), args.tol))
 
 
 def _from_dag(args) -> dict:
-    from ..topology.dag import dag_components, dag_rigid_edges, singular_subnetworks
-    from ..nets.dag import Graph
-
     with open(args.dag) as f:
         obj = json.load(f)
     if not isinstance(obj, dict):
         raise ValueError("--dag must be a JSON object with inputs, hidden, outputs, edges and c or weights.")
+    from ..nets.dag import Graph
+    from ..topology.summary import dag_summary
+
     graph = Graph.from_json(obj)
     weights = obj.get("weights")
     if ("c" in obj) == (weights is not None):
@@ -243,29 +183,12 @@ def _from_dag(args) -> dict:
         weights = np.asarray(weights, dtype=float)
         if weights.shape != (graph.n_edges,):
             raise ValueError(f'--dag "weights" must have one value per edge ({graph.n_edges}), got {weights.size}.')
-        c = graph.incidence @ weights**2
+        c = None
     else:
         c = np.asarray(obj["c"], dtype=float)
         if c.shape != (graph.n_hidden,):
             raise ValueError(f'--dag "c" must have one value per hidden node ({graph.n_hidden}), got {c.size}.')
-    rigid = dag_rigid_edges(graph, c)
-    count, label = dag_components(graph, c, weights)
-    return dict(
-        source="dag",
-        path=args.dag,
-        inputs=graph.n_in,
-        hidden=graph.n_hidden,
-        outputs=graph.n_out,
-        n_edges=graph.n_edges,
-        c=c.tolist(),
-        betti_numbers=None,
-        n_components=count,
-        rigid_edges=[list(graph.edges[e]) for e in rigid],
-        label=None if label is None else list(label),
-        singular_subnetworks=None
-        if weights is None
-        else [sorted(s, key=lambda h: int(h[1:])) for s in singular_subnetworks(graph, weights)],
-    )
+    return dict(source="dag", path=args.dag, **dag_summary(graph, c, weights))
 
 
 _NAMES = dict(

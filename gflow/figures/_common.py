@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 
+import jax
 import numpy as np
+
+from .._cache import enable_compilation_cache
+from ..sweep.run import run_sweep
+from ..sweep.store import MANIFEST, config_hash, read_runs
+from .style import save
 
 
 def setup() -> None:
     """Float64 (conservation is measured to 1e-8 and below) and the persistent compile cache."""
-    import jax
-
-    from .._cache import enable_compilation_cache
-
     jax.config.update("jax_enable_x64", True)
     enable_compilation_cache()
 
@@ -30,13 +34,11 @@ def _paths(out_dir: str, key: str) -> tuple[str, str]:
 
 def save_result(out_dir: str, key: str, arrays: dict, params: dict, scalars: dict | None = None) -> None:
     """Write ``<key>.npz`` (arrays) and ``<key>.json`` (params, scalars, environment), atomically."""
-    from ..sweep.store import _atomic_write, _write_json, environment
-    from ..trajectory import atomic_savez
 
     npz, meta = _paths(out_dir, key)
     atomic_savez(npz, {k: np.asarray(v) for k, v in arrays.items()})
     doc = dict(params=params, scalars=scalars or {}, environment=environment())
-    _atomic_write(meta, lambda tmp: _write_json(tmp, _jsonable(doc)))
+    atomic_json(meta, _jsonable(doc))
 
 
 def load_result(out_dir: str, key: str) -> tuple[dict, dict]:
@@ -82,12 +84,6 @@ def sweep(config, out_dir: str) -> dict:
     figure's parameters changed) is removed first rather than refused, with a line on
     standard error saying so.
     """
-    import shutil
-    import sys
-
-    from ..sweep.store import MANIFEST
-    from ..sweep.run import run_sweep
-
     if os.path.exists(os.path.join(out_dir, MANIFEST)) and not _same_config(config, out_dir):
         print(f"{out_dir} holds a sweep of another config; removing it and running this one.", file=sys.stderr)
         shutil.rmtree(out_dir)
@@ -97,8 +93,6 @@ def sweep(config, out_dir: str) -> dict:
 
 
 def _same_config(config, out_dir: str) -> bool:
-    from ..sweep.store import MANIFEST, config_hash
-
     path = os.path.join(out_dir, MANIFEST)
     if not os.path.exists(path):
         return False
@@ -108,16 +102,12 @@ def _same_config(config, out_dir: str) -> bool:
 
 def read_rows(out_dir: str) -> dict:
     """``runs.parquet`` of a sweep folder as ``{column: numpy array}``."""
-    from ..sweep.store import read_runs
-
     table = read_runs(out_dir)
     return {name: np.asarray(table.column(name).to_pylist()) for name in table.column_names}
 
 
 def save_figure(fig, out_dir: str, name: str) -> list[str]:
     """``<out_dir>/<name>.png`` and ``.pdf`` in the gflow style."""
-    from .style import save
-
     return save(fig, os.path.join(out_dir, name))
 
 

@@ -24,9 +24,14 @@ from __future__ import annotations
 
 import os
 
+import matplotlib
 import numpy as np
 
+from ..flow.solve import gradient_flow
+from ..sweep.config import SweepConfig
+from ..sweep.problems import dataset, make_init
 from . import _common
+from .style import figure
 
 DESCRIPTION = "Fig. 4: breast cancer, mean test loss of exact flows per width l and number of non-pathological neurons"
 NAME = "breast_cancer"
@@ -50,8 +55,6 @@ def _params(quick: bool) -> dict:
 def cell_config(p: dict, width: int, k: int):
     """The sweep of cell ``(l, k)``: ``k`` neurons at ``delta = +c``, ``l - k`` at ``-c``, all
     output weights positive."""
-    from ..sweep.config import SweepConfig
-
     delta = tuple([p["c"]] * k + [-p["c"]] * (width - k))
     return SweepConfig(
         name=f"{NAME}-l{width}-k{k}",
@@ -105,9 +108,6 @@ def _tolerance_check(out_dir: str, p: dict):
     """Re-integrate the first ``check_inits`` initializations of the cells in ``check`` with
     :func:`gflow.gradient_flow` at ``check_tol`` and compare their final test loss with the
     sweep's rows (integrated at ``rtol``/``atol``)."""
-    from ..flow.solve import gradient_flow
-    from ..sweep.problems import dataset, make_init
-
     out = dict(width=[], k=[], index=[], sweep=[], tight=[], steps=[])
     for width, k in p["check"]:
         cfg = cell_config(p, width, k)
@@ -175,10 +175,6 @@ def collapse(c: dict) -> dict:
 
 def draw(out_dir: str) -> list[str]:
     """(a) heatmap of the mean test loss over (l, k); (b) against k / l; (c) against k."""
-    import matplotlib
-
-    from .style import figure
-
     c, doc = _common.load_result(out_dir, NAME)
     p, widths = doc["params"], np.unique(c["width"])
     fig, (ax_a, ax_b, ax_c) = figure(nrows=3, aspect=0.62)

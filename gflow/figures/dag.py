@@ -30,9 +30,19 @@ point, where the loss is flat to higher order.
 
 from __future__ import annotations
 
+import jax
+import jax.random as jr
+import matplotlib
+import matplotlib.colors as mcolors
 import numpy as np
 
+from ..data import Dataset
+from ..flow.solve import gradient_flow
+from ..invariants import project
+from ..nets.dag import DAGNet, Graph
+from ..topology.dag import dag_components, singular_subnetworks
 from . import _common
+from .style import PALETTE, figure
 
 DESCRIPTION = "DAG with a bottleneck: number of components vs balances c; a flow approaching a pruned sub-network"
 NAME = "dag"
@@ -55,8 +65,6 @@ C_FLOW = (C_MAIN, -0.5, -0.5, 1.0)  # (c_h0, a, a, b) with b = -2a
 
 def graph():
     """The :class:`gflow.Graph` of the module docstring."""
-    from ..nets.dag import Graph
-
     return Graph(3, 4, 1, EDGES)
 
 
@@ -84,8 +92,6 @@ def _params(quick: bool) -> dict:
 
 def _components(p: dict):
     """``log2`` of the number of components on the ``(a, b)`` grid (NaN: no such weights)."""
-    from ..topology.dag import dag_components
-
     g = graph()
     axis = np.linspace(-p["c_max"], p["c_max"], p["grid"])
     rigid = np.full((len(axis), len(axis)), np.nan)  # [b index, a index]
@@ -100,11 +106,6 @@ def _components(p: dict):
 
 def dataset(p: dict):
     """``x ~ N(0, I_3)`` (train and test), ``y = relu(x0) + x1 / 2``."""
-    import jax
-    import jax.random as jr
-
-    from ..data import Dataset
-
     x = jr.normal(jr.PRNGKey(p["data_seed"]), (2 * p["n_data"], 3))
     y = jax.nn.relu(x[:, 0]) + 0.5 * x[:, 1]
     n = p["n_data"]
@@ -113,13 +114,6 @@ def dataset(p: dict):
 
 def _flows(p: dict):
     """Exact flows from ``seeds`` Kaiming inits relocated to ``c_flow``; weights at log-spaced times."""
-    import jax.random as jr
-
-    from ..topology.dag import singular_subnetworks
-    from ..flow.solve import gradient_flow
-    from ..invariants import project
-    from ..nets.dag import DAGNet
-
     g, data = graph(), dataset(p)
     ts = np.concatenate([[0.0], np.logspace(-2, np.log10(p["t1"]), p["n_save"] - 1)])
     weights, loss, drift, steps, status = [], [], [], [], []
@@ -194,10 +188,6 @@ def outcomes(doc: dict, loss_tol: float = 1e-6) -> np.ndarray:
 def draw(out_dir: str) -> list[str]:
     """(a) components over ``(a, b)``; (b) weights of seed 0 along the flow; (c) max boundary
     weight of S for every seed."""
-    import matplotlib.colors as mcolors
-
-    from .style import PALETTE, figure
-
     comp, _ = _common.load_result(out_dir, "components")
     flows, doc = _common.load_result(out_dir, "flows")
     p = doc["params"]
@@ -260,6 +250,4 @@ def draw(out_dir: str) -> list[str]:
 
 def _discrete_cmap(name: str, n: int):
     """``n`` discrete colours of the colour map ``name``."""
-    import matplotlib
-
     return matplotlib.colormaps[name].resampled(n)

@@ -26,11 +26,17 @@ import os
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import matplotlib
 import numpy as np
 
+from ..discrete import train
+from ..flow.solve import gradient_flow
 from ..invariants import conserved
 from ..losses import full_batch_loss, mse
+from ..sweep.config import SweepConfig
+from ..sweep.problems import dataset, make_init
 from . import _common
+from .style import PALETTE, figure
 
 DESCRIPTION = "Drift of delta under flow vs GD (eta^2 identity), SGD, momentum, Adam; label changes vs learning rate"
 NAME = "flow_vs_optimizers"
@@ -38,8 +44,6 @@ NAME = "flow_vs_optimizers"
 
 def _colors() -> dict:
     """One colour per method (both panels); GD learning rates in panel (a) as shades of blue."""
-    from .style import PALETTE
-
     return dict(flow="black", gd=PALETTE[0], sgd=PALETTE[4], momentum=PALETTE[3], adam=PALETTE[1])
 
 
@@ -63,8 +67,6 @@ def _params(quick: bool) -> dict:
 
 
 def _config(p: dict, method: str = "flow", lr: float = 0.01):
-    from ..sweep.config import SweepConfig
-
     return SweepConfig(
         name=NAME,
         data="toy",
@@ -116,10 +118,6 @@ def _predicted(model, data, lrs, n_steps, steps_max):
 
 def _drift_curves(p: dict):
     """Panel (a): drift along the flow, GD (measured and predicted) and the other optimizers."""
-    from ..discrete import train
-    from ..flow.solve import gradient_flow
-    from ..sweep.problems import dataset, make_init
-
     cfg = _config(p)
     data, _ = dataset(cfg)
     model = make_init(cfg, data, 0)
@@ -189,10 +187,6 @@ def run(out_dir: str, quick: bool = False) -> list[str]:
 
 def draw(out_dir: str) -> list[str]:
     """(a) drift against time; (b) fraction of label changes against the learning rate."""
-    import matplotlib
-
-    from .style import figure
-
     a, doc = _common.load_result(out_dir, NAME)
     p, s = doc["params"], doc["scalars"]
     fig, (ax, bx) = figure(ncols=2, width=2 * 3.4, aspect=0.85)

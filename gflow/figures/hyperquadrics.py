@@ -17,9 +17,17 @@ reach it; they switch the neuron off (``w -> 0``, the sheet's apex ``v = -sqrt(-
 
 from __future__ import annotations
 
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 
+from ..data import teacher_student
+from ..flow.solve import gradient_flow
+from ..invariants import relocate
+from ..nets.shallow import ShallowReLU
 from . import _common
+from .style import PALETTE, figure
 
 DESCRIPTION = "Invariant hyperquadrics of one neuron (d=2, e=1): one- and two-sheet hyperboloids with exact flows"
 NAME = "hyperquadrics"
@@ -41,12 +49,6 @@ def _params(quick: bool) -> dict:
 
 def teacher(angle: float):
     """The teacher ``relu(u . x)``, ``u = (cos angle, sin angle)``, as a ShallowReLU(2, 1)."""
-    import equinox as eqx
-    import jax.numpy as jnp
-    import jax.random as jr
-
-    from ..nets.shallow import ShallowReLU
-
     t = ShallowReLU(2, 1, key=jr.PRNGKey(0))
     t = eqx.tree_at(lambda m: m.W, t, jnp.array([[np.cos(angle), np.sin(angle)]]))
     return eqx.tree_at(lambda m: m.V, t, jnp.ones((1, 1)))
@@ -54,12 +56,6 @@ def teacher(angle: float):
 
 def _inits(p: dict):
     """``(sheet delta, v sign, model)``: ``per_sign`` inits of each sign of ``v`` on each sheet."""
-    import jax.numpy as jnp
-    import jax.random as jr
-
-    from ..invariants import relocate
-    from ..nets.shallow import ShallowReLU
-
     out, i = [], 0
     for delta in (p["delta"], -p["delta"]):
         for sign in (1.0, -1.0):
@@ -71,11 +67,6 @@ def _inits(p: dict):
 
 
 def _compute(p: dict):
-    import jax.random as jr
-
-    from ..data import teacher_student
-    from ..flow.solve import gradient_flow
-
     data = teacher_student(teacher(p["teacher_angle"]), p["n_data"], jr.PRNGKey(p["seed"] + 1), n_test=0)
     w, v, loss, cons, deltas, signs, status = [], [], [], [], [], [], []
     for delta, sign, model in _inits(p):
@@ -137,8 +128,6 @@ def _surface(ax, delta: float, r_max: float, v_max: float, color: str) -> None:
 
 def draw(out_dir: str) -> list[str]:
     """Two 3-D panels: the one-sheet (``delta > 0``) and two-sheet (``delta < 0``) hyperboloids."""
-    from .style import PALETTE, figure
-
     a, doc = _common.load_result(out_dir, NAME)
     p = doc["params"]
     fig, axes = figure(ncols=2, width=2 * 3.4, aspect=1.0, subplot_kw=dict(projection="3d"))

@@ -19,11 +19,20 @@ loss per component.
 
 from __future__ import annotations
 
+import json
 import os
 
+import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 
+from ..invariants import relocate
+from ..nets.shallow import ShallowReLU
+from ..sweep.config import SweepConfig
+from ..sweep.store import MANIFEST
+from ..topology.symmetry import reachable
 from . import _common
+from .style import PALETTE, figure
 
 DESCRIPTION = "Large sweep: final loss of >= 10^4 exact flows on the toy problem, split by effective component"
 NAME = "large_sweep"
@@ -35,8 +44,6 @@ def config(quick: bool = False):
 
     16 slots measured fastest on the 2-core CPU here (32 ms CPU per trajectory at 256 points,
     against 2x that with 32 or 64 slots)."""
-    from ..sweep.config import SweepConfig
-
     return SweepConfig(
         name=NAME,
         data="toy",
@@ -76,13 +83,6 @@ def run(out_dir: str, quick: bool = False) -> list[str]:
 def reachable_by_label(n_path: int = 2) -> dict[int, bool]:
     """THEORY.md's predicate for the toy target, per effective label ``m`` (number of negative
     output weights among ``n_path`` pathological neurons), via :func:`gflow.reachable`."""
-    import jax.numpy as jnp
-    import jax.random as jr
-
-    from ..invariants import relocate
-    from ..nets.shallow import ShallowReLU
-    from ..topology.symmetry import reachable
-
     teacher = ShallowReLU(2, 2, key=jr.PRNGKey(0))
     teacher = relocate(teacher, 0.0, jnp.array([[1.0, -1.0]]))  # any u_j, one convex and one concave kink
     out = {}
@@ -96,10 +96,6 @@ def reachable_by_label(n_path: int = 2) -> dict[int, bool]:
 
 def manifest_config(sweep_dir: str) -> dict:
     """The config stored in a sweep folder's manifest."""
-    import json
-
-    from ..sweep.store import MANIFEST
-
     with open(os.path.join(sweep_dir, MANIFEST)) as f:
         return json.load(f)["config"]
 
@@ -125,8 +121,6 @@ def summary(rows: dict) -> dict:
 def draw(out_dir: str) -> list[str]:
     """(a) histogram of ``log10`` final loss per effective component; (b) its ECDF (linear loss axis,
     where the unreachable components' plateaus separate)."""
-    from .style import PALETTE, figure
-
     rows = _common.read_rows(os.path.join(out_dir, "sweep"))
     cfg = manifest_config(os.path.join(out_dir, "sweep"))
     stats, reach = summary(rows), reachable_by_label()

@@ -16,9 +16,13 @@ is more than 4 standard errors (floor ``1/n``) from ``P`` get a cross.
 
 from __future__ import annotations
 
+import jax.random as jr
 import numpy as np
+from matplotlib.colors import Normalize
 
+from ..topology.shallow import obstruction_probability, obstruction_probability_mc
 from . import _common
+from .style import figure
 
 DESCRIPTION = "Fig. 5: exact P(obstructed init) over (d, l) for Xavier and Kaiming, Monte Carlo on a subgrid"
 NAME = "obstruction_probability"
@@ -54,10 +58,6 @@ def _samples(p: dict, d: int, width: int) -> int:
 
 
 def _compute(p: dict):
-    import jax.random as jr
-
-    from ..topology.shallow import obstruction_probability, obstruction_probability_mc
-
     arrays = {}
     for scheme in SCHEMES:
         arrays[f"exact_{scheme}"] = np.array([[obstruction_probability(d, w, scheme) for w in p["l"]] for d in p["d"]])
@@ -89,10 +89,6 @@ def run(out_dir: str, quick: bool = False) -> list[str]:
 
 def draw(out_dir: str) -> list[str]:
     """Two heatmaps (Xavier, Kaiming) of the exact ``P`` with Monte Carlo circles."""
-    from matplotlib.colors import Normalize
-
-    from .style import figure
-
     arrays, doc = _common.load_result(out_dir, NAME)
     p = doc["params"]
     fig, axes = figure(ncols=2, width=2 * 3.4, aspect=1.0)

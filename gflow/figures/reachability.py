@@ -37,9 +37,16 @@ import itertools
 import os
 import textwrap
 
+import jax.random as jr
+import matplotlib.colors as mcolors
 import numpy as np
+from matplotlib.patches import Rectangle
 
+from ..nets.shallow import ShallowReLU
+from ..sweep.config import SweepConfig
+from ..sweep.problems import dataset
 from . import _common
+from .style import figure
 
 DESCRIPTION = "Reachability phase diagram: predicted vs observed recovery of a teacher over (P, M, F), >= 1000 flows"
 NAME = "reachability"
@@ -50,10 +57,6 @@ def teacher_seed(width: int = sum(TEACHER), min_angle: float = 30.0, min_coef: f
     """The first ``teacher_seed`` whose Kaiming ``ShallowReLU(2, width)`` teacher (as
     :func:`gflow.sweep.dataset` draws it) has ``TEACHER`` signs, kinks at least ``min_angle``
     degrees apart and every ``|a_j| ||u_j|| >= min_coef``."""
-    import jax.random as jr
-
-    from ..nets.shallow import ShallowReLU
-
     _common.setup()  # the teacher is drawn in float64, as the sweeps draw it
     for seed in range(1000):
         t = ShallowReLU(2, width, key=jr.PRNGKey(seed))
@@ -93,8 +96,6 @@ STRICT_TOL = 1e-3
 def data_resolution(p: dict, seed: int) -> float:
     """The largest gap (radians) between consecutive directions of the training inputs taken
     modulo pi: inside it a kink line can move without changing any training prediction."""
-    from ..sweep.problems import dataset
-
     data, _ = dataset(cell_config(p, seed, 1, 0, 0, STRICT_TOL))
     x = np.asarray(data.x_train)
     angles = np.sort(np.mod(np.arctan2(x[:, 1], x[:, 0]), np.pi))
@@ -103,8 +104,6 @@ def data_resolution(p: dict, seed: int) -> float:
 
 def cell_config(p: dict, seed: int, P: int, M: int, F: int, tol: float):
     """The sweep of cell ``(P, M, F)``, ``recovered`` judged at ``tol``."""
-    from ..sweep.config import SweepConfig
-
     delta = tuple([-p["c"]] * (P + M) + [p["c"]] * F)
     signs = tuple([1.0] * P + [-1.0] * M + [1.0 if i % 2 == 0 else -1.0 for i in range(F)])
     return SweepConfig(
@@ -206,10 +205,6 @@ def _boundary(ax, predicted: np.ndarray, present: np.ndarray) -> None:
 def draw(out_dir: str) -> list[str]:
     """One panel per F: observed fraction recovered over (P, M), the predicted boundary as a
     thick line, unreachable cells hatched, disagreeing cells marked."""
-    import matplotlib.colors as mcolors
-
-    from .style import figure
-
     c, doc = _common.load_result(out_dir, NAME)
     p, fit = doc["params"], doc["scalars"]["agreement"]
     strict = c.get("fraction_strict")
@@ -267,6 +262,4 @@ def draw(out_dir: str) -> list[str]:
 
 
 def _hatch(P: int, M: int):
-    from matplotlib.patches import Rectangle
-
     return Rectangle((P - 0.5, M - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.85", lw=0)

@@ -18,9 +18,16 @@ loss of every initialization of the sweep, by component, for both methods.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from ..discrete import train
+from ..flow.solve import gradient_flow
+from ..sweep.config import SweepConfig
+from ..sweep.problems import dataset, make_init
 from . import _common
+from .style import PALETTE, figure
 
 DESCRIPTION = "Fig. 3: toy problem, reachable vs unreachable component; exact flow and small-lr GD, with delta drift"
 NAME = "toy_obstruction"
@@ -44,8 +51,6 @@ def _params(quick: bool) -> dict:
 def config(p: dict):
     """The sweep config whose initializations (``make_init(config, data, i)``) the figure uses:
     ``gflow sweep`` with it reproduces the final losses of the flow (up to kink handling)."""
-    from ..sweep.config import SweepConfig
-
     return SweepConfig(
         name=NAME,
         data="toy",
@@ -76,13 +81,6 @@ def _compute(p: dict):
     run's loss curve and final function, which sweep rows do not keep, and on a 2-core CPU
     the continuous-batching engine's compilation alone takes longer than these 2 x 64 runs.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from ..discrete import train
-    from ..flow.solve import gradient_flow
-    from ..sweep.problems import dataset, make_init
-
     cfg = config(p)
     data, _ = dataset(cfg)
     phi = np.linspace(0, 2 * np.pi, p["n_angles"])
@@ -164,8 +162,6 @@ def run(out_dir: str, quick: bool = False) -> list[str]:
 
 def draw(out_dir: str) -> list[str]:
     """Four panels: learned functions, loss curves, drift, final losses of all initializations."""
-    from .style import PALETTE, figure
-
     a, doc = _common.load_result(out_dir, NAME)
     p, s = doc["params"], doc["scalars"]
     fig, axes = figure(ncols=2, nrows=2, width=2 * 3.4, aspect=0.72)

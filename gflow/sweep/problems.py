@@ -48,7 +48,6 @@ def make_init(cfg: SweepConfig, data, i):
         return model
     delta = jnp.asarray(cfg.delta, float)
     if cfg.delta_signs == "random":
-
         shape = jnp.broadcast_shapes(delta.shape, conserved(model).shape)
         delta = jnp.abs(delta) * jnp.where(jr.bernoulli(jr.fold_in(k_signs, 1), 0.5, shape), 1.0, -1.0)
     signs = None
@@ -63,7 +62,6 @@ def saved_times(cfg: SweepConfig) -> np.ndarray:
     """The times at which a sweep checks drift and labels (and saves trajectories): ``n_save``
     times on [0, t1] for flows; for discrete optimizers ``lr * step`` at the saved steps."""
     if cfg.method == "flow":
-
         return np.asarray(save_times(cfg.t1, cfg.n_save, None))
 
     return np.asarray(_save_slots(cfg.n_steps, cfg.n_save)[0]) * cfg.lr

@@ -15,11 +15,17 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 
+import diffrax
+import equinox
+import jax
 import numpy as np
+import optax
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .._atomic import atomic_json, atomic_savez, atomic_write
+from .._version import version as _version
 
 MANIFEST = "manifest.json"
 RUNS = "runs.parquet"
@@ -29,20 +35,6 @@ TRAJECTORIES = "trajectories"
 def config_hash(config: dict) -> str:
     """SHA-256 of the config (the part that decides the rows), canonical JSON."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _atomic_write(path: str, write) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _git_commit() -> str:
@@ -56,16 +48,10 @@ def _git_commit() -> str:
 
 def environment() -> dict:
     """Versions, device and machine, for manifests and benchmark reports."""
-    import diffrax
-    import equinox
-    import jax
-    import optax
-
-    from .. import __version__
 
     dev = jax.devices()[0]
     return dict(
-        gflow=__version__,
+        gflow=_version("gflow"),
         git_commit=_git_commit(),
         jax=jax.__version__,
         diffrax=diffrax.__version__,
@@ -102,15 +88,10 @@ def open_store(out_dir: str, config: dict, resume: bool) -> None:
             )
         return
     manifest = dict(config=config, config_hash=digest, **environment())
-    _atomic_write(path, lambda tmp: _write_json(tmp, manifest))
+    atomic_json(path, manifest)
 
 
-def _write_json(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2)
-
-
-def chunk_path(out_dir: str, chunk: int, part: str = "") -> str:
+def chunk_path(out_dir: str, chunk: int) -> str:
     return os.path.join(out_dir, "chunks", f"chunk-{chunk:06d}.parquet")
 
 
@@ -121,7 +102,7 @@ def done_chunks(out_dir: str) -> set[int]:
 
 def write_chunk(out_dir: str, chunk: int, rows: list[dict]) -> None:
     table = pa.Table.from_pylist(sorted(rows, key=lambda r: r["index"]))
-    _atomic_write(chunk_path(out_dir, chunk), lambda tmp: pq.write_table(table, tmp))
+    atomic_write(chunk_path(out_dir, chunk), lambda tmp: pq.write_table(table, tmp))
 
 
 def trajectory_path(out_dir: str, chunk: int) -> str:
@@ -133,7 +114,6 @@ def write_trajectories(out_dir: str, chunk: int, index: list[int], ts, states: l
     ``ts`` (saved times) and ``leaf_k`` = leaf ``k`` of the parameters, shape
     ``(len(index), len(ts), ...)``; ``states[r]`` holds row ``r``'s leaves. Written atomically
     before the chunk's rows, so every finished chunk has its file."""
-    from ..trajectory import atomic_savez
 
     leaves = {f"leaf_{k}": np.stack([row[k] for row in states]) for k in range(len(states[0]))}
     atomic_savez(trajectory_path(out_dir, chunk), dict(index=np.asarray(index), ts=np.asarray(ts), **leaves))
@@ -162,7 +142,7 @@ def merge(out_dir: str, n_chunks: int | None = None) -> pa.Table:
             )
     tables = [pq.read_table(chunk_path(out_dir, c)) for c in chunks]
     table = pa.concat_tables(tables).sort_by("index") if tables else pa.table({})
-    _atomic_write(os.path.join(out_dir, RUNS), lambda tmp: pq.write_table(table, tmp))
+    atomic_write(os.path.join(out_dir, RUNS), lambda tmp: pq.write_table(table, tmp))
     return table
 
 

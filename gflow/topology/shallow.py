@@ -157,8 +157,8 @@ def component_label(model: ShallowReLU, *, tol: float = TOL) -> Array:
 def effective_label(model: ShallowReLU, *, tol: float = TOL) -> Array:
     """The effective component (Corollary 3): the number of pathological neurons with
     ``v_k < 0``, an integer in ``0..n_-``. Works on a batch of models."""
-    if isinstance(model, ShallowReLU):
-        _main_case(model.in_size + int(model.bias), model.out_size, "effective_label")
+    model = require_shallow(model, "effective_label", " (use gflow.dag_components for MLP and DAG networks)")
+    _main_case(model.in_size + int(model.bias), model.out_size, "effective_label")
     return jnp.sum(component_label(model, tol=tol) < 0, axis=-1)
 
 

@@ -4,6 +4,8 @@
 function's docstring and on the theory page of the documentation (docs/theory.md).
 """
 
+import importlib
+
 from ._version import version as _version
 from .data import Dataset as Dataset, breast_cancer as breast_cancer, teacher_student as teacher_student, toy as toy
 from .discrete import OPTIMIZERS as OPTIMIZERS, train as train
@@ -59,8 +61,19 @@ from .topology import (
     recovered as recovered,
     singular_subnetworks as singular_subnetworks,
 )
+from .endpoints import Endpoint as Endpoint, classify_endpoint as classify_endpoint, data_objective as data_objective
+from .laws import LieRankInfo as LieRankInfo, count_conservation_laws as count_conservation_laws
+from .population import (
+    GaussianPopulation as GaussianPopulation,
+    arccos_kernel as arccos_kernel,
+    gaussian_population as gaussian_population,
+    population_loss as population_loss,
+    toy_population as toy_population,
+    toy_teacher as toy_teacher,
+)
+from .reach_probability import unreachable_probability as unreachable_probability
 from .trajectory import Status as Status, Trajectory as Trajectory, status_name as status_name
 
 __version__ = _version("gflow")
 
-__all__ = sorted(name for name in dir() if not name.startswith("_"))
+__all__ = sorted(name for name, value in globals().items() if not name.startswith("_") and not isinstance(value, type(importlib)))

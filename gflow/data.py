@@ -1,4 +1,4 @@
-"""Data sets: :class:`Dataset`, ``breast_cancer``, ``toy`` (THEORY.md §5), ``teacher_student``."""
+"""Data sets: :class:`Dataset`, ``breast_cancer``, ``toy`` (docs/theory.md §5), ``teacher_student``."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def breast_cancer(seed: int = 0, test_fraction: float = 0.3) -> Dataset:
 
 
 def toy(n: int = 8000, key: PRNGKeyArray | None = None, n_test: int | None = None) -> Dataset:
-    """The toy problem of THEORY.md §5: ``x ~ N(0, I_2)``, ``y = relu(x_1) - relu(x_2)``.
+    """The toy problem of docs/theory.md §5: ``x ~ N(0, I_2)``, ``y = relu(x_1) - relu(x_2)``.
 
     The target needs one negative output weight. ``n_test`` (default ``n // 4``) more
     points form the test split.

@@ -3,7 +3,7 @@
 Time is ``t = lr * step`` so a run shares its time axis with :func:`gflow.gradient_flow`:
 GD with step ``lr`` is the explicit Euler method for the flow with step ``lr``.
 One GD/SGD step changes each conserved quantity by exactly
-``eta^2 (||g_w||^2 - ||g_v||^2)`` (THEORY.md §1).
+``eta^2 (||g_w||^2 - ||g_v||^2)`` (docs/theory.md §1).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Conserved quantities of the gradient flow and exact projection onto the invariant set.
 
-For every hidden unit h (THEORY.md §1-2), with incoming weights ``w_in`` (a bias is an
+For every hidden unit h (docs/theory.md §1-2), with incoming weights ``w_in`` (a bias is an
 incoming weight) and outgoing weights ``w_out``,
 
     c_h = ||w_in||^2 - ||w_out||^2
@@ -54,7 +54,7 @@ def rescale(model, alphas: Float[Array, " hidden"]):
 
 
 def prop4_alpha(w_sq, v_sq, delta):
-    """THEORY.md Prop. 4: the alpha > 0 with alpha^2 w_sq - v_sq / alpha^2 = delta (1 where w_sq = 0).
+    """docs/theory.md Prop. 4: the alpha > 0 with alpha^2 w_sq - v_sq / alpha^2 = delta (1 where w_sq = 0).
 
     ``alpha^2 = (delta + s) / (2 w_sq)`` with ``s = sqrt(delta^2 + 4 w_sq v_sq)`` for
     ``delta >= 0``, and the same root in the cancellation-free form ``2 v_sq / (s - delta)``
@@ -70,7 +70,7 @@ def prop4_alpha(w_sq, v_sq, delta):
 def project(model, delta, *, max_iter: int = 100):
     """Exact projection onto ``Q(delta)`` by rescaling hidden units (function unchanged).
 
-    Shallow nets: hidden units are decoupled and Prop. 4 of THEORY.md gives, per neuron
+    Shallow nets: hidden units are decoupled and Prop. 4 of docs/theory.md gives, per neuron
     with ``w_k != 0``, ``alpha_k^2 = (delta_k + sqrt(delta_k^2 + 4||w_k||^2||v_k||^2)) /
     (2||w_k||^2)``.
 
@@ -144,7 +144,7 @@ def relocate(model: AbstractReLUNet, delta, signs=None) -> AbstractReLUNet:
     ``signs`` (optional, +1/-1, broadcast against the output weights ``V`` of a
     :class:`ShallowReLU` or the last weight matrix of an :class:`MLP`) then forces the
     signs of the output weights, ``v -> signs * |v|``. This picks the component of the
-    invariant set (THEORY.md Prop. 3) and, unlike the rescaling, changes the function;
+    invariant set (docs/theory.md Prop. 3) and, unlike the rescaling, changes the function;
     it leaves ``delta`` unchanged.
     """
     model = project(model, delta)
@@ -157,7 +157,7 @@ def relocate(model: AbstractReLUNet, delta, signs=None) -> AbstractReLUNet:
 
 
 def drift(conserved_ts: Float[Array, "time hidden"], norms0: Float[Array, " hidden"] | None = None):
-    """Drift of the conserved quantities along a trajectory (THEORY.md §4).
+    """Drift of the conserved quantities along a trajectory (docs/theory.md §4).
 
     Returns ``max_{t,h} |c_h(t) - c_h(0)|``, and, if ``norms0`` (``unit_norms`` at t=0) is
     given, also that value divided by ``max_h norms0``.

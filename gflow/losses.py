@@ -3,7 +3,7 @@
 Normalization (it fixes the time scale of the flow; a factor 2 rescales time):
 
 - ``mse(pred, y) = 1/(2n) sum_i ||pred_i - y_i||^2``: one point gives ``1/2 (f - y)^2``,
-  the loss of the closed-form check in THEORY.md §1.
+  the loss of the closed-form check in docs/theory.md §1.
 - ``bce(logits, y) = 1/n sum_i [log(1 + e^{z_i}) - y_i z_i]``, labels in {0, 1}, stable for
   any logit.
 - ``cross_entropy(logits, y) = 1/n sum_i [logsumexp(z_i) - z_{i, y_i}]``, ``y`` integer

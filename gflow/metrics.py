@@ -1,9 +1,9 @@
-"""Per-trajectory metrics of a sweep (THEORY.md §4), accumulated at saved times.
+"""Per-trajectory metrics of a sweep (docs/theory.md §4), accumulated at saved times.
 
 The same accumulator serves the exact flow (updated online inside the solver loop, so a
 sweep keeps no trajectory in memory) and discrete optimizers (folded over saved models).
 
-Component label (THEORY.md Prop. 3, shallow nets with e = 1): the signs of the output
+Component label (docs/theory.md Prop. 3, shallow nets with e = 1): the signs of the output
 weights ``v_k`` of the pathological neurons (``delta_k < 0`` at the start). The exact flow
 never changes it; a discrete optimizer can, and ``label_changes`` counts how many saved
 times differ from the previous one.

@@ -68,7 +68,7 @@ class Trajectory(eqx.Module):
     - ``ts`` (T,): saved times (``t = lr * step`` for discrete optimizers).
     - ``models``: the network with a leading time axis on every array.
     - ``loss`` (T,), ``test_loss`` (T,) or ``None``: full-batch losses at ``ts``.
-    - ``conserved`` (T, hidden): ``c_h(t)`` of every hidden unit (THEORY.md §1-2).
+    - ``conserved`` (T, hidden): ``c_h(t)`` of every hidden unit (docs/theory.md §1-2).
     - ``stats``: ``steps`` (attempted), ``accepted``, ``rejected``, ``grad_evals``
       (full-batch gradient evaluations; minibatch gradients for SGD), ``wall_time`` (s).
     - ``status``: a :class:`Status` item.

@@ -2,7 +2,7 @@
 
 - ``breast_cancer``: the Wisconsin data (398 training points, 30 features, standardized),
   ``ShallowReLU(30, 8)`` with Kaiming init (key 0), BCE, horizon ``t1 = 10``.
-- ``toy``: THEORY.md §5 (``y = relu(x1) - relu(x2)``, ``x ~ N(0, I_2)``), width 2, MSE,
+- ``toy``: docs/theory.md §5 (``y = relu(x1) - relu(x2)``, ``x ~ N(0, I_2)``), width 2, MSE,
   the demo's reachable initialization (Kaiming, key 1, relocated to ``delta = -1`` with
   output signs ``(+, -)``), ``t1 = 10``. ``n`` points (1000 by default: every point's
   pre-activations cross zero about once, and at 8000 points a tight reference costs

@@ -1,4 +1,4 @@
-"""``gflow demo``: the topological obstruction of THEORY.md §1 on the toy problem of §5.
+"""``gflow demo``: the topological obstruction of docs/theory.md §1 on the toy problem of §5.
 
 Two initializations of a width-2 net, both relocated (Prop. 4) to ``delta = (-1, -1)``:
 both neurons are pathological, so the sign of each output weight can never change.

@@ -28,7 +28,7 @@ lr = 0.01
 n_inits = 256              # initialization i is drawn from fold_in(PRNGKey(seed), i)
 init = "kaiming"           # kaiming (fan-in) | xavier
 delta = -1.0               # relocate every neuron to this conserved value (Prop. 4); omit to keep the init
-# delta_signs = "random"   # each neuron's delta gets a random sign: |delta_k| = |delta| (THEORY.md section 5)
+# delta_signs = "random"   # each neuron's delta gets a random sign: |delta_k| = |delta| (docs/theory.md section 5)
 signs = "random"           # output-weight signs after relocating: "random", a list like [1, -1], or omit
 seed = 0
 precision = 64             # 64 | 32

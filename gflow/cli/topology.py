@@ -10,7 +10,7 @@ The network comes from exactly one of
 
 It prints the Betti numbers (shallow nets, Theorem 1), the number of components (Cor. 1
 and, for every network, the DAG count ``2^{#rigid edges}``), the number of effective
-components, the label of the given point and its singular sub-networks (THEORY.md §1-2).
+components, the label of the given point and its singular sub-networks (docs/theory.md §1-2).
 ``--json`` prints one JSON object instead.
 """
 
@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "topology",
         help="Betti numbers, components, labels and singularities of an invariant set",
-        description="Topology of the invariant set Q(delta) (THEORY.md §1-2). "
+        description="Topology of the invariant set Q(delta) (docs/theory.md §1-2). "
         "'gflow topology probability' gives the probability of obstruction (App. F).",
     )
     p.add_argument(

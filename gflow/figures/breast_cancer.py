@@ -5,7 +5,7 @@ standardized), one hidden ReLU layer of width ``l`` without biases, BCE on logit
 width ``l`` and every ``k = 0..l``, 100 Kaiming initializations are relocated (Prop. 4) to
 ``delta = (+c, ..., +c, -c, ..., -c)``: ``k`` non-pathological neurons (``delta_k > 0``:
 ``v_k`` may change sign) and ``l - k`` pathological ones (``delta_k < 0``: ``sign v_k`` fixed
-for ever, THEORY.md Prop. 3), and every output weight is made positive (``signs = +1``). So
+for ever, docs/theory.md Prop. 3), and every output weight is made positive (``signs = +1``). So
 the pathological neurons can only ever push the logit up; a negative logit (class 0,
 malignant) needs one of the ``k`` free neurons to turn its output weight negative, and with
 ``k = 0`` the logit is ``>= 0`` at all times. Each initialization is trained with the exact

@@ -1,4 +1,4 @@
-"""DAG connectivity and singularities (DAG paper; THEORY.md §2).
+"""DAG connectivity and singularities (DAG paper; docs/theory.md §2).
 
 The graph: inputs ``x0, x1, x2``, one output ``y0``, four hidden nodes.
 

@@ -1,4 +1,4 @@
-"""Conserved quantities under the exact flow and under discrete optimizers (THEORY.md §1, §4).
+"""Conserved quantities under the exact flow and under discrete optimizers (docs/theory.md §1, §4).
 
 The exact flow keeps every ``delta_k = ||w_k||^2 - ||v_k||^2`` constant. One GD step
 ``theta' = theta - eta g`` changes it by exactly
@@ -11,7 +11,7 @@ a fixed time ``t = eta n``. Momentum and Adam have no such identity; their drift
 
 Panel (a): ``max_k |delta_k(t) - delta_k(0)|`` along the exact flow, GD at several learning
 rates (the summed ``eta^2`` prediction, evaluated along the same GD iterates, as circles), SGD,
-momentum and Adam, from one initialization of the toy problem (THEORY.md §5) with every
+momentum and Adam, from one initialization of the toy problem (docs/theory.md §5) with every
 neuron relocated to ``delta_k = -c`` (pathological). Panel (b): over a sweep of such
 initializations with random output signs, the fraction of runs whose component label (the
 signs of ``v_k`` of the pathological neurons, Prop. 3) changes at one of the saved times, against

@@ -1,4 +1,4 @@
-"""The invariant hyperquadrics of one neuron (THEORY.md §1, NeurIPS paper Prop. 2), with exact flows.
+"""The invariant hyperquadrics of one neuron (docs/theory.md §1, NeurIPS paper Prop. 2), with exact flows.
 
 One hidden neuron with ``d = 2`` inputs and ``e = 1`` output, ``f(x) = v relu(w . x)``, keeps
 ``delta = ||w||^2 - v^2`` constant along the gradient flow, so ``(w_1, w_2, v)`` moves on

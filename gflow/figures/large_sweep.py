@@ -1,11 +1,11 @@
-"""Large sweep: the final loss of 10^4 exact flows, split by effective component (THEORY.md §1, §5).
+"""Large sweep: the final loss of 10^4 exact flows, split by effective component (docs/theory.md §1, §5).
 
 The toy problem (``d = 2``, width ``l = 2``, ``e = 1``, no bias, MSE, target
 ``y = relu(x1) - relu(x2)``). Every Kaiming initialization is relocated (Prop. 4) to
 ``delta_k = -1`` for both neurons — both *pathological*, so neither output weight ``v_k`` can
 ever change sign — and given random output signs. Cor. 3: the invariant set has
 ``n_- + 1 = 3`` effective components, labelled by the number ``m`` of negative ``v_k``.
-The target needs one convex and one concave kink, so by THEORY.md's reachability predicate
+The target needs one convex and one concave kink, so by docs/theory.md's reachability predicate
 ``max(0, a_+ - P) + max(0, a_- - M) <= F`` (``a_+ = a_- = 1``, ``P = 2 - m``, ``M = m``,
 ``F = 0``) only ``m = 1`` holds a representative of it; in ``m = 0`` and ``m = 2`` the loss
 is bounded away from 0 whatever the flow does.
@@ -81,7 +81,7 @@ def run(out_dir: str, quick: bool = False) -> list[str]:
 
 
 def reachable_by_label(n_path: int = 2) -> dict[int, bool]:
-    """THEORY.md's predicate for the toy target, per effective label ``m`` (number of negative
+    """docs/theory.md's predicate for the toy target, per effective label ``m`` (number of negative
     output weights among ``n_path`` pathological neurons), via :func:`gflow.reachable`."""
     teacher = ShallowReLU(2, 2, key=jr.PRNGKey(0))
     teacher = relocate(teacher, 0.0, jnp.array([[1.0, -1.0]]))  # any u_j, one convex and one concave kink

@@ -1,4 +1,4 @@
-"""Probability that a random initialization is obstructed (NeurIPS paper, Fig. 5; THEORY.md §1, App. F).
+"""Probability that a random initialization is obstructed (NeurIPS paper, Fig. 5; docs/theory.md §1, App. F).
 
 A shallow net ``f(x) = sum_k v_k relu(w_k . x)`` with ``w_k ~ N(0, sigma_w^2 I_d)`` and
 ``v_k ~ N(0, sigma_v^2)`` has a pathological neuron ``k`` (``delta_k = ||w_k||^2 - v_k^2 < 0``)

@@ -1,4 +1,4 @@
-"""Reachability phase diagram: predicted vs observed recovery of a teacher (THEORY.md §1, §3).
+"""Reachability phase diagram: predicted vs observed recovery of a teacher (docs/theory.md §1, §3).
 
 Teacher–student, ``d = 2``, ``e = 1``, no biases, MSE. The teacher
 ``sum_j a_j relu(u_j . x)`` has ``a_+ = 2`` positive and ``a_- = 1`` negative output weights
@@ -8,11 +8,11 @@ relocated (Prop. 4) so that ``P`` neurons are pathological with ``v > 0``, ``M``
 with ``v < 0`` (``delta_k = -1``: those signs never change) and ``F`` non-pathological
 (``delta_k = +1``, initial signs alternating ``+, -, ...``).
 
-**Predicted** (THEORY.md §1, :func:`gflow.reachable`): the student's component holds the
+**Predicted** (docs/theory.md §1, :func:`gflow.reachable`): the student's component holds the
 teacher's function iff ``max(0, a_+ - P) + max(0, a_- - M) <= F``.
 **Observed**: the fraction of exact flows (kink-aware, :func:`gflow.sweep.run_sweep`) whose
 final network realizes the teacher's function, by canonical forms (:func:`gflow.recovered`;
-THEORY.md §3) within a tolerance ``tol``.
+docs/theory.md §3) within a tolerance ``tol``.
 
 *Which tolerance.* Two no-bias nets in ``d = 2`` that agree on every training input can still
 differ where there are no inputs: a kink line can sit anywhere inside a gap between

@@ -1,4 +1,4 @@
-"""The topological obstruction on the toy problem (NeurIPS paper, Fig. 3; THEORY.md §1, §5).
+"""The topological obstruction on the toy problem (NeurIPS paper, Fig. 3; docs/theory.md §1, §5).
 
 Data: ``x ~ N(0, I_2)``, ``y = relu(x_1) - relu(x_2)``; a width-2 net ``f(x) = v_1 relu(w_1 . x)
 + v_2 relu(w_2 . x)``, MSE. Every initialization is relocated (Prop. 4) to ``delta_k = -c`` for

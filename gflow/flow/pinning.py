@@ -4,7 +4,7 @@ r"""Exact flow through ReLU kinks: pinning of collapsed neurons.
 ``w`` (``b_k`` appended when biases are on, inputs ``z_i = x_i`` or ``(x_i, 1)``) and
 outgoing weights ``v``. Let ``g_i = v . dL/df(x_i)`` (the loss's gradient with respect to
 the prediction on point i, seen through ``v``). Because relu is positively homogeneous,
-conservation (THEORY.md §1) gives ``<w, dL/dw> = <v, dL/dv> = sum_i g_i relu(w . z_i)``,
+conservation (docs/theory.md §1) gives ``<w, dL/dw> = <v, dL/dv> = sum_i g_i relu(w . z_i)``,
 so along the flow
 
     d||w||/dt = -phi(w/||w||),    phi(u) = sum_i g_i relu(u . z_i)     (exactly).

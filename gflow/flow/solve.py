@@ -129,7 +129,7 @@ def gradient_flow(
 
     ``L`` is the full-batch ``loss`` (a name or a callable ``(pred, y) -> scalar``) on
     ``data.x_train``. Along the exact flow every ``c_h`` of :func:`gflow.conserved` is
-    constant (THEORY.md §1-2); the trajectory records them so the solver's drift shows.
+    constant (docs/theory.md §1-2); the trajectory records them so the solver's drift shows.
 
     **Arguments:**
     - ``t1``: final time (or give ``ts``, the saved times; the solve runs ``ts[0] -> ts[-1]``).

@@ -1,4 +1,4 @@
-"""ReLU networks on a directed acyclic graph (THEORY.md §2).
+"""ReLU networks on a directed acyclic graph (docs/theory.md §2).
 
 Nodes are a constant node ``"1"`` (a bias is an edge from it), inputs ``"x0".."x{d-1}"``,
 hidden nodes ``"h0"..`` and outputs ``"y0"..``. Internally they are numbered

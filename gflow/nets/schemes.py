@@ -3,7 +3,7 @@
 A scheme maps a layer's ``(fan_in, fan_out)`` and whether it is the output layer to
 the standard deviation of i.i.d. Gaussian weights. For a shallow net ``x -> V relu(Wx)``
 with ``W in R^{l x d}`` and ``V in R^{e x l}`` this gives the ``(sigma_w, sigma_v)`` of
-THEORY.md §1 (App. F):
+docs/theory.md §1 (App. F):
 
 - ``kaiming()``: Kaiming/He normal in *fan-in* mode (PyTorch's ``kaiming_normal_``
   default, gain sqrt(2)): ``sigma^2 = 2 / fan_in``, so ``sigma_w^2 = 2/d``,
@@ -13,7 +13,7 @@ THEORY.md §1 (App. F):
 - ``normal(sigma_w, sigma_v)``: fixed ``sigma_w`` for every hidden layer's incoming
   weights and ``sigma_v`` for the output layer.
 
-Biases, when present, are treated as one more incoming weight (THEORY.md: d -> d+1) and
+Biases, when present, are treated as one more incoming weight (docs/theory.md: d -> d+1) and
 drawn with the same standard deviation as the layer's weights; the fan-in stays the
 number of inputs.
 """

@@ -57,7 +57,7 @@ def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
 
 
 def _teacher_flags(values, j, teacher, static, tol: float) -> dict:
-    """``reachable``: THEORY.md §1's predicate for the initial student's component;
+    """``reachable``: docs/theory.md §1's predicate for the initial student's component;
     ``recovered``: the final student realizes the teacher's function (canonical forms within
     ``tol``, §3)."""
 

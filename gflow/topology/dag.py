@@ -1,6 +1,6 @@
 """Connected components and singular points of the invariant set of a DAG ReLU net.
 
-THEORY.md §2 (DAG paper). For every hidden node h, ``c_h = sum_{e into h} w_e^2 -
+docs/theory.md §2 (DAG paper). For every hidden node h, ``c_h = sum_{e into h} w_e^2 -
 sum_{e out of h} w_e^2`` is conserved. With ``u = w * w`` and ``B`` the hidden x edge
 incidence matrix (``graph.incidence``) the invariant set ``{w : B (w*w) = c}`` maps onto
 the polytope ``P(c) = {u >= 0 : B u = c}``.
@@ -137,7 +137,7 @@ def singular_subnetworks(graph, weights=None, *, tol: float = 0.0) -> list[froze
     rest of the graph (inputs, the constant node, outputs, other hidden nodes) is zero.
 
     These are exactly the points where the Jacobian ``2 B diag(w)`` of the conserved map
-    loses rank: the rank deficit equals the number of sets returned (THEORY.md §2).
+    loses rank: the rank deficit equals the number of sets returned (docs/theory.md §2).
     A weight with ``|w_e| <= tol`` counts as zero. ``graph`` may be a network (weights then
     default to its own). Sets are returned sorted by their smallest hidden index.
     """

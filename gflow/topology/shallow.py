@@ -1,4 +1,4 @@
-"""Topology of the invariant set of a shallow ReLU net (THEORY.md §1, NeurIPS paper).
+"""Topology of the invariant set of a shallow ReLU net (docs/theory.md §1, NeurIPS paper).
 
 Along the gradient flow of ``f(x) = V relu(W x + b)`` every ``delta_k = ||w_k||^2 -
 ||v_k||^2`` is conserved, so ``theta`` stays in ``Q(delta)``, a product of one hyperquadric
@@ -116,7 +116,7 @@ def n_components(in_size, out_size=None, delta=None, bias=False, *, tol: float =
 def _main_case(d, e, what):
     if e != 1 or d < 2:
         raise ValueError(
-            f"{what} is defined for out_size = 1 and d = in_size (+1 with bias) >= 2 (THEORY.md §1, Prop. 3); "
+            f"{what} is defined for out_size = 1 and d = in_size (+1 with bias) >= 2 (docs/theory.md §1, Prop. 3); "
             f"got d = {d}, out_size = {e}. Use gflow.dag_components otherwise."
         )
 

@@ -1,4 +1,4 @@
-"""Symmetries and function equivalence of shallow ReLU nets (THEORY.md §1, §3).
+"""Symmetries and function equivalence of shallow ReLU nets (docs/theory.md §1, §3).
 
 Rescaling a neuron ``(w_k, b_k, v_k) -> (a w_k, a b_k, v_k / a)``, ``a > 0``, and permuting
 neurons leave ``f(x) = V relu(W x + b)`` unchanged; so do orientation flips with a
@@ -67,7 +67,7 @@ def _shallow_arrays(model):
 
 
 def canonical_form(model: ShallowReLU, tol: float = TOL) -> CanonicalForm:
-    """The canonical minimal form of a shallow net (THEORY.md §3), biases and any ``e``.
+    """The canonical minimal form of a shallow net (docs/theory.md §3), biases and any ``e``.
 
     Steps, per neuron ``k`` with ``z_k = (w_k, b_k)`` and output ``v_k``:
     drop it if ``||v_k|| ||z_k|| <= tol``; if ``||w_k|| <= tol`` it is the constant
@@ -146,7 +146,7 @@ def recovered(student: ShallowReLU, teacher: ShallowReLU, tol: float = 1e-3) -> 
 
 def reachable(teacher: ShallowReLU, student: ShallowReLU, *, tol: float = 1e-10) -> bool:
     """Whether the student's component of ``Q(delta)`` holds a representative of the
-    teacher's function (THEORY.md §1, ours; ``e = 1``, ``d > 1``, no biases).
+    teacher's function (docs/theory.md §1, ours; ``e = 1``, ``d > 1``, no biases).
 
     The teacher ``sum_j a_j relu(u_j . x)`` has pairwise non-parallel ``u_j`` (neurons with
     ``a_j = 0`` or ``u_j = 0`` are ignored). Each convex kink (``a_j > 0``) needs its own
@@ -159,7 +159,7 @@ def reachable(teacher: ShallowReLU, student: ShallowReLU, *, tol: float = 1e-10)
     for name, m in (("teacher", teacher), ("student", student)):
         if require_shallow(m, "reachable").out_size != 1 or m.in_size < 2 or m.bias:
             raise ValueError(
-                f"reachable needs {name} to be a ShallowReLU with out_size 1, in_size >= 2 and no bias (THEORY.md §1)."
+                f"reachable needs {name} to be a ShallowReLU with out_size 1, in_size >= 2 and no bias (docs/theory.md §1)."
             )
     if teacher.in_size != student.in_size:
         raise ValueError("teacher and student must have the same in_size.")

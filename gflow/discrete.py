@@ -17,8 +17,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from .losses import full_batch_loss
-from .losses import get_loss
+from .losses import full_batch_loss, get_loss
 from .trajectory import Status, Trajectory, evaluate
 
 __all__ = ["train", "OPTIMIZERS", "make_optimizer"]

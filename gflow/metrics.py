@@ -14,8 +14,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .losses import full_batch_loss
 from .invariants import conserved, unit_norms
+from .losses import full_batch_loss
 from .nets.shallow import ShallowReLU
 
 

@@ -12,8 +12,8 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._atomic import atomic_savez
-from .losses import full_batch_loss
 from .invariants import conserved, drift, unit_norms
+from .losses import full_batch_loss
 from .nets.spec import model_from_spec, model_spec
 
 __all__ = ["flow_status", "Status", "Trajectory", "STAT_KEYS", "FLOW_STAT_KEYS", "status_name", "status_from_code"]

@@ -201,7 +201,7 @@ def measure(method: str, cfg, n: int, *, devices: int = 1, processes: int = 1, t
             proc.start()
     finally:
         os.environ.pop("XLA_FLAGS") if saved is None else os.environ.__setitem__("XLA_FLAGS", saved)
-    deadline, results = None, []  # the time box starts with the timed part (compilation is not boxed)
+    deadline, started, results = None, 0.0, []  # the time box starts with the timed part (compilation is not boxed)
     try:
         while len(results) < processes:
             try:

@@ -10,12 +10,12 @@ import argparse
 import json
 import sys
 
+from .._cache import enable_compilation_cache
 from . import bench as cli_bench
 from . import figure as cli_figure
 from . import run as cli_run
 from . import sweep as cli_sweep
 from . import topology as cli_topology
-from .._cache import enable_compilation_cache
 
 
 def build_parser() -> argparse.ArgumentParser:

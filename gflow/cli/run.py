@@ -88,7 +88,8 @@ def add_parsers(sub) -> None:
 
 def run_demo(args) -> int:
     set_precision(64)
-    from .demo import format_table, run_demo as demo
+    from .demo import format_table
+    from .demo import run_demo as demo
 
     start = time.perf_counter()
     result = demo(args.out)

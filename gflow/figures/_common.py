@@ -16,9 +16,10 @@ import sys
 import jax
 import numpy as np
 
+from .._atomic import atomic_json, atomic_savez
 from .._cache import enable_compilation_cache
 from ..sweep.run import run_sweep
-from ..sweep.store import MANIFEST, config_hash, read_runs
+from ..sweep.store import MANIFEST, config_hash, environment, read_runs
 from .style import save
 
 
@@ -34,7 +35,6 @@ def _paths(out_dir: str, key: str) -> tuple[str, str]:
 
 def save_result(out_dir: str, key: str, arrays: dict, params: dict, scalars: dict | None = None) -> None:
     """Write ``<key>.npz`` (arrays) and ``<key>.json`` (params, scalars, environment), atomically."""
-
     npz, meta = _paths(out_dir, key)
     atomic_savez(npz, {k: np.asarray(v) for k, v in arrays.items()})
     doc = dict(params=params, scalars=scalars or {}, environment=environment())

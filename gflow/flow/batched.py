@@ -20,7 +20,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-
 from diffrax._term import WrapTerm
 
 from .. import metrics

@@ -22,7 +22,7 @@ from ..losses import get_loss
 from .controller import FloorPIDController, default_max_steps
 from .events import ON_EVENT, parse_events
 from .field import flow_field, sliding_field
-from .pinning import Pinning, PinnedSolver, make_pinning
+from .pinning import PinnedSolver, Pinning, make_pinning
 from .wrappers import ForwardingSolver
 
 __all__ = ["FlowProblem", "make_problem", "save_times", "SOLVERS", "KINKS"]

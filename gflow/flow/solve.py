@@ -9,7 +9,6 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-
 from jaxtyping import ArrayLike
 
 from ..data import Dataset

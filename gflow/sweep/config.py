@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 
 import jax
+import tomllib
 
 from ..data import DATASETS
 from ..discrete import OPTIMIZERS

@@ -26,11 +26,8 @@ import numpy as np
 import scipy.optimize
 
 from ..nets.dag import DAGNet, Graph
-
 from ..nets.mlp import MLP
-
 from ..nets.shallow import ShallowReLU
-
 from ..nets.spec import as_dag
 
 __all__ = ["shallow_graph", "dag_rigid_edges", "dag_components", "singular_subnetworks", "is_singular", "LP_TOL"]

@@ -30,8 +30,8 @@ import numpy as np
 import scipy.stats
 from jaxtyping import Array, PRNGKeyArray
 
-from ..nets.schemes import Scheme, get_scheme, normal
 from ..invariants import conserved
+from ..nets.schemes import Scheme, get_scheme, normal
 from ..nets.shallow import ShallowReLU, require_shallow
 
 __all__ = [

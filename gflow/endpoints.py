@@ -216,6 +216,7 @@ def _incoming(model: ShallowReLU):
 
 def _collapse(model, collapse_tol):
     """Snap the collapsed units of a ShallowReLU to w_k = 0; their indices (none for other nets)."""
+    # collapsed-unit detection reads W and V of one hidden layer
     if not isinstance(model, ShallowReLU):
         return model, np.zeros(0, int)
     w_in = np.linalg.norm(np.asarray(_incoming(model)), axis=1)

@@ -21,6 +21,7 @@ from .nets.shallow import ShallowReLU
 
 def output_signs(model):
     """Signs of the output weights per hidden neuron (shallow, e = 1), else an empty vector."""
+    # component labels (Prop. 3) are the shallow, single-output formula: it reads V directly
     if isinstance(model, ShallowReLU) and model.out_size == 1:
         return jnp.sign(model.V[..., 0, :])
     return jnp.zeros(conserved(model).shape[:-1] + (0,))

@@ -29,7 +29,7 @@ def cond_any(pred, true_fn, false_fn, *operands):
                 lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), tree, batched
             )
 
-        ops = tuple(batch(o, b) for o, b in zip(ops, in_batched[1:]))
+        ops = tuple(batch(o, b) for o, b in zip(ops, in_batched[1:], strict=True))
         pred = jnp.broadcast_to(pred, (axis_size,))
         k = max(1, axis_size // 8)
         # members whose predicate holds, then padding (axis_size: dropped when scattering)

@@ -209,9 +209,10 @@ def make_context(model, data, loss_fn, vf) -> EventContext:
 # --------------------------------------------------------------------- solving with events
 
 
-def solve_with_events(problem, term, solver, controller, y0, save_fn, ctx, stats_of, stats_zero, dt0=None):
+def solve_with_events(problem, term, solver, y0, save_fn, ctx, stats_of, stats_zero):
     """Solve ``problem`` (a :class:`gflow.flow.FlowProblem` with ``events``) from ``ts[0]`` to
-    ``ts[-1]`` with its ``term``, ``solver`` and ``controller``, saving ``save_fn(y)`` at ``ts``.
+    ``ts[-1]`` with ``term`` and ``solver`` (built from it for this network) and its controller, saving
+    ``save_fn(y)`` at ``ts``.
 
     One Diffrax solve per segment, in a ``lax.while_loop``: a segment ends at ``ts[-1]``, at
     a failure, or at an event (located by bisection on the last step's dense output);
@@ -224,6 +225,7 @@ def solve_with_events(problem, term, solver, controller, y0, save_fn, ctx, stats
     Diffrax ``RESULTS`` (``event_occurred`` when a stop event ended the solve).
     """
     ts, events, on_event, max_steps = problem.ts, problem.events, problem.on_event, problem.max_steps
+    controller, dt0 = problem.controller(), None if problem.adaptive else problem.step_size
     n_ev = len(events)
     dtype = ts.dtype
     t_end = ts[-1]

@@ -65,7 +65,7 @@ def solve_flow(problem: FlowProblem, model) -> Trajectory:
         if pinning is not None:
             stats_zero.update(pins=zero, unpins=zero, first_pin_time=jnp.asarray(jnp.inf, dtype))
         ys, ts_out, counters, segments, result, event_stats = solve_with_events(
-            problem, term, base, controller, params, save_fn, ctx, stats_of, stats_zero, dt0=dt0
+            problem, term, base, params, save_fn, ctx, stats_of, stats_zero
         )
     else:
         sol = diffrax.diffeqsolve(
@@ -87,7 +87,7 @@ def solve_flow(problem: FlowProblem, model) -> Trajectory:
         steps=counters["steps"],
         accepted=counters["accepted"],
         rejected=counters["rejected"],
-        grad_evals=problem.grad_evals(counters["steps"], segments),
+        grad_evals=problem.grad_evals(counters["steps"], segments, counters.get("pins"), counters.get("unpins")),
         wall_time=jnp.zeros((), dtype),
         dtmin_steps=counters["dtmin_steps"],
     )
@@ -95,7 +95,6 @@ def solve_flow(problem: FlowProblem, model) -> Trajectory:
     if pinning is not None:
         final = jax.tree_util.tree_map(lambda a: a[-1], ys)
         kink = pin_stats((None, (counters["pins"], counters["unpins"], counters["first_pin_time"])), final, delta)
-        stats["grad_evals"] = problem.grad_evals(counters["steps"], segments, kink["pins"], kink["unpins"])
     stats.update(kink)
     models = eqx.combine(ys, static)
     stats.update(activation_stats(models, problem.data.x_train))
@@ -133,8 +132,8 @@ def gradient_flow(
     **Arguments:**
     - ``t1``: final time (or give ``ts``, the saved times; the solve runs ``ts[0] -> ts[-1]``).
     - ``solver``: one of ``euler`` (fixed step), ``heun``, ``tsit5``, ``dopri5``, ``dopri8``,
-      ``kvaerno5`` (implicit), or any ``diffrax.AbstractSolver`` instance. Adaptive with a PID controller at ``rtol``/``atol`` unless
-      ``step_size`` is given (``euler`` defaults to ``t1/1000``).
+      ``kvaerno5`` (implicit), or any ``diffrax.AbstractSolver`` instance. Adaptive with a PID
+      controller at ``rtol``/``atol`` unless ``step_size`` is given (``euler`` defaults to ``t1/1000``).
     - ``n_save``: number of evenly spaced saved times in ``[0, t1]``.
     - ``max_steps``: bound on solver steps; hitting it is the status ``max_steps_reached``.
       Default :func:`gflow.controller.default_max_steps` of ``t1 - t0`` (about ``10^3`` per
@@ -163,7 +162,8 @@ def gradient_flow(
       event, -1 if none), ``stats["event_time"]``, ``stats["t_<name>"]`` per event.
 
     **Returns:** a :class:`Trajectory`. Failures (``max_steps_reached``,
-    ``dt_min_reached``, ``nonfinite``, and the nonlinear-solver failures of implicit methods) are its ``status``; nothing raises.
+    ``dt_min_reached``, ``nonfinite``, and the nonlinear-solver failures of implicit methods)
+    are its ``status``; nothing raises.
     ``stats`` also holds the kink diagnostics: ``dtmin_steps``, ``pattern_changes``,
     ``max_flips``, ``sliding``, ``pins``, ``unpins``, ``pinned``, ``first_pin_time``.
     """

@@ -4,7 +4,7 @@
 function's docstring and on the theory page of the documentation (docs/theory.md).
 """
 
-import importlib
+from types import ModuleType as _ModuleType
 
 from ._version import version as _version
 from .data import Dataset as Dataset
@@ -175,4 +175,6 @@ from .trajectory import status_name as status_name
 
 __version__ = _version("gflow")
 
-__all__ = sorted(name for name, value in globals().items() if not name.startswith("_") and not isinstance(value, type(importlib)))
+__all__ = sorted(
+    name for name, value in globals().items() if not name.startswith("_") and not isinstance(value, _ModuleType)
+)

@@ -7,6 +7,7 @@ steps whichever way it is batched.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -14,11 +15,20 @@ import shutil
 import tempfile
 import time
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._devices import host_devices_flag
+from ..flow.solve import solve_flow
+from ..invariants import conserved
+from ..sweep import store
+from ..sweep.problems import dataset, flow_problem, make_init
+from ..sweep.run import _mesh_put, run_sweep
+
 
 def setup():
     """float64, as the sweeps (also called in the naive vmap's child process)."""
-    import jax
-
     jax.config.update("jax_enable_x64", True)
 
 
@@ -41,11 +51,6 @@ CONFIGS = {
 
 def inits(cfg, n):
     """The sweep's data set and its first ``n`` initializations (a batched model)."""
-    import equinox as eqx
-    import jax.numpy as jnp
-
-    from ..sweep.problems import dataset, make_init
-
     data, _ = dataset(cfg)
     models = eqx.filter_jit(eqx.filter_vmap(lambda i: make_init(cfg, data, i)))(jnp.arange(n))
     return data, models
@@ -54,10 +59,6 @@ def inits(cfg, n):
 def single_solve(cfg, data):
     """``model -> steps`` of one jitted ``solve_flow`` in the sweep's kink mode (vmap-able: the
     pinning's conserved values are taken from the model inside the function)."""
-    from ..flow.solve import solve_flow
-    from ..invariants import conserved
-    from ..sweep.problems import flow_problem
-
     problem = flow_problem(cfg, data)
 
     def solve(model):
@@ -71,9 +72,6 @@ def run_loop(cfg, n, started=lambda: None, part=(0, 1)):
     """Python loop over single jitted ``solve_flow`` calls (compiled once, then timed) on the
     inits ``i`` with ``i % N == k`` for ``part = (k, N)``; ``started()`` is called as the
     timed part begins."""
-    import equinox as eqx
-    import jax
-
     data, models = inits(cfg, n)
     solve = eqx.filter_jit(single_solve(cfg, data))
     pick = lambda i: jax.tree_util.tree_map(lambda x: x[i] if eqx.is_array(x) else x, models)  # noqa: E731
@@ -102,11 +100,6 @@ def run_naive_vmap(cfg, n, started=lambda: None, part=(0, 1)):
     (XLA partitions it; the loop still runs until the slowest member ends). Compiled ahead
     of time first (reported separately), so the timed part is the solve only; ``started()``
     is called as it begins."""
-    import equinox as eqx
-    import jax
-
-    from ..sweep.run import _mesh_put
-
     data, models = inits(cfg, n)
     params, static = eqx.partition(models, eqx.is_array)
     params = _mesh_put(params, jax.device_count())  # the batch axis over all devices; no-op on one
@@ -130,11 +123,6 @@ def run_naive_vmap(cfg, n, started=lambda: None, part=(0, 1)):
 def run_engine(cfg, n, started=None, part=(0, 1)):
     """``run_sweep`` on ``n`` inits over all devices, after a warm-up sweep of ``min(n, 256)``
     inits of the same configuration (it compiles the slot widths the timed run uses)."""
-    import dataclasses
-
-    from ..sweep import store
-    from ..sweep.run import run_sweep
-
     out = tempfile.mkdtemp(prefix="gflow-bench-")
     try:
         t = time.perf_counter()
@@ -158,8 +146,6 @@ def run_naive_probe(cfg, n, started=None, part=(0, 1)):
     """The naive vmap cut at ``PROBE_STEPS`` steps: in lockstep every iteration costs the same
     (finished members are still computed), so ``seconds / PROBE_STEPS`` is its cost per step
     of the batch, and ``max_steps * seconds / PROBE_STEPS`` estimates the full naive run."""
-    import dataclasses
-
     return run_naive_vmap(dataclasses.replace(cfg, max_steps=PROBE_STEPS), n)
 
 
@@ -188,8 +174,6 @@ def measure(method: str, cfg, n: int, *, devices: int = 1, processes: int = 1, t
     dict (``seconds``, ``executed``, ``useful``, ``compile``, ...), or, when the time box ran
     out, ``seconds = inf`` and ``timeout``: how long the timed part had run without
     finishing (so ``n / timeout`` bounds its rate from above)."""
-    from .._devices import host_devices_flag
-
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     barrier = ctx.Barrier(processes)

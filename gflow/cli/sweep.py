@@ -91,7 +91,7 @@ def run_sweep_cli(args) -> int:
         return _merge(args.args[1])
     if len(args.args) != 1:
         raise ValueError("give one CONFIG.toml (or --example, or merge DIR).")
-    # imported here, after XLA_FLAGS is set: JAX reads the device count once, at import
+    # set before anything touches a device: JAX reads XLA_FLAGS when its CPU backend starts
     import jax
 
     from ..sweep import SweepConfig, run_sweep

@@ -255,7 +255,7 @@ def make_pinning(model, data, loss_fn, rtol, atol, pin_tol=None, esc_tol=None) -
     ``pin_tol`` defaults to ``sqrt(max(rtol, atol))``, ``esc_tol`` to ``max(rtol, atol)``.
     Raises ``ValueError`` for other models or when the exact check is too large.
     """
-    if not model.kink_handling:
+    if not getattr(model, "kink_handling", False):
         raise ValueError(f"kinks='pin' supports ShallowReLU models only, got {type(model).__name__}.")
 
     dtype = jnp.result_type(float)

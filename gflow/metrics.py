@@ -53,7 +53,7 @@ def observe(acc: dict, model) -> dict:
 
 def label_string(signs: np.ndarray, pathological: np.ndarray) -> str:
     """``"+-"``-style label over the pathological neurons (``""`` when there are none)."""
-    return "".join("+" if s > 0 else "-" for s, p in zip(signs, pathological) if p)
+    return "".join("+" if s > 0 else "-" for s, p in zip(signs, pathological, strict=True) if p)
 
 
 def summarize(acc: dict) -> dict:

@@ -62,7 +62,7 @@ def _draw(trajs, path):
     from ..figures.style import PALETTE, figure, save
 
     fig, (ax_loss, ax_drift) = figure(ncols=2, width=6.8, aspect=0.8)
-    for i, ((name, method), traj) in enumerate(trajs.items()):
+    for (name, method), traj in trajs.items():
         color = PALETTE[0] if name == "reachable" else PALETTE[1]
         style = "-" if method == "exact flow" else "--"
         label = f"{name}, {method}"
@@ -83,7 +83,10 @@ def _draw(trajs, path):
 
 
 def format_table(rows) -> str:
-    header = f"{'initialization':<26} {'method':<13} {'final loss':>11} {'max|Δδ|':>9} {'steps':>7} {'grad evals':>10}  status"
+    header = (
+        f"{'initialization':<26} {'method':<13} {'final loss':>11} {'max|Δδ|':>9} "
+        f"{'steps':>7} {'grad evals':>10}  status"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(

@@ -57,7 +57,7 @@ class Graph:
                 raise ValueError(f"graph edge {s}->{t}: an output node cannot be a source.")
             if ti <= self.n_in:
                 raise ValueError(f"graph edge {s}->{t}: inputs and the constant node '1' cannot be targets.")
-        self.levels  # raises on a cycle
+        _ = self.levels  # computed (and cached) now: raises on a cycle
 
     @property
     def n_nodes(self) -> int:
@@ -172,7 +172,8 @@ class DAGNet(AbstractReLUNet):
             scheme = get_scheme(init)
             fan_in, fan_out = _fans(graph)
             is_out = graph.edge_array[:, 1] >= graph.n_nodes - graph.n_out
-            std = np.array([scheme.std(int(a), int(b), bool(o)) for a, b, o in zip(fan_in, fan_out, is_out)])
+            stds = [scheme.std(int(a), int(b), bool(o)) for a, b, o in zip(fan_in, fan_out, is_out, strict=True)]
+            std = np.array(stds)
             weights = jnp.asarray(std) * jr.normal(key, (graph.n_edges,), jnp.result_type(float))
         self.weights = jnp.asarray(weights)
 

@@ -161,7 +161,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
             target = _width_for(max(1, n_live), n_dev)
             if n_live and not queued and target < width:
                 keep = np.concatenate([np.nonzero(index >= 0)[0], np.nonzero(index < 0)[0]])[:target]
-                slots = _mesh_put(jax.tree_util.tree_map(lambda x: x[keep], chunk.slots), n_dev)
+                slots = _mesh_put(jax.tree_util.tree_map(lambda x, keep=keep: x[keep], chunk.slots), n_dev)
                 chunk, width = eqx.tree_at(lambda c: c.slots, chunk, slots), target
         # each result sits in the buffer of the device its slot ended on
         device = np.argmax(np.asarray(chunk.written).reshape(n_dev, n_out), axis=0)

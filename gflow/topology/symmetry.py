@@ -159,7 +159,8 @@ def reachable(teacher: ShallowReLU, student: ShallowReLU, *, tol: float = 1e-10)
     for name, m in (("teacher", teacher), ("student", student)):
         if require_shallow(m, "reachable").out_size != 1 or m.in_size < 2 or m.bias:
             raise ValueError(
-                f"reachable needs {name} to be a ShallowReLU with out_size 1, in_size >= 2 and no bias (docs/theory.md §1)."
+                f"reachable needs {name} to be a ShallowReLU with out_size 1, in_size >= 2 and no bias "
+                "(docs/theory.md §1)."
             )
     if teacher.in_size != student.in_size:
         raise ValueError("teacher and student must have the same in_size.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 from .._devices import cpu_cores, host_devices_flag, sets_host_devices
 
@@ -44,10 +46,11 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "sweep",
         help="run a sweep over initializations from a TOML config",
-        description="gflow sweep CONFIG.toml [--out DIR] | gflow sweep --example | gflow sweep merge DIR",
+        description="gflow sweep CONFIG.toml [--out DIR] [--slurm ...] | gflow sweep --example | "
+        "gflow sweep merge DIR | gflow sweep report DIR [DIR2 ...]",
     )
-    p.add_argument("args", nargs="*", help="CONFIG.toml, or: merge DIR")
-    p.add_argument("--out", help="results folder (default: results/<name>)")
+    p.add_argument("args", nargs="*", help="CONFIG.toml, or: merge DIR, or: report DIR [DIR2 ...]")
+    p.add_argument("--out", help="results folder (default: results/<name>); report: where to write it (default: DIR)")
     p.add_argument(
         "--devices",
         type=int,
@@ -63,6 +66,35 @@ def add_parsers(sub) -> None:
     p.add_argument("--part", default="0/1", help="run part i of N (chunks c with c %% N == i), e.g. 2/8")
     p.add_argument("--example", action="store_true", help="print a documented example config")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    c = p.add_argument_group(
+        'cluster (submitit: pip install "gflow[cluster]")',
+        "submit the sweep as one job array of N parts into --out, then a merge job after it; the same "
+        "command again submits only the parts whose chunks are missing",
+    )
+    c.add_argument("--slurm", action="store_true", help="submit to SLURM (sbatch array + dependent merge job)")
+    c.add_argument(
+        "--executor",
+        choices=("slurm", "local"),
+        help="slurm (default with --slurm) or local: the same tasks as local processes",
+    )
+    c.add_argument("--array", type=int, metavar="N", help="number of parts (array tasks; default: one per chunk)")
+    c.add_argument("--max-concurrent", type=int, metavar="K", help="at most K tasks at once (sbatch --array=...%%K)")
+    c.add_argument("--partition", metavar="P", help="SLURM partition")
+    c.add_argument("--time", type=int, metavar="MIN", help="time limit per task, minutes (default 60)")
+    c.add_argument("--mem", type=float, metavar="GB", help="memory per task, GB")
+    c.add_argument("--gpus-per-task", type=int, metavar="G", help="GPUs per task (default 0)")
+    c.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. --sbatch account=abc --sbatch qos=short (repeatable)",
+    )
+    c.add_argument("--dry-run", action="store_true", help="print the sbatch script of the array; submit nothing")
+    r = p.add_argument_group("report (gflow sweep report DIR [DIR2 ...])")
+    r.add_argument("--by", metavar="COLUMN", help="group final losses by this column (default: label_start)")
+    r.add_argument("--solved", type=float, default=1e-3, metavar="LOSS", help="a run fits when its final loss < LOSS")
+    r.add_argument("--json", action="store_true", help="print the report's summary as JSON")
     p.set_defaults(func=run_sweep_cli)
 
 
@@ -89,8 +121,15 @@ def run_sweep_cli(args) -> int:
         if len(args.args) != 2:
             raise ValueError("usage: gflow sweep merge DIR.")
         return _merge(args.args[1])
+    if args.args[:1] == ["report"]:
+        return _report(args)
     if len(args.args) != 1:
-        raise ValueError("give one CONFIG.toml (or --example, or merge DIR).")
+        raise ValueError("give one CONFIG.toml (or --example, or merge DIR, or report DIR [DIR2 ...]).")
+    if args.by is not None or args.json:
+        raise ValueError("--by and --json apply to gflow sweep report DIR [DIR2 ...].")
+    if args.slurm or args.executor:
+        return _cluster(args)
+    _no_cluster_options(args)
     # set before anything touches a device: JAX reads XLA_FLAGS when its CPU backend starts
     import jax
 
@@ -101,6 +140,88 @@ def run_sweep_cli(args) -> int:
     jax.config.update("jax_enable_x64", config.precision == 64)
     summary = run_sweep(config, out, resume=args.resume, part=_part(args.part), progress=not args.quiet)
     _print_summary(summary)
+    return 0
+
+
+_CLUSTER_ONLY = ("array", "max_concurrent", "partition", "time", "mem", "gpus_per_task", "sbatch", "dry_run")
+
+
+def _no_cluster_options(args) -> None:
+    for name in _CLUSTER_ONLY:
+        if getattr(args, name) not in (None, [], False):
+            option = "--" + name.replace("_", "-")
+            raise ValueError(f"{option} applies to cluster sweeps: add --slurm (or --executor local).")
+
+
+def _cluster(args) -> int:
+    """``--slurm`` / ``--executor``: validate everything, then print the script or submit."""
+    from ..sweep import SweepConfig, slurm
+
+    executor = args.executor or "slurm"
+    if args.part != "0/1":
+        raise ValueError("--part and --slurm exclude each other: the array runs every part (set --array N).")
+    if args.dry_run and executor != "slurm":
+        raise ValueError("--dry-run prints the sbatch script: use it with --slurm (executor slurm).")
+    options = slurm.ClusterOptions(
+        array=args.array,
+        max_concurrent=args.max_concurrent,
+        partition=args.partition,
+        time=60 if args.time is None else args.time,
+        mem=args.mem,
+        gpus_per_task=args.gpus_per_task or 0,
+        sbatch=tuple(args.sbatch),
+        executor=executor,
+        devices=args.devices,
+    )
+    config = SweepConfig.from_toml(args.args[0])
+    out = args.out or os.path.join("results", config.name)
+    slurm._import_submitit()
+    _check_store(out, config)
+    from ..sweep import store
+
+    cfg = config.to_dict()
+    n_chunks = store.n_chunks_of(cfg)
+    n_parts = options.array or n_chunks
+    if args.dry_run:
+        done = store.done_chunks(out) if os.path.isdir(out) else set()
+        parts = slurm.parts_to_run(n_chunks, n_parts, done)
+        print(
+            f"# dry run: would submit parts {slurm._ranges(parts) or 'none'} of {n_parts} as array tasks "
+            f"0-{max(len(parts) - 1, 0)} into {out}, then a merge job (--dependency=afterok:<array id>)",
+            file=sys.stderr,
+        )
+        print(slurm.sbatch_script(config.name, out, max(len(parts), 1), options), end="")
+        return 0
+    result = slurm.submit(config, out, options)
+    return 1 if result["failed"] else 0
+
+
+def _check_store(out: str, config) -> None:
+    """Refuse, before anything is written, a folder that holds a sweep of another config."""
+    from ..sweep import store
+
+    path = os.path.join(out, store.MANIFEST)
+    if os.path.exists(path):
+        old = store.read_manifest(out).get("config_hash")
+        if old != store.config_hash(config.to_dict()):
+            raise ValueError(f"{out} holds a sweep with a different config (hash {old}); use another --out folder.")
+
+
+def _report(args) -> int:
+    from ..sweep import report
+
+    if args.slurm or args.executor:
+        raise ValueError("--slurm and --executor apply to running a sweep, not to a report.")
+
+    dirs = args.args[1:]
+    if not dirs:
+        raise ValueError("usage: gflow sweep report DIR [DIR2 ...] [--by COLUMN] [--json] [--out DIR].")
+    paths, summary = report.write_report(dirs, by=args.by, out_dir=args.out, solved=args.solved)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(report.text_summary(summary))
+        print("report: " + ", ".join(paths))
     return 0
 
 

@@ -146,5 +146,33 @@ def merge(out_dir: str, n_chunks: int | None = None) -> pa.Table:
     return table
 
 
+def read_manifest(out_dir: str) -> dict:
+    """A sweep folder's ``manifest.json`` as a dict: ``config`` (the fields of
+    :class:`gflow.sweep.SweepConfig`), ``config_hash``, and the environment that ran it
+    (versions, git commit, device, machine, date)."""
+    path = os.path.join(out_dir, MANIFEST)
+    if not os.path.isdir(out_dir):
+        raise ValueError(f"{out_dir} does not exist.")
+    if not os.path.exists(path):
+        raise ValueError(f"{out_dir} is not a sweep folder (it has no {MANIFEST}).")
+    with open(path) as f:
+        return json.load(f)
+
+
+def n_chunks_of(config: dict) -> int:
+    """How many chunk files a complete sweep of ``config`` (a manifest's config) has."""
+    return -(-config["n_inits"] // config["chunk_size"])
+
+
 def read_runs(out_dir: str) -> pa.Table:
-    return pq.read_table(os.path.join(out_dir, RUNS))
+    """The rows of a finished sweep (``runs.parquet``, one row per initialization, sorted by
+    ``index``) as a ``pyarrow.Table``: ``.to_pandas()`` for pandas,
+    ``polars.from_arrow(table)`` for polars, ``table.column("final_loss").to_numpy()`` for one
+    column. ``ValueError`` if ``out_dir`` is not a sweep folder or the sweep is unfinished."""
+    path = os.path.join(out_dir, RUNS)
+    if not os.path.exists(path):
+        config = read_manifest(out_dir)["config"]
+        n, done = n_chunks_of(config), len(done_chunks(out_dir))
+        hint = f"run gflow sweep merge {out_dir}" if done == n else "run the remaining parts first"
+        raise ValueError(f"{out_dir} has no {RUNS}: {done} of {n} chunks are done; {hint}.")
+    return pq.read_table(path)

@@ -228,7 +228,7 @@ def _run_local(submitit, folder: str, args: list, options: ClusterOptions, resul
     log(f"ran parts {_ranges(result['parts'])} of {result['n_parts']} as local processes")
     if failed:
         log(
-            f"parts {_ranges(failed)} failed (logs in {folder}); run the same command again to "
+            f"parts {_ranges(result['failed'])} failed (logs in {folder}); run the same command again to "
             "run only the parts with missing chunks"
         )
         return result

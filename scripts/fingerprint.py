@@ -24,10 +24,12 @@ SWEEPS = {
     "mlp_flow": dict(model="mlp", hidden=[4, 3], n_inits=8, n_data=100, t1=3.0, slots=4),
     "gd": dict(method="gd", n_inits=16, n_data=200, t1=5.0, lr=0.05, slots=8),
     "adam_ts": dict(method="adam", data="teacher_student", width=4, n_data=50, n_inits=8, t1=2.0, lr=0.01, slots=4),
-    "events": dict(events=["loss_below=0.05", "neuron_dies"], on_event="record", n_inits=12, n_data=200, t1=5.0,
-                   slots=4),
-    "ts_flow_traj": dict(data="teacher_student", width=4, n_data=50, n_inits=8, t1=5.0, slots=4,
-                         save_trajectories=True),
+    "events": dict(
+        events=["loss_below=0.05", "neuron_dies"], on_event="record", n_inits=12, n_data=200, t1=5.0, slots=4
+    ),
+    "ts_flow_traj": dict(
+        data="teacher_student", width=4, n_data=50, n_inits=8, t1=5.0, slots=4, save_trajectories=True
+    ),
 }
 _TIMING = {"wall_time"}
 

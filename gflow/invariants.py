@@ -12,8 +12,11 @@ through the network function (ReLU is positively homogeneous). For a shallow net
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -135,7 +138,10 @@ def _newton_log_scales(model, target, max_iter):
     return s
 
 
-def relocate(model: AbstractReLUNet, delta, signs=None) -> AbstractReLUNet:
+_Net = TypeVar("_Net", bound=AbstractReLUNet)
+
+
+def relocate(model: _Net, delta, signs=None) -> _Net:
     """Move every hidden unit to the conserved value ``delta`` (scalar or one per unit).
 
     Uses the exact rescaling of :func:`gflow.project` (Prop. 4): the network function is
@@ -147,13 +153,14 @@ def relocate(model: AbstractReLUNet, delta, signs=None) -> AbstractReLUNet:
     invariant set (docs/theory.md Prop. 3) and, unlike the rescaling, changes the function;
     it leaves ``delta`` unchanged.
     """
-    model = project(model, delta)
+    # rescaling and forcing output signs return a network of the class they were given
+    relocated = cast(_Net, project(model, delta))
     if signs is None:
-        return model
+        return relocated
     signs = jnp.asarray(signs)
     if not isinstance(signs, jax.core.Tracer) and not bool(jnp.all(jnp.abs(signs) == 1)):
         raise ValueError("signs must contain only +1 and -1.")
-    return require_relu_net(model).with_output_signs(signs)
+    return cast(_Net, require_relu_net(relocated).with_output_signs(signs))
 
 
 def drift(conserved_ts: Float[Array, "time hidden"], norms0: Float[Array, " hidden"] | None = None):

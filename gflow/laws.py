@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -273,7 +274,7 @@ def count_conservation_laws(
         basis = values[keep]
         kept_gens = keep  # output indices of the kept generators
         new_words = keep[:, None]
-        levels = [dict(depth=1, candidates=n_gen, added=len(keep), rank=rank, **cut)]
+        levels: list[dict[str, Any]] = [dict(depth=1, candidates=n_gen, added=len(keep), rank=rank, **cut)]
         n_evaluated = n_gen
         while rank < n_params and levels[-1]["added"] > 0 and len(levels) < max_depth:
             depth = len(levels) + 1

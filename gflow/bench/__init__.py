@@ -49,16 +49,17 @@ def run_all(size: str = "quick", out_dir: str = "results/benchmarks", only=BENCH
 def _write_summary(path: str, summary: dict) -> dict:
     """Write ``summary`` as strict JSON (non-finite numbers as null), merged into an existing
     summary of the same size, so running one benchmark keeps the others' headline numbers."""
-    summary = json_safe(summary)
+    safe = json_safe(summary)
+    assert isinstance(safe, dict)  # json_safe keeps a dict a dict (with str keys)
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        if old.get("size") == summary["size"]:
+        if old.get("size") == safe["size"]:
             for key in ("reports", "seconds"):
-                summary[key] = {**old.get(key, {}), **summary[key]}
-            summary = {**old, **summary}
-    write_json(path, summary)
-    return summary
+                safe[key] = {**old.get(key, {}), **safe[key]}
+            safe = {**old, **safe}
+    write_json(path, safe)
+    return safe
 
 
 @contextlib.contextmanager

@@ -94,7 +94,8 @@ def matmul_peak(dtype: str, n: int, reps: int = 5) -> float:
 @contextlib.contextmanager
 def _x64(enabled: bool):
     """Run with ``jax_enable_x64 = enabled`` (a sweep's precision), then restore it."""
-    before = jax.config.jax_enable_x64
+    # jax.config's options are dynamic attributes, unknown to type checkers
+    before = jax.config.jax_enable_x64  # pyright: ignore[reportAttributeAccessIssue]
     jax.config.update("jax_enable_x64", enabled)
     try:
         yield

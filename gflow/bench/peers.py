@@ -133,7 +133,7 @@ def torch_rows(problem: Problem, ref: np.ndarray, grid: Grid, log=print) -> tupl
     missing = torch_net.available()
     if missing:
         return [], missing
-    import torch
+    import torch  # pyright: ignore[reportMissingImports]  # the optional bench extra (checked just above)
 
     f, y0 = jax_flat_field(problem)
     field, theta0, _ = torch_net.torch_field(problem)

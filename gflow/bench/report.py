@@ -54,7 +54,9 @@ def runtime() -> dict:
         )
     except ImportError:
         blas = "unknown (threadpoolctl not installed)"
-    cache = jax.config.jax_compilation_cache_dir if jax.config.jax_enable_compilation_cache else None
+    # jax.config's options are dynamic attributes, unknown to type checkers
+    on = jax.config.jax_enable_compilation_cache  # pyright: ignore[reportAttributeAccessIssue]
+    cache = jax.config.jax_compilation_cache_dir if on else None  # pyright: ignore[reportAttributeAccessIssue]
     return {"numpy BLAS threads": blas, "persistent compilation cache": cache or "off"}
 
 

@@ -14,6 +14,7 @@ import queue as queue_mod
 import shutil
 import tempfile
 import time
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -32,7 +33,7 @@ def setup():
     jax.config.update("jax_enable_x64", True)
 
 
-CONFIGS = {
+CONFIGS: dict[str, dict[str, Any]] = {
     "toy": dict(
         data="toy",
         n_data=8000,

@@ -7,6 +7,10 @@ is compared with the JAX reference directly. Needs the optional ``bench`` extra
 (``pip install -e ".[bench]"``); :func:`available` says whether it is installed.
 """
 
+# torch and torchdiffeq are the optional `bench` extra: every import of them below is inside a
+# function, and type checks (CI installs only the `test` extra) must not need them.
+# pyright: reportMissingImports=false
+
 from __future__ import annotations
 
 import numpy as np

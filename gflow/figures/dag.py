@@ -120,7 +120,9 @@ def _flows(p: dict):
     for seed in range(p["seeds"]):
         model = project(DAGNet(g, key=jr.PRNGKey(seed)), np.asarray(p["c_flow"]))
         traj = gradient_flow(model, data, "mse", ts=ts, rtol=p["rtol"], atol=p["atol"], max_steps=2**24)
-        weights.append(np.asarray(traj.models.weights))
+        models = traj.models  # the DAGNet, with a leading time axis
+        assert isinstance(models, DAGNet)
+        weights.append(np.asarray(models.weights))
         loss.append(np.asarray(traj.loss))
         s = traj.summary()
         drift.append(s["drift"])

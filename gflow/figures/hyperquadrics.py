@@ -71,8 +71,10 @@ def _compute(p: dict):
     w, v, loss, cons, deltas, signs, status = [], [], [], [], [], [], []
     for delta, sign, model in _inits(p):
         traj = gradient_flow(model, data, "mse", p["t1"], rtol=p["rtol"], atol=p["atol"], n_save=p["n_save"])
-        w.append(np.asarray(traj.models.W[:, 0, :]))
-        v.append(np.asarray(traj.models.V[:, 0, 0]))
+        models = traj.models  # the ShallowReLU, with a leading time axis
+        assert isinstance(models, ShallowReLU) and traj.conserved is not None
+        w.append(np.asarray(models.W[:, 0, :]))
+        v.append(np.asarray(models.V[:, 0, 0]))
         loss.append(np.asarray(traj.loss))
         cons.append(np.asarray(traj.conserved[:, 0]))
         deltas.append(delta)

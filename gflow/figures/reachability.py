@@ -99,7 +99,7 @@ def data_resolution(p: dict, seed: int) -> float:
     data, _ = dataset(cell_config(p, seed, 1, 0, 0, STRICT_TOL))
     x = np.asarray(data.x_train)
     angles = np.sort(np.mod(np.arctan2(x[:, 1], x[:, 0]), np.pi))
-    return float(np.max(np.diff(np.concatenate([angles, [angles[0] + np.pi]]))))
+    return float(np.diff(np.concatenate([angles, [angles[0] + np.pi]])).max())
 
 
 def cell_config(p: dict, seed: int, P: int, M: int, F: int, tol: float):

@@ -4,16 +4,21 @@ palette (Okabe & Ito), labelled axes, PNG + PDF output."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
+from cycler import cycler
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 # Okabe-Ito palette: distinguishable under the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 COLUMN_WIDTH = 3.4  # inches, one column of a two-column paper
-RC = {
+RC: dict[RcKeyType, Any] = {
     "figure.dpi": 150,
     "savefig.dpi": 200,
     "font.size": 8,
@@ -25,7 +30,7 @@ RC = {
     "lines.linewidth": 1.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "axes.prop_cycle": cycler(color=PALETTE),
     "savefig.bbox": "tight",
     "pdf.fonttype": 42,
 }

@@ -18,12 +18,15 @@ loss of every initialization of the sweep, by component, for both methods.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..discrete import train
 from ..flow.solve import gradient_flow
+from ..nets.shallow import require_shallow
 from ..sweep.config import SweepConfig
 from ..sweep.problems import dataset, make_init
 from . import _common
@@ -85,7 +88,7 @@ def _compute(p: dict):
     data, _ = dataset(cfg)
     phi = np.linspace(0, 2 * np.pi, p["n_angles"])
     circle = jnp.stack([jnp.cos(phi), jnp.sin(phi)], axis=1)
-    out = {
+    out: dict[str, Any] = {
         k: []
         for k in (
             "signs",
@@ -100,7 +103,7 @@ def _compute(p: dict):
         )
     }
     for i in range(p["n_inits"]):
-        model = make_init(cfg, data, i)
+        model = require_shallow(make_init(cfg, data, i), "the toy-obstruction figure")
         out["signs"].append(np.sign(np.asarray(model.V[0])))
         runs = dict(
             flow=gradient_flow(model, data, "mse", p["t1"], rtol=p["tol"], atol=p["tol"], n_save=p["n_save"]),

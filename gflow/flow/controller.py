@@ -111,7 +111,7 @@ class FloorPIDController(diffrax.AbstractAdaptiveStepSizeController):
         keep = keep | at_dtmin
         next_t0 = jnp.where(keep, t1, t0)
         floor = self._floor(next_t0, span)
-        at_dtmin = dt <= floor
+        at_dtmin = jnp.less_equal(dt, floor)
         dt = jnp.maximum(dt, floor)
         state = FloorState(pid_state, at_dtmin, forced + force.astype(jnp.int32), span)
         return keep, next_t0, next_t0 + dt, made_jump, state, result

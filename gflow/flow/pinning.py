@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
@@ -96,6 +97,7 @@ class EscapeOracle(eqx.Module):
 
     def phi(self, g: Float[Array, "n k"]) -> Float[Array, "R k"]:
         if self.kind == "plane":
+            assert self.order is not None and self.zs2 is not None  # set by escape_oracle for this kind
             gz = g[self.order][:, :, None] * self.zs2[:, None, :]  # (n, k, 2)
             gz = jnp.concatenate([gz, gz], axis=0)
             prefix = jnp.concatenate([jnp.zeros_like(gz[:1]), jnp.cumsum(gz, axis=0)], axis=0)
@@ -103,6 +105,7 @@ class EscapeOracle(eqx.Module):
             return jnp.einsum("rkc,rc->rk", sums, self.rays2)
         if self.kind == "zero":
             return jnp.zeros((1, g.shape[1]), g.dtype)
+        assert self.act is not None  # set by escape_oracle for the general kind
         return self.act @ g
 
 
@@ -185,7 +188,7 @@ class Pinning(eqx.Module):
     delta: Float[Array, " width"]
     pin_tol: Float[Array, ""]
     esc_tol: Float[Array, ""]
-    loss_fn: object = eqx.field(static=True)
+    loss_fn: Callable[..., Array] = eqx.field(static=True)
 
     def with_delta(self, delta) -> "Pinning":
         """The same pinning for a network with conserved values ``delta`` (the escape oracle

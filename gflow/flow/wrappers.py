@@ -28,7 +28,10 @@ class ForwardingSolver(diffrax.AbstractAdaptiveSolver, diffrax.AbstractWrappedSo
 
     @property
     def root_finder(self):  # implicit solvers: Diffrax sets the tolerances through this path
-        return self.solver.root_finder
+        solver = self.solver
+        if not isinstance(solver, diffrax.AbstractImplicitSolver):
+            raise AttributeError(f"{type(solver).__name__} has no root_finder (not an implicit solver).")
+        return solver.root_finder
 
     def order(self, terms):
         return self.solver.order(terms)

@@ -21,6 +21,9 @@ import equinox as eqx
 from jaxtyping import Array, Float
 
 __all__ = ["AbstractReLUNet", "require_relu_net"]
+if TYPE_CHECKING:
+    from .dag import DAGNet  # dag.py imports this module
+
 
 
 class AbstractReLUNet(eqx.Module):

@@ -41,7 +41,12 @@ class Scheme:
             return math.sqrt(2.0 / fan_in)
         if self.name == "xavier":
             return math.sqrt(2.0 / (fan_in + fan_out))
-        return float(self.sigma_v if is_output else self.sigma_w)
+        sigma = self.sigma_v if is_output else self.sigma_w
+        if sigma is None:
+            raise ValueError(
+                f"scheme {self.name!r} has no sigma_w/sigma_v: use kaiming(), xavier() or normal(sigma_w, sigma_v)."
+            )
+        return float(sigma)
 
     def shallow_variances(self, in_size: int, width: int, out_size: int = 1):
         """``(sigma_w^2, sigma_v^2)`` of a shallow net ``in_size -> width -> out_size``."""

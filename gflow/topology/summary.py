@@ -5,6 +5,8 @@ prints these."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..invariants import conserved
@@ -22,7 +24,7 @@ def shallow_summary(d: int, e: int, delta, bias: bool, tol: float) -> dict:
     net with ``d`` inputs, ``e`` outputs (``delta``: one conserved value per neuron)."""
     pos, neg, zero = tp.neuron_counts(d, e, delta, bias, tol=tol)
     betti = tp.betti_numbers(d, e, delta, bias, tol=tol)
-    out = dict(
+    out: dict[str, Any] = dict(
         in_size=d,
         out_size=e,
         bias=bias,
@@ -64,7 +66,7 @@ def model_summary(model: AbstractReLUNet, tol: float) -> dict:
     and its component label (Prop. 3), for every network the DAG count, label and singular
     sub-networks."""
     c = np.asarray(conserved(model), dtype=float)
-    out = dict(type=type(model).__name__)
+    out: dict[str, Any] = dict(type=type(model).__name__)
     # the Betti numbers and Prop. 3's labels are the shallow-net formulas (one hidden layer, W and V)
     shallow = isinstance(model, ShallowReLU)
     if shallow:
@@ -73,6 +75,7 @@ def model_summary(model: AbstractReLUNet, tol: float) -> dict:
         out.update({k: v for k, v in model.spec().items() if k not in ("type", "graph")})
         out.update(c=c.tolist(), betti_numbers=None, n_effective_components=None)
     count, label = dag_components(model, c=np.where(np.abs(c) <= tol, 0.0, c))
+    assert label is not None  # a network brings its weights, so its component has a label
     out.update(dag_n_components=count, dag_label=list(label))
     if shallow and model.out_size == 1:
         lab = np.asarray(tp.component_label(model, tol=tol))

@@ -13,7 +13,11 @@ __all__ = ["Dataset", "breast_cancer", "toy", "teacher_student", "DATASETS"]
 
 
 class Dataset(eqx.Module):
-    """Training arrays ``x_train (n, d)``, ``y_train (n, e)`` and optional test arrays."""
+    """Training arrays ``x_train (n, d)``, ``y_train (n, e)`` and optional test arrays.
+
+    Inputs can have more axes, ``(n, ...)`` (e.g. ``(n, channels, height, width)`` for a
+    convolutional network): each ``x_train[i]`` is one input. ``in_size`` is defined for
+    ``(n, d)`` inputs only."""
 
     x_train: Float[Array, "n d"]
     y_train: Float[Array, "n e"]
@@ -28,11 +32,13 @@ class Dataset(eqx.Module):
             self.x_test = self.y_test = None
         else:
             self.x_test, self.y_test = _pair(x_test, y_test, "test")
-            if self.x_test.shape[1] != self.x_train.shape[1]:
+            if self.x_test.shape[1:] != self.x_train.shape[1:]:
                 raise ValueError("x_test must have as many features as x_train.")
 
     @property
     def in_size(self) -> int:
+        if self.x_train.ndim != 2:
+            raise ValueError(f"in_size is defined for inputs of shape (n, d); these have shape {self.x_train.shape}.")
         return self.x_train.shape[1]
 
     @property
@@ -47,8 +53,8 @@ class Dataset(eqx.Module):
 def _pair(x, y, split):
     dtype = jnp.result_type(float)
     x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    if x.ndim != 2:
-        raise ValueError(f"x_{split} must have shape (n, in_size), got {x.shape}.")
+    if x.ndim < 2:
+        raise ValueError(f"x_{split} must have shape (n, in_size) or (n, ...), got {x.shape}.")
     y = y.reshape(len(y), -1) if y.ndim == 1 else y
     if y.ndim != 2 or len(y) != len(x) or len(x) == 0:
         raise ValueError(f"y_{split} must have shape (n,) or (n, out) with n = len(x_{split}) > 0, got {y.shape}.")

@@ -21,21 +21,33 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .nets.base import AbstractReLUNet, require_relu_net
+from .nets.recognize import NotRecognized, auto_in_out_squares
 
 __all__ = ["conserved", "unit_norms", "rescale", "project", "relocate", "drift"]
 
 
 def _in_out_squares(model):
-    """Per hidden unit: (sum of squared incoming weights, sum of squared outgoing weights)."""
-    return require_relu_net(model).in_out_squares()
+    """Per hidden unit: (sum of squared incoming weights, sum of squared outgoing weights):
+    from the ReLU-network interface, or found in a recognized Equinox structure
+    (:mod:`gflow.nets.recognize`)."""
+    if isinstance(model, AbstractReLUNet):
+        return model.in_out_squares()
+    try:
+        return auto_in_out_squares(model)
+    except NotRecognized as err:
+        raise ValueError(
+            f"no conserved quantities are known for {type(model).__name__}: {err}; implement gflow.AbstractReLUNet "
+            "or pass conserved=callable."
+        ) from None
 
 
 def conserved(model) -> Float[Array, " hidden"]:
     """``c_h = ||w_in(h)||^2 - ||w_out(h)||^2`` for every hidden unit h.
 
     Order: neurons of a :class:`ShallowReLU`; hidden layers in order for an :class:`MLP`;
-    hidden nodes ``h0, h1, ...`` for a :class:`DAGNet`. Works on a batch (leading axes)
-    of shallow nets and MLPs, and of DAG nets.
+    hidden nodes ``h0, h1, ...`` for a :class:`DAGNet`; layer by layer (neurons or
+    channels) for a recognized Equinox network (``eqx.nn.MLP`` with relu, ``eqx.nn.Sequential``
+    of Linear/Conv and relu: :mod:`gflow.nets.recognize`). Works on a batch (leading axes).
     """
     w_in, w_out = _in_out_squares(model)
     return w_in - w_out

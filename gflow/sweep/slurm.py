@@ -123,12 +123,14 @@ def sbatch_script(name: str, out_dir: str, n_tasks: int, options: ClusterOptions
     """The ``sbatch`` script submitit submits for an array of ``n_tasks`` tasks (task ``a``
     runs the ``a``-th part to run; the merge job's script has the same options, no array,
     and ``--dependency=afterok:<array id>``)."""
-    submitit = _import_submitit()
+    _import_submitit()
+    from submitit.slurm.slurm import _make_sbatch_string  # what SlurmExecutor writes
+
     folder = os.path.join(os.path.abspath(out_dir), LOGS)
     params = options.slurm_parameters(name)
     if n_tasks > 1:
         params["map_count"] = n_tasks
-    return submitit.slurm.slurm._make_sbatch_string(command=_submit_command(folder), folder=folder, **params)
+    return _make_sbatch_string(command=_submit_command(folder), folder=folder, **params)
 
 
 def run_part(config: dict, out_dir: str, part: tuple[int, int], devices: int | None = None) -> dict:
@@ -171,7 +173,7 @@ def submit(config, out_dir: str, options: ClusterOptions, *, log=print) -> dict:
     n_parts = options.array or n_chunks
     store.open_store(out_dir, cfg, resume=True)
     parts = parts_to_run(n_chunks, n_parts, store.done_chunks(out_dir))
-    result = dict(parts=parts, n_parts=n_parts, jobs=[], merge=None, failed=[])
+    result: dict = dict(parts=parts, n_parts=n_parts, jobs=[], merge=None, failed=[])
     if not parts:
         if not os.path.exists(os.path.join(out_dir, store.RUNS)):
             merge_part(out_dir)
@@ -186,7 +188,7 @@ def submit(config, out_dir: str, options: ClusterOptions, *, log=print) -> dict:
     jobs = executor.map_array(run_part, *zip(*args, strict=True))
     array_id = jobs[0].job_id.split("_")[0]
     merger = submitit.SlurmExecutor(folder=folder)
-    merge_params = dict(
+    merge_params: dict = dict(
         job_name=f"gflow-{config.name}-merge", time=min(options.time, 30), dependency=f"afterok:{array_id}"
     )
     if options.partition:

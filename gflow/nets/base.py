@@ -15,7 +15,7 @@ events, topology) asks these methods, not the concrete class. :class:`ShallowReL
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import equinox as eqx
 from jaxtyping import Array, Float
@@ -68,7 +68,7 @@ class AbstractReLUNet(eqx.Module):
         back by :func:`gflow.model_from_spec`."""
 
     @abc.abstractmethod
-    def as_dag(self):
+    def as_dag(self) -> DAGNet:
         """The same network as a :class:`gflow.DAGNet` (same function, same conserved
         quantities in the same order)."""
 

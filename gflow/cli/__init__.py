@@ -11,6 +11,7 @@ import json
 import sys
 
 from .._cache import enable_compilation_cache
+from .._version import version
 from . import bench as cli_bench
 from . import figure as cli_figure
 from . import run as cli_run
@@ -20,6 +21,8 @@ from . import topology as cli_topology
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gflow", description="Exact gradient flow of ReLU networks.")
+    # the installed distribution's version (its metadata), as `pip show gflow` reports it
+    parser.add_argument("--version", action="version", version=version("gflow"), help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_run.add_parsers(sub)
     cli_sweep.add_parsers(sub)

@@ -7,6 +7,9 @@ function's docstring and on the theory page of the documentation (docs/theory.md
 from types import ModuleType as _ModuleType
 
 from ._version import version as _version
+from .conservation import Conservation as Conservation
+from .conservation import NoConservedQuantities as NoConservedQuantities
+from .conservation import conservation_of as conservation_of
 from .data import Dataset as Dataset
 from .data import breast_cancer as breast_cancer
 from .data import teacher_student as teacher_student

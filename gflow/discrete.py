@@ -17,6 +17,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
+from .conservation import conservation_of, warn_if_absent
 from .losses import full_batch_loss, get_loss
 from .trajectory import Status, Trajectory, evaluate
 
@@ -98,6 +99,7 @@ def train(
     key=None,
     n_save: int = 101,
     momentum: float = 0.9,
+    conserved=None,
 ) -> Trajectory:
     """Train ``model`` with a discrete optimizer and record a :class:`Trajectory`.
 
@@ -108,6 +110,10 @@ def train(
       (then ``lr`` only sets the time axis).
     - ``steps``: number of updates; ``n_save`` evenly spaced steps (rounded) are saved at
       times ``t = lr * step``.
+    - ``conserved``: a callable ``model -> array`` of conserved quantities (as in
+      :func:`gflow.gradient_flow`); ``model`` can be any ``eqx.Module``, and without known
+      conserved quantities the trajectory's ``conserved`` is ``None`` (one
+      :class:`gflow.NoConservedQuantities` warning says why).
 
     **Returns:** a :class:`Trajectory`; ``stats["grad_evals"]`` counts gradient evaluations
     (of a minibatch for SGD). A run that blows up ends with status ``nonfinite``.
@@ -127,6 +133,8 @@ def train(
         raise ValueError(f"batch_size must be an integer in [1, {n}] (the training set size), got {batch_size!r}.")
     key = jr.PRNGKey(0) if key is None else key
     loss_fn = get_loss(loss)
+    laws = conservation_of(model, conserved)
+    warn_if_absent(laws, model)
     saved, slot = _save_slots(int(steps), int(n_save))
     dtype = jnp.result_type(float)
     start = time.perf_counter()
@@ -150,10 +158,10 @@ def train(
         grad_evals=jnp.asarray(steps),
         wall_time=jnp.zeros((), dtype),
     )
-    traj = jax.block_until_ready(_evaluate(ts, models, data, loss_fn, stats))
+    traj = jax.block_until_ready(_evaluate(ts, models, data, loss_fn, stats, laws))
     return eqx.tree_at(lambda t: t.stats["wall_time"], traj, jnp.asarray(time.perf_counter() - start, dtype))
 
 
 @eqx.filter_jit
-def _evaluate(ts, models, data, loss_fn, stats):
-    return evaluate(ts, models, data, loss_fn, stats, Status.successful)
+def _evaluate(ts, models, data, loss_fn, stats, laws):
+    return evaluate(ts, models, data, loss_fn, stats, Status.successful, laws)

@@ -14,28 +14,31 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .invariants import conserved, unit_norms
+from .conservation import Conservation, conservation_of
 from .losses import full_batch_loss
 from .nets.shallow import ShallowReLU
 
 
-def output_signs(model):
+def output_signs(model, laws: Conservation | None = None):
     """Signs of the output weights per hidden neuron (shallow, e = 1), else an empty vector."""
     # component labels (Prop. 3) are the shallow, single-output formula: it reads V directly
     if isinstance(model, ShallowReLU) and model.out_size == 1:
         return jnp.sign(model.V[..., 0, :])
-    return jnp.zeros(conserved(model).shape[:-1] + (0,))
+    laws = conservation_of(model) if laws is None else laws
+    return jnp.zeros(laws.values(model).shape[:-1] + (0,))
 
 
-def start(model) -> dict:
-    """Accumulator at t = 0."""
-    c0 = conserved(model)
-    signs = output_signs(model)
+def start(model, laws: Conservation | None = None) -> dict:
+    """Accumulator at t = 0. ``laws``: where the conserved quantities come from (default
+    :func:`gflow.conservation.conservation_of`); without any, drift is NaN and labels empty."""
+    laws = conservation_of(model) if laws is None else laws
+    c0 = laws.values(model)
+    signs = output_signs(model, laws)
     pathological = (c0[..., : signs.shape[-1]] < 0) if signs.shape[-1] else jnp.zeros(signs.shape, bool)
     return dict(
         c0=c0,
-        scale=jnp.max(unit_norms(model)),
-        drift=jnp.zeros((), c0.dtype),
+        scale=laws.scale(model),
+        drift=jnp.zeros((), c0.dtype) if laws.available else jnp.full((), jnp.nan, c0.dtype),
         pathological=pathological,
         label0=signs,
         label=signs,
@@ -43,10 +46,13 @@ def start(model) -> dict:
     )
 
 
-def observe(acc: dict, model) -> dict:
-    """Fold in the model at one more saved time."""
-    drift = jnp.maximum(acc["drift"], jnp.max(jnp.abs(conserved(model) - acc["c0"])))
-    signs = output_signs(model)
+def observe(acc: dict, model, laws: Conservation | None = None) -> dict:
+    """Fold in the model at one more saved time (``laws`` as in :func:`start`)."""
+    laws = conservation_of(model) if laws is None else laws
+    drift = acc["drift"]
+    if laws.available:
+        drift = jnp.maximum(drift, jnp.max(jnp.abs(laws.values(model) - acc["c0"])))
+    signs = output_signs(model, laws)
     changed = jnp.any((signs != acc["label"]) & acc["pathological"])
     return dict(acc, drift=drift, label=signs, label_changes=acc["label_changes"] + changed.astype(jnp.int32))
 

@@ -12,9 +12,11 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._atomic import atomic_savez
-from .invariants import conserved, drift, unit_norms
+from .conservation import Conservation, conservation_of
+from .invariants import drift, unit_norms
 from .losses import full_batch_loss
-from .nets.spec import model_from_spec, model_spec
+from .nets.base import AbstractReLUNet
+from .nets.spec import model_from_spec
 
 __all__ = ["flow_status", "Status", "Trajectory", "STAT_KEYS", "FLOW_STAT_KEYS", "status_name", "status_from_code"]
 
@@ -68,28 +70,32 @@ class Trajectory(eqx.Module):
     - ``ts`` (T,): saved times (``t = lr * step`` for discrete optimizers).
     - ``models``: the network with a leading time axis on every array.
     - ``loss`` (T,), ``test_loss`` (T,) or ``None``: full-batch losses at ``ts``.
-    - ``conserved`` (T, hidden): ``c_h(t)`` of every hidden unit (docs/theory.md §1-2).
+    - ``conserved`` (T, hidden): ``c_h(t)`` of every hidden unit (docs/theory.md §1-2), or
+      ``None`` for a network without known conserved quantities (:mod:`gflow.conservation`).
     - ``stats``: ``steps`` (attempted), ``accepted``, ``rejected``, ``grad_evals``
       (full-batch gradient evaluations; minibatch gradients for SGD), ``wall_time`` (s).
     - ``status``: a :class:`Status` item.
+    - ``conserved_source`` (static): where ``conserved`` came from -- ``"interface"``,
+      ``"equinox"``, ``"user"`` or ``"none"`` (:class:`gflow.conservation.Conservation`).
     """
 
     ts: Float[Array, " T"]
     models: eqx.Module
     loss: Float[Array, " T"]
     test_loss: Float[Array, " T"] | None
-    conserved: Float[Array, "T hidden"]
+    conserved: Float[Array, "T hidden"] | None
     stats: dict[str, Array]
     status: eqx.Module  # a Status item
+    conserved_source: str = eqx.field(static=True, default="interface")
 
     @property
     def final(self):
         """The network at the last saved time."""
-        return jax.tree_util.tree_map(lambda x: x[-1], self.models)
+        return at_time(self.models, -1)
 
     def model_at(self, i: int):
         """The network at saved time index ``i``."""
-        return jax.tree_util.tree_map(lambda x: x[i], self.models)
+        return at_time(self.models, i)
 
     @property
     def status_name(self) -> str:
@@ -97,12 +103,20 @@ class Trajectory(eqx.Module):
 
     @property
     def drift(self):
-        """``(max_{t,h} |c_h(t) - c_h(0)|, same / max_h(||w_in||^2 + ||w_out||^2 at t=0))``."""
-        return drift(self.conserved, unit_norms(self.model_at(0)))
+        """``(max_{t,h} |c_h(t) - c_h(0)|, same / max_h(||w_in||^2 + ||w_out||^2 at t=0))``;
+        ``None`` without conserved quantities; the relative value is NaN when no unit norms
+        are known (conserved quantities from a user's callable)."""
+        if self.conserved is None:
+            return None
+        model0 = self.model_at(0)
+        if self.conserved_source in ("interface", "equinox"):
+            return drift(self.conserved, unit_norms(model0))
+        d = drift(self.conserved)
+        return d, jnp.full_like(d, jnp.nan)
 
     def summary(self) -> dict:
         """Plain-Python summary: final losses, drift, stats and status."""
-        d_abs, d_rel = self.drift
+        d_abs, d_rel = self.drift if self.conserved is not None else (np.nan, np.nan)
         out = dict(
             t1=float(self.ts[-1]),
             final_loss=float(self.loss[-1]),
@@ -117,39 +131,61 @@ class Trajectory(eqx.Module):
 
     def save(self, path: str) -> None:
         """Write to ``path`` (``.npz``) atomically; :meth:`load` restores it exactly."""
-        leaves = jax.tree_util.tree_leaves(self.models)
+        leaves = jax.tree_util.tree_leaves(eqx.filter(self.models, eqx.is_array))
         arrays = {f"model_{i}": np.asarray(x) for i, x in enumerate(leaves)}
         arrays.update(
             ts=np.asarray(self.ts),
             loss=np.asarray(self.loss),
-            conserved=np.asarray(self.conserved),
             status=np.asarray(self.status._value),
+            conserved_source=np.asarray(self.conserved_source),
         )
+        if self.conserved is not None:
+            arrays["conserved"] = np.asarray(self.conserved)
         if self.test_loss is not None:
             arrays["test_loss"] = np.asarray(self.test_loss)
         arrays.update({f"stat_{k}": np.asarray(v) for k, v in self.stats.items()})
-        arrays["spec"] = np.asarray(json.dumps(model_spec(self.final)))
+        if isinstance(self.final, AbstractReLUNet):
+            arrays["spec"] = np.asarray(json.dumps(self.final.spec()))
         atomic_savez(path, arrays)
 
     @classmethod
-    def load(cls, path: str) -> "Trajectory":
-        """Read a file written by :meth:`save`."""
+    def load(cls, path: str, like=None) -> "Trajectory":
+        """Read a file written by :meth:`save`. ``like``: a network of the same structure
+        (any weights), needed for a network that is not a gflow ``AbstractReLUNet`` (those
+        are rebuilt from the saved architecture)."""
         with np.load(path) as f:
             arrays = {k: f[k] for k in f.files}
-        skeleton = model_from_spec(json.loads(str(arrays["spec"])))
+        rest = None
+        if like is not None:
+            skeleton, rest = eqx.partition(like, eqx.is_array)
+        elif "spec" in arrays:
+            skeleton = model_from_spec(json.loads(str(arrays["spec"])))
+        else:
+            raise ValueError(
+                f"{path} holds a network gflow cannot rebuild: pass like=<a network of the same structure>."
+            )
         treedef = jax.tree_util.tree_structure(skeleton)
         n_leaves = treedef.num_leaves
         models = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[f"model_{i}"]) for i in range(n_leaves)])
+        models = models if rest is None else eqx.combine(models, rest)
         stats = {k[5:]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("stat_")}
         return cls(
             ts=jnp.asarray(arrays["ts"]),
             models=models,
             loss=jnp.asarray(arrays["loss"]),
             test_loss=jnp.asarray(arrays["test_loss"]) if "test_loss" in arrays else None,
-            conserved=jnp.asarray(arrays["conserved"]),
+            conserved=jnp.asarray(arrays["conserved"]) if "conserved" in arrays else None,
             stats=stats,
             status=status_from_code(arrays["status"]),
+            conserved_source=str(arrays["conserved_source"]) if "conserved_source" in arrays else "interface",
         )
+
+
+def at_time(models, i):
+    """The network at time index ``i`` of ``models`` (whose parameters -- inexact arrays --
+    carry a leading time axis; other leaves, e.g. an activation function, are shared)."""
+    params, static = eqx.partition(models, eqx.is_inexact_array)
+    return eqx.combine(jax.tree_util.tree_map(lambda x: x[i], params), static)
 
 
 def _plain(v):
@@ -162,20 +198,30 @@ def _plain(v):
     return int(a) if np.issubdtype(a.dtype, np.integer) else float(a)
 
 
-def evaluate(ts, models, data, loss_fn, stats, status) -> Trajectory:
-    """Losses and conserved quantities at every saved model (``models`` has a time axis)."""
+def evaluate(ts, models, data, loss_fn, stats, status, laws: Conservation | None = None) -> Trajectory:
+    """Losses and conserved quantities at every saved model (``models`` has a time axis);
+    ``laws``: where the conserved quantities come from (default: :func:`conservation_of`)."""
+    laws = conservation_of(models) if laws is None else laws
+    params, static = eqx.partition(models, eqx.is_inexact_array)
 
-    def full_loss(m, x, y):
-        return full_batch_loss(m, x, y, loss_fn)
+    def full_loss(p, x, y):
+        return full_batch_loss(eqx.combine(p, static), x, y, loss_fn)
 
-    loss = jax.vmap(full_loss, in_axes=(0, None, None))(models, data.x_train, data.y_train)
+    loss = jax.vmap(full_loss, in_axes=(0, None, None))(params, data.x_train, data.y_train)
     test = None
     if data.has_test:
-        test = jax.vmap(full_loss, in_axes=(0, None, None))(models, data.x_test, data.y_test)
+        test = jax.vmap(full_loss, in_axes=(0, None, None))(params, data.x_test, data.y_test)
     finite = jnp.all(jnp.isfinite(loss)) & jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(models)])
+        jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(params)])
     )
     status = Status.where(finite | (status != Status.successful), status, Status.nonfinite)
     return Trajectory(
-        ts=ts, models=models, loss=loss, test_loss=test, conserved=conserved(models), stats=stats, status=status
+        ts=ts,
+        models=models,
+        loss=loss,
+        test_loss=test,
+        conserved=laws.values_over(models),
+        stats=stats,
+        status=status,
+        conserved_source=laws.source,
     )

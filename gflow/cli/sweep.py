@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 
 from .._devices import cpu_cores, host_devices_flag, sets_host_devices
 
 EXAMPLE = """\
 # gflow sweep config (TOML). Run: gflow sweep sweep.toml --out results/my-sweep
 name = "toy-obstruction"
-model = "shallow"          # shallow | mlp
+model = "shallow"          # shallow | mlp | "package.module:factory" (a callable key -> eqx.Module)
 width = 2                  # hidden width (shallow); hidden = [16, 16] for mlp
 bias = false
-data = "toy"               # toy | breast_cancer | teacher_student
+data = "toy"               # toy | breast_cancer | teacher_student | "file.npz" (x, y) | "package.module:factory"
 n_data = 1000              # toy / teacher-student training points
 loss = "mse"               # mse | bce | cross_entropy (default: bce for breast_cancer, else mse)
 method = "flow"            # flow | gd | sgd | momentum | adam
@@ -138,7 +139,10 @@ def run_sweep_cli(args) -> int:
     config = SweepConfig.from_toml(args.args[0])
     out = args.out or os.path.join("results", config.name)
     jax.config.update("jax_enable_x64", config.precision == 64)
-    summary = run_sweep(config, out, resume=args.resume, part=_part(args.part), progress=not args.quiet)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = run_sweep(config, out, resume=args.resume, part=_part(args.part), progress=not args.quiet)
+    _print_notices(caught)
     _print_summary(summary)
     return 0
 
@@ -223,6 +227,22 @@ def _report(args) -> int:
         print(report.text_summary(summary))
         print("report: " + ", ".join(paths))
     return 0
+
+
+def _print_notices(caught) -> None:
+    """A network without known conserved quantities: its notice as one line (once); other
+    warnings as Python shows them."""
+    from ..conservation import NoConservedQuantities
+
+    notices = set()
+    for w in caught:
+        if issubclass(w.category, NoConservedQuantities):
+            text = str(w.message).removeprefix("gflow: ")
+            if text not in notices:
+                notices.add(text)
+                print(f"gflow sweep: note: {text}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _merge(out_dir: str) -> int:

@@ -23,7 +23,6 @@ import jax.tree_util as jtu
 from diffrax._term import WrapTerm
 
 from .. import metrics
-from ..invariants import conserved
 from ..trajectory import Status, flow_status
 from .batching import where_rows
 from .controller import controller_stats
@@ -81,7 +80,7 @@ class FlowStepper(eqx.Module):
     def init(self, params, index) -> Slot:
         """A slot at t = ts[0] for ``params`` (unbatched; vmap it)."""
         model = eqx.combine(params, self.static)
-        delta = conserved(model)
+        delta = self.problem.conserved(model)
         term, solver, controller = self._parts(delta)
         t0, t1 = self.ts[0], self.ts[-1]
         tnext, cstate = controller.init(term, t0, t1, params, None, None, solver.func, solver.error_order(term))
@@ -101,7 +100,7 @@ class FlowStepper(eqx.Module):
             accepted=_int(0),
             rejected=_int(0),
             save_index=_int(0),
-            acc=metrics.start(model),
+            acc=metrics.start(model, self.problem.laws),
             index=index,
             done=index < 0,
             states=states,
@@ -140,7 +139,7 @@ class FlowStepper(eqx.Module):
             y_i = self.saved(interp.evaluate(self.ts[i]), s.acc["c0"])
             if states is not None:
                 states = jtu.tree_map(lambda buf, x: buf.at[i].set(x), states, y_i)
-            return i + 1, metrics.observe(acc, eqx.combine(y_i, self.static)), states
+            return i + 1, metrics.observe(acc, eqx.combine(y_i, self.static), self.problem.laws), states
 
         save_index, acc, states = jax.lax.while_loop(save_cond, save_body, (s.save_index, s.acc, s.states))
         steps = s.steps + _int(1)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from ..nets.base import require_relu_net
+from ..nets.base import AbstractReLUNet, require_relu_net
 from .batching import where_rows
 
 __all__ = [
@@ -194,13 +194,16 @@ class EventContext(eqx.Module):
 
 def make_context(model, data, loss_fn, vf) -> EventContext:
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    v0 = output_weights(model)
+    if isinstance(model, AbstractReLUNet):
+        signs0, alive0 = jnp.sign(output_weights(model)), _max_preactivation(model, data.x_train) > 0
+    else:  # any eqx.Module: only the loss and gradient-norm events (make_problem checks)
+        signs0, alive0 = jnp.zeros((0,)), jnp.zeros((0,), bool)
     return EventContext(
         static=static,
         x=data.x_train,
         y=data.y_train,
-        signs0=jnp.sign(v0),
-        alive0=_max_preactivation(model, data.x_train) > 0,
+        signs0=signs0,
+        alive0=alive0,
         loss_fn=loss_fn,
         vf=vf,
     )

@@ -16,9 +16,11 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from ..conservation import Conservation, conservation_of
 from ..data import Dataset
 from ..invariants import project as project_model
 from ..losses import get_loss
+from ..nets.base import AbstractReLUNet
 from .controller import FloorPIDController, default_max_steps
 from .events import ON_EVENT, parse_events
 from .field import flow_field, sliding_field
@@ -93,7 +95,8 @@ class FlowProblem(eqx.Module):
     solver instance), ``max_steps``, ``project`` (exact projection after every step),
     ``adaptive``, ``pinning`` (:class:`gflow.flow.pinning.Pinning` or ``None``),
     ``slide_tol`` (band factor of the sliding field, or ``None``: the plain field),
-    ``dtmin`` (absolute step floor or ``None``), ``events``, ``on_event``.
+    ``dtmin`` (absolute step floor or ``None``), ``events``, ``on_event``, ``laws`` (where
+    the conserved quantities come from: :class:`gflow.conservation.Conservation`).
     """
 
     static: object = eqx.field(static=True)
@@ -112,6 +115,11 @@ class FlowProblem(eqx.Module):
     dtmin: jnp.ndarray | None
     events: tuple  # event objects: their thresholds are arrays (no recompile for new values)
     on_event: str = eqx.field(static=True)
+    laws: Conservation = eqx.field(static=True)
+
+    def conserved(self, model):
+        """``c_h`` of ``model`` (an empty vector when no conserved quantities are known)."""
+        return self.laws.values(model)
 
     def with_delta(self, delta) -> FlowProblem:
         """The same problem for a network whose conserved values are ``delta`` (pinning
@@ -237,6 +245,7 @@ def make_problem(
     dtmin: float | None = None,
     events=None,
     on_event: str = "stop",
+    conserved: Callable | None = None,
 ) -> FlowProblem:
     """Validate every option of :func:`gflow.gradient_flow` and resolve it into a
     :class:`FlowProblem` for ``model`` (its static part, and its conserved values for the
@@ -266,6 +275,19 @@ def make_problem(
     if dtmin is not None and not (np.isscalar(dtmin) and np.isfinite(dtmin) and dtmin >= 0):
         raise ValueError(f"dtmin must be a non-negative number, got {dtmin!r}.")
     events = parse_events(events)
+    laws = conservation_of(model, conserved)
+    if not isinstance(model, AbstractReLUNet):
+        if project:
+            raise ValueError(
+                f"project=True rescales hidden units: it needs a network implementing gflow.AbstractReLUNet, got "
+                f"{type(model).__name__}."
+            )
+        structural = [e.name for e in events if e.name in ("output_sign_change", "neuron_dies")]
+        if structural:
+            raise ValueError(
+                f"event {structural[0]} reads hidden units: it needs a network implementing gflow.AbstractReLUNet, "
+                f"got {type(model).__name__}."
+            )
     if on_event not in ON_EVENT:
         raise ValueError(f"on_event must be one of {', '.join(ON_EVENT)}; got {on_event!r}.")
     loss_fn = get_loss(loss)
@@ -289,4 +311,5 @@ def make_problem(
         dtmin=None if dtmin is None else jnp.asarray(dtmin, dtype),
         events=events,
         on_event=on_event,
+        laws=laws,
     )

@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike
 
+from ..conservation import warn_if_absent
 from ..data import Dataset
-from ..invariants import conserved
+from ..nets.base import AbstractReLUNet
 from ..trajectory import Trajectory, evaluate, flow_status
 from .activations import activation_stats
 from .controller import controller_stats
@@ -34,7 +35,7 @@ def solve_flow(problem: FlowProblem, model) -> Trajectory:
     """
     params, static = eqx.partition(model, eqx.is_inexact_array)
     term = problem.term()
-    delta = conserved(model)
+    delta = problem.conserved(model)
     base = problem.solver(delta)
     pinning = problem.pinning
     ts = problem.ts
@@ -97,9 +98,10 @@ def solve_flow(problem: FlowProblem, model) -> Trajectory:
         kink = pin_stats((None, (counters["pins"], counters["unpins"], counters["first_pin_time"])), final, delta)
     stats.update(kink)
     models = eqx.combine(ys, static)
-    stats.update(activation_stats(models, problem.data.x_train))
+    if isinstance(model, AbstractReLUNet):  # hidden pre-activations: the interface only
+        stats.update(activation_stats(models, problem.data.x_train))
     stats.update(event_stats)
-    return evaluate(ts_out, models, problem.data, problem.loss_fn, stats, flow_status(result))
+    return evaluate(ts_out, models, problem.data, problem.loss_fn, stats, flow_status(result), problem.laws)
 
 
 def gradient_flow(
@@ -122,6 +124,7 @@ def gradient_flow(
     dtmin: float | None = None,
     events: Sequence | None = None,
     on_event: str = "stop",
+    conserved: Callable | None = None,
 ) -> Trajectory:
     """Integrate the exact gradient flow ``d theta/dt = -grad L(theta)`` from ``model``.
 
@@ -161,6 +164,14 @@ def gradient_flow(
       first time and continue to ``t1``). Times: ``stats["event"]`` (index of the first
       event, -1 if none), ``stats["event_time"]``, ``stats["t_<name>"]`` per event.
 
+    - ``conserved``: a callable ``model -> array`` of conserved quantities, used instead of
+      the built-in ones. ``model`` can be any ``eqx.Module`` (its inexact arrays are the
+      parameters); without ``conserved``, its quantities come from the ReLU-network interface
+      or a recognized Equinox structure (:mod:`gflow.conservation`), and otherwise the
+      trajectory's ``conserved`` is ``None`` and a :class:`gflow.NoConservedQuantities`
+      warning says why. Kink handling, projection and the output-sign / neuron events need
+      :class:`gflow.AbstractReLUNet`.
+
     **Returns:** a :class:`Trajectory`. Failures (``max_steps_reached``,
     ``dt_min_reached``, ``nonfinite``, and the nonlinear-solver failures of implicit methods)
     are its ``status``; nothing raises.
@@ -170,8 +181,9 @@ def gradient_flow(
     problem = make_problem(
         model, data, loss, t1, solver=solver, rtol=rtol, atol=atol, n_save=n_save, ts=ts, max_steps=max_steps,
         project=project, step_size=step_size, kinks=kinks, pin_tol=pin_tol, slide_tol=slide_tol, dtmin=dtmin,
-        events=events, on_event=on_event,
+        events=events, on_event=on_event, conserved=conserved,
     )  # fmt: skip
+    warn_if_absent(problem.laws, model)
     start = time.perf_counter()
     traj = jax.block_until_ready(solve_flow(problem, model))
     wall = jnp.asarray(time.perf_counter() - start, problem.ts.dtype)

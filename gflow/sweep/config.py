@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import tomllib
+from collections.abc import Callable
 
 import jax
-import tomllib
 
 from ..data import DATASETS
 from ..discrete import OPTIMIZERS
 from ..flow.events import ON_EVENT, parse_events
 from ..flow.problem import KINKS, SOLVERS
+from .user import callable_name, is_reference, load_npz, npz_digest, resolve
 
 __all__ = ["SweepConfig", "METHODS", "MODELS"]
 
@@ -24,8 +27,14 @@ MODELS = ("shallow", "mlp")
 class SweepConfig:
     """What a sweep runs. Every field has a default; ``SweepConfig.from_toml(path)`` reads one.
 
-    - model: ``shallow`` | ``mlp``; ``width`` (shallow), ``hidden`` (mlp), ``bias``
-    - data: ``toy`` | ``breast_cancer`` | ``teacher_student``; ``n_data`` (toy/teacher size),
+    - model: ``shallow`` | ``mlp``; ``width`` (shallow), ``hidden`` (mlp), ``bias``; or your own
+      network: ``"package.module:factory"`` (Python API: the callable itself), a callable
+      ``key -> eqx.Module`` called with initialization ``i``'s key (the key the built-in
+      networks are drawn with, :func:`gflow.sweep.problems.make_init`)
+    - data: ``toy`` | ``breast_cancer`` | ``teacher_student``, or your own: ``"file.npz"``
+      (arrays ``x``, ``y``, optional ``x_test``, ``y_test``; a path relative to the working
+      directory) or ``"package.module:factory"`` (a callable ``() -> gflow.Dataset`` or
+      ``(x, y)``); ``n_data`` (toy/teacher size),
       ``teacher_width``/``teacher_seed``/``noise`` (teacher-student, shallow teacher),
       ``recover_tol`` (tolerance of the ``recovered`` column: :func:`gflow.recovered`, default 1e-3)
     - loss: ``mse`` | ``bce`` | ``cross_entropy`` (default: bce for breast_cancer, else mse)
@@ -45,11 +54,11 @@ class SweepConfig:
     """
 
     name: str = "sweep"
-    model: str = "shallow"
+    model: str | Callable = "shallow"
     width: int = 2
     hidden: tuple[int, ...] = (8, 8)
     bias: bool = False
-    data: str = "toy"
+    data: str | Callable = "toy"
     n_data: int = 1000
     teacher_width: int = 2
     teacher_seed: int = 1234
@@ -86,9 +95,20 @@ class SweepConfig:
         def bad(field, allowed):
             raise ValueError(f"config field {field!r} must be {allowed}; got {getattr(self, field)!r}.")
 
+        if callable(self.model) or is_reference(self.model):
+            resolve("model", self.model)
+        elif self.model not in MODELS:
+            bad("model", "one of " + ", ".join(MODELS) + " or 'package.module:factory' (a callable key -> eqx.Module)")
+        if callable(self.data) or is_reference(self.data):
+            resolve("data", self.data)
+        elif isinstance(self.data, str) and self.data.endswith(".npz"):
+            load_npz(self.data)
+        elif self.data not in (*DATASETS, "teacher_student"):
+            bad(
+                "data",
+                "one of " + ", ".join((*DATASETS, "teacher_student")) + ", a file.npz or 'package.module:factory'",
+            )
         for field, allowed in (
-            ("model", MODELS),
-            ("data", (*DATASETS, "teacher_student")),
             ("method", METHODS),
             ("solver", tuple(SOLVERS)),
             ("init", ("kaiming", "xavier")),
@@ -161,6 +181,21 @@ class SweepConfig:
             )
 
     @property
+    def model_factory(self) -> Callable | None:
+        """The user's network factory ``key -> eqx.Module``, or ``None`` for a built-in model."""
+        return resolve("model", self.model) if callable(self.model) or is_reference(self.model) else None
+
+    @property
+    def data_factory(self) -> Callable | None:
+        """The user's data factory ``() -> Dataset | (x, y)``, or ``None``."""
+        return resolve("data", self.data) if callable(self.data) or is_reference(self.data) else None
+
+    @property
+    def factory_name(self) -> str | None:
+        """``"module:name"`` of the model factory (recorded in every row), or ``None``."""
+        return None if self.model_factory is None else callable_name(self.model_factory)
+
+    @property
     def loss_name(self) -> str:
         return self.loss or ("bce" if self.data == "breast_cancer" else "mse")
 
@@ -173,6 +208,11 @@ class SweepConfig:
         after stores were written, left out so those stores keep their config hash."""
         d = dataclasses.asdict(self)
         d = {k: v for k, v in d.items() if not (k in _OMIT_AT_DEFAULT and v == _OMIT_AT_DEFAULT[k])}
+        for field in ("model", "data"):  # the factory's name; a data file's content too
+            if callable(d[field]):
+                d[field] = callable_name(d[field])
+        if isinstance(self.data, str) and self.data.endswith(".npz"):
+            d["data_sha256"] = npz_digest(self.data)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
     @classmethod
@@ -190,7 +230,12 @@ class SweepConfig:
                 d = tomllib.load(f)
             except tomllib.TOMLDecodeError as err:
                 raise ValueError(f"{path} is not valid TOML: {err}.") from None
-        return cls.from_dict(d.get("sweep", d))
+        d = d.get("sweep", d)
+        search = (os.path.dirname(os.path.abspath(path)), os.getcwd())
+        for field in ("model", "data"):  # factories next to the TOML or in the working directory import too
+            if is_reference(d.get(field)):
+                resolve(field, d[field], search)
+        return cls.from_dict(d)
 
 
 _OMIT_AT_DEFAULT = {"recover_tol": 1e-3, "delta_signs": None, "save_trajectories": False}

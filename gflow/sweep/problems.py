@@ -14,16 +14,28 @@ from ..data import breast_cancer, teacher_student, toy
 from ..discrete import _save_slots
 from ..flow.problem import FlowProblem, make_problem, save_times
 from ..invariants import conserved, relocate
+from ..nets.base import AbstractReLUNet
 from ..nets.mlp import MLP
 from ..nets.shallow import ShallowReLU
 from .config import SweepConfig
+from .user import as_dataset, callable_name, check_model, load_npz
 
-__all__ = ["dataset", "make_init", "flow_problem", "saved_times"]
+__all__ = ["dataset", "make_init", "flow_problem", "saved_times", "check_config"]
 
 
 def dataset(cfg: SweepConfig):
     """The sweep's data set, and the teacher for teacher-student data (else ``None``)."""
 
+    factory = cfg.data_factory
+    if factory is not None:
+        name = callable_name(factory)
+        try:
+            value = factory()
+        except Exception as err:  # noqa: BLE001 -- the user's factory
+            raise ValueError(f"config field 'data': factory {name} raised {type(err).__name__}: {err}") from None
+        return as_dataset(value, f"the value of {name}"), None
+    if isinstance(cfg.data, str) and cfg.data.endswith(".npz"):
+        return load_npz(cfg.data), None
     if cfg.data == "toy":
         return toy(n=cfg.n_data, key=jr.PRNGKey(cfg.seed)), None
     if cfg.data == "breast_cancer":
@@ -38,7 +50,11 @@ def make_init(cfg: SweepConfig, data, i):
 
     key = jr.fold_in(jr.PRNGKey(cfg.seed), i)
     k_model, k_signs = jr.split(key)
-    if cfg.model == "shallow":
+    factory = cfg.model_factory
+    if factory is not None:
+        model = factory(k_model)  # relocation (delta) needs an AbstractReLUNet; no signs (check_config)
+        n_out_weights = ()
+    elif cfg.model == "shallow":
         model = ShallowReLU(data.in_size, cfg.width, data.out_size, bias=cfg.bias, init=cfg.init, key=k_model)
         n_out_weights = (data.out_size, cfg.width)
     else:
@@ -65,6 +81,24 @@ def saved_times(cfg: SweepConfig) -> np.ndarray:
         return np.asarray(save_times(cfg.t1, cfg.n_save, None))
 
     return np.asarray(_save_slots(cfg.n_steps, cfg.n_save)[0]) * cfg.lr
+
+
+def check_config(cfg: SweepConfig, data) -> None:
+    """Checks of a sweep with the user's network that need the data: the factory returns an
+    ``eqx.Module`` that maps one input to one target's shape, and relocation (``delta``)
+    is asked only of a network implementing :class:`gflow.AbstractReLUNet`. One-sentence
+    ``ValueError`` naming the config field otherwise."""
+    factory = cfg.model_factory
+    if factory is None:
+        return
+    model = check_model(factory, jr.split(jr.PRNGKey(cfg.seed))[0], data)
+    if cfg.signs is not None:
+        raise ValueError("config field 'signs' must be absent for a model factory (only delta can relocate it).")
+    if cfg.delta is not None and not isinstance(model, AbstractReLUNet):
+        raise ValueError(
+            f"config field 'delta' needs a network implementing gflow.AbstractReLUNet; the factory returns "
+            f"{type(model).__name__}."
+        )
 
 
 _INIT_FIELDS = ("model", "width", "hidden", "bias", "init", "delta", "delta_signs", "signs", "seed")

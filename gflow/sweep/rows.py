@@ -15,6 +15,8 @@ from .config import SweepConfig
 
 def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
     row = dict(index=int(values["index"][j]), seed=cfg.seed)
+    if cfg.model_factory is not None:
+        row["factory"] = cfg.factory_name
     for key in (
         "initial_loss",
         "final_loss",

@@ -19,15 +19,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import metrics
+from ..conservation import conservation_of, warn_if_absent
 from ..discrete import _save_slots, run_optimizer
 from ..flow.batched import _AXIS, FlowStepper, finalize, run_chunk, start_chunk
 from ..flow.solve import solve_flow
-from ..invariants import conserved
 from ..losses import get_loss
-from ..trajectory import Status
+from ..trajectory import Status, at_time
 from . import store
 from .config import SweepConfig
-from .problems import _params_fn, dataset, flow_problem, saved_times
+from .problems import _params_fn, check_config, dataset, flow_problem, make_init, saved_times
 from .rows import _rows_from
 
 __all__ = ["run_sweep"]
@@ -52,6 +52,11 @@ def run_sweep(
     if not (0 <= i_part < n_parts):
         raise ValueError(f"part must be i/N with 0 <= i < N, got {i_part}/{n_parts}.")
     config.check_precision()
+    data, teacher = dataset(config)
+    check_config(config, data)  # the user's network and data: checked before anything is written
+    if config.model_factory is not None:
+        model0 = make_init(config, data, 0)
+        warn_if_absent(conservation_of(model0), model0, stacklevel=2)
     store.open_store(out_dir, config.to_dict(), resume)
     n_chunks = math.ceil(config.n_inits / config.chunk_size)
     done = store.done_chunks(out_dir)
@@ -60,7 +65,6 @@ def run_sweep(
         min(config.chunk_size, config.n_inits - c * config.chunk_size) for c in range(n_chunks) if c % n_parts == i_part
     )
     queue = [i for c in todo for i in range(c * config.chunk_size, min((c + 1) * config.chunk_size, config.n_inits))]
-    data, teacher = dataset(config)
     bar = _progress(mine, mine - len(queue), config.name) if progress else None
     start = time.perf_counter()
     counters = dict(executed=0, useful=0, failures=0)
@@ -238,7 +242,7 @@ def _run_flow_events(cfg: SweepConfig, data, teacher, chunks: list[list[int]], e
     problem = flow_problem(cfg, data)
 
     def solve_one(model0, loss_fn):
-        traj = solve_flow(problem.with_delta(conserved(model0)), model0)
+        traj = solve_flow(problem.with_delta(problem.conserved(model0)), model0)
         keep = ("steps", "accepted", "rejected", "grad_evals", "dtmin_steps", "event", "event_time")
         stats = {k: v for k, v in traj.stats.items() if k in keep or k.startswith("t_")}
         if problem.pinning is not None:
@@ -269,9 +273,9 @@ def _run_batched(
             n_saved = jax.tree_util.tree_leaves(models)[0].shape[0]
             acc = metrics.start(model0)
             acc = jax.lax.fori_loop(
-                1, n_saved, lambda i, a: metrics.observe(a, jax.tree_util.tree_map(lambda x: x[i], models)), acc
+                1, n_saved, lambda i, a: metrics.observe(a, at_time(models, i)), acc
             )
-            final = jax.tree_util.tree_map(lambda x: x[-1], models)
+            final = at_time(models, -1)
             row = metrics.loss_columns(model0, final, data, loss_fn)
             row.update(metrics.summarize(acc))
             ok = jnp.isfinite(row["final_loss"])

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, ClassVar
 import equinox as eqx
 from jaxtyping import Array, Float
 
-__all__ = ["AbstractReLUNet", "require_relu_net"]
 if TYPE_CHECKING:
     from .dag import DAGNet  # dag.py imports this module
 
+__all__ = ["AbstractReLUNet", "require_relu_net"]
 
 
 class AbstractReLUNet(eqx.Module):

@@ -60,7 +60,9 @@ class Conservation(eqx.Module):
         if self.source == "none":
             return jnp.zeros((0,), jnp.result_type(float))
         if self.source == "user":
-            return jnp.ravel(jnp.asarray(self.fn(model)))
+            fn = self.fn
+            assert fn is not None  # conservation_of sets it for "user"
+            return jnp.ravel(jnp.asarray(fn(model)))
         w_in, w_out = self.in_out_squares(model)
         return w_in - w_out
 

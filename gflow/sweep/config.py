@@ -96,11 +96,11 @@ class SweepConfig:
             raise ValueError(f"config field {field!r} must be {allowed}; got {getattr(self, field)!r}.")
 
         if callable(self.model) or is_reference(self.model):
-            resolve("model", self.model)
+            resolve("model", self.model, (os.getcwd(),))
         elif self.model not in MODELS:
             bad("model", "one of " + ", ".join(MODELS) + " or 'package.module:factory' (a callable key -> eqx.Module)")
         if callable(self.data) or is_reference(self.data):
-            resolve("data", self.data)
+            resolve("data", self.data, (os.getcwd(),))
         elif isinstance(self.data, str) and self.data.endswith(".npz"):
             load_npz(self.data)
         elif self.data not in (*DATASETS, "teacher_student"):
@@ -217,6 +217,9 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SweepConfig":
+        """A config from a dict: a TOML table, or a manifest's config (its ``data_sha256``, the
+        data file's digest, is recomputed by :meth:`to_dict` and checked with the config hash)."""
+        d = {k: v for k, v in d.items() if k != "data_sha256"}
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - fields)
         if unknown:

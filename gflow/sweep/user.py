@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
+from typing import cast
 
 import equinox as eqx
 import jax
@@ -138,7 +139,7 @@ def check_model(factory: Callable, key, data: Dataset) -> eqx.Module:
         raise ValueError(f"config field 'model': factory {name} returned a network with no parameters.")
     x0 = data.x_train[0]
     try:
-        out = eqx.filter_eval_shape(model, x0)
+        out = eqx.filter_eval_shape(cast(Callable, model), x0)
     except Exception as err:  # noqa: BLE001 -- the user's network
         raise ValueError(
             f"config field 'model': the network of {name} cannot be applied to one input of shape {x0.shape} "

@@ -71,7 +71,8 @@ def breast_cancer(seed: int = 0, test_fraction: float = 0.3) -> Dataset:
     from sklearn.model_selection import train_test_split
 
     x, y = load_breast_cancer(return_X_y=True)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    split = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    x_tr, x_te, y_tr, y_te = (np.asarray(a) for a in split)  # arrays already; typed as a list
     mu, sd = x_tr.mean(0), x_tr.std(0)
     return Dataset((x_tr - mu) / sd, y_tr.astype(np.float64), (x_te - mu) / sd, y_te.astype(np.float64))
 
@@ -89,7 +90,9 @@ def toy(n: int = 8000, key: PRNGKeyArray | None = None, n_test: int | None = Non
     return Dataset(x[:n], y[:n], x[n:] if n_test else None, y[n:] if n_test else None)
 
 
-def teacher_student(teacher_model, n: int, key: PRNGKeyArray, noise: float = 0.0, n_test: int | None = None) -> Dataset:
+def teacher_student(
+    teacher_model: eqx.Module, n: int, key: PRNGKeyArray, noise: float = 0.0, n_test: int | None = None
+) -> Dataset:
     """Inputs ``x ~ N(0, I_d)``, targets ``teacher(x) + noise * N(0, 1)`` (train and test)."""
     n_test = n if n_test is None else n_test
     d = teacher_model.in_size

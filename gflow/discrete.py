@@ -77,7 +77,10 @@ def run_optimizer(
     def body(carry, step):
         p, state, buf = carry
         g = jax.grad(batch_loss)(p, indices(step))
-        updates, state = opt.update(g, state, p)
+        # Optax's own arithmetic (e.g. Adam's bias correction, a float to the power of its int32
+        # step count) relies on JAX's standard promotion; gflow's code does not
+        with jax.numpy_dtype_promotion("standard"):
+            updates, state = opt.update(g, state, p)
         p = optax.apply_updates(p, updates)
         buf = jax.tree_util.tree_map(lambda b, x: b.at[slot[step + 1]].set(x), buf, p)
         return (p, state, buf), None
@@ -120,7 +123,7 @@ def train(
     """
     opt_name = optimizer if isinstance(optimizer, str) else None
     make_optimizer(optimizer, 1.0)  # validates the name
-    if not (np.isscalar(lr) and np.isfinite(lr) and lr > 0):
+    if not (isinstance(lr, (int, float, np.integer, np.floating)) and np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}.")
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")

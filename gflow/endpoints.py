@@ -251,7 +251,7 @@ def _escape_directions(model, n, key):
 
 
 def classify_endpoint(
-    model,
+    model: ShallowReLU,
     objective: Callable[[Any, Any], Scalar],
     args: PyTree = None,
     *,

@@ -41,7 +41,7 @@ def _in_out_squares(model):
         ) from None
 
 
-def conserved(model) -> Float[Array, " hidden"]:
+def conserved(model) -> Float[Array, "*batch hidden"]:
     """``c_h = ||w_in(h)||^2 - ||w_out(h)||^2`` for every hidden unit h.
 
     Order: neurons of a :class:`ShallowReLU`; hidden layers in order for an :class:`MLP`;
@@ -53,7 +53,7 @@ def conserved(model) -> Float[Array, " hidden"]:
     return w_in - w_out
 
 
-def unit_norms(model) -> Float[Array, " hidden"]:
+def unit_norms(model) -> Float[Array, "*batch hidden"]:
     """``||w_in(h)||^2 + ||w_out(h)||^2`` per hidden unit: the scale drift is measured against."""
     w_in, w_out = _in_out_squares(model)
     return w_in + w_out

@@ -14,10 +14,11 @@ Predictions have shape ``(n, out)``; targets ``(n,)`` are read as ``(n, 1)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, Real
+
+from ._custom_types import LossFn, LossLike, Scalar
 
 __all__ = ["mse", "bce", "cross_entropy", "get_loss", "full_batch_loss", "LOSSES"]
 
@@ -27,18 +28,18 @@ def _match(pred, y):
     return y.reshape(pred.shape) if y.size == pred.size else y
 
 
-def mse(pred, y):
+def mse(pred: Float[Array, " n *out"], y: Real[ArrayLike, " n *out"]) -> Scalar:
     """``1/(2n) sum_i ||pred_i - y_i||^2``."""
     return 0.5 * jnp.mean(jnp.sum((pred - _match(pred, y)) ** 2, axis=-1))
 
 
-def bce(logits, y):
+def bce(logits: Float[Array, " n *out"], y: Real[ArrayLike, " n *out"]) -> Scalar:
     """Binary cross-entropy with logits: ``mean(softplus(z) - y z)``."""
     y = _match(logits, y)
     return jnp.mean(jnp.sum(jnp.logaddexp(0.0, logits) - y * logits, axis=-1))
 
 
-def cross_entropy(logits, y):
+def cross_entropy(logits: Float[Array, " n classes"], y: Real[ArrayLike, " n *labels"]) -> Scalar:
     """Softmax cross-entropy: ``mean(logsumexp(z) - z_y)``."""
     if y.ndim == logits.ndim:
         return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.sum(y * logits, axis=-1))
@@ -51,10 +52,10 @@ def full_batch_loss(model, x, y, loss_fn):
     return loss_fn(jax.vmap(model)(x), y)
 
 
-LOSSES: dict[str, Callable] = {"mse": mse, "bce": bce, "cross_entropy": cross_entropy}
+LOSSES: dict[str, LossFn] = {"mse": mse, "bce": bce, "cross_entropy": cross_entropy}
 
 
-def get_loss(loss: str | Callable) -> Callable:
+def get_loss(loss: LossLike) -> LossFn:
     """Resolve a loss name (``mse``, ``bce``, ``cross_entropy``) or pass a callable through."""
     if callable(loss):
         return loss

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
+from ._custom_types import SchemeLike
 from .nets.shallow import ShallowReLU
 from .topology.shallow import _check_sizes, _variances
 
@@ -38,7 +39,9 @@ def _teacher_kinks(teacher: ShallowReLU, tol: float) -> tuple[int, int]:
     return int(np.sum(a > 0)), int(np.sum(a < 0))
 
 
-def unreachable_probability(teacher: ShallowReLU, width: int, scheme="kaiming", *, tol: float = 1e-10) -> float:
+def unreachable_probability(
+    teacher: ShallowReLU, width: int, scheme: SchemeLike = "kaiming", *, tol: float = 1e-10
+) -> float:
     """The probability that a student drawn as ``gflow.ShallowReLU(d, width, init=scheme,
     key=...)`` (no relocation) cannot reach ``teacher``: its component of ``Q(delta)`` holds
     no representative of the teacher's function (:func:`gflow.reachable` is ``False``).

@@ -19,14 +19,14 @@ import gflow as gf
 
 def shallow_loss(W, b, V, x, y):
     """mse = 1/(2n) sum_i ||V relu(W x_i + b) - y_i||^2, written out."""
-    z = x @ W.T + (0.0 if b is None else b)
+    z = x @ W.T + (0.0 if b is None else b[None, :])
     return 0.5 * jnp.mean(jnp.sum((jnp.maximum(z, 0.0) @ V.T - y) ** 2, axis=1))
 
 
 def mlp_loss(weights, biases, x, y):
     h = x
     for W, b in zip(weights[:-1], biases, strict=True):
-        h = jnp.maximum(h @ W.T + (0.0 if b is None else b), 0.0)
+        h = jnp.maximum(h @ W.T + (0.0 if b is None else b[None, :]), 0.0)
     return 0.5 * jnp.mean(jnp.sum((h @ weights[-1].T - y) ** 2, axis=1))
 
 

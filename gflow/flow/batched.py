@@ -15,6 +15,8 @@ narrower compiled width (it then compacts them) or after a step budget (progress
 
 from __future__ import annotations
 
+from typing import cast
+
 import diffrax
 import equinox as eqx
 import jax
@@ -41,7 +43,7 @@ class Slot(eqx.Module):
     solver_state: object
     controller_state: object
     made_jump: jax.Array
-    result: object
+    result: diffrax.RESULTS
     steps: jax.Array
     accepted: jax.Array
     rejected: jax.Array
@@ -114,8 +116,11 @@ class FlowStepper(eqx.Module):
             term, s.tprev, s.tnext, s.y, None, s.solver_state, s.made_jump
         )
         y_error = jtu.tree_map(lambda x: jnp.where(jnp.isnan(x), jnp.inf, x), y_error)
+        # passed on as in diffeqsolve's loop: Diffrax's controllers annotate error_order as a number, its
+        # solvers may return None (only for constant steps, which ignore it)
+        error_order = cast(float, solver.error_order(term))
         keep, tprev, tnext, made_jump, cstate, cresult = controller.adapt_step_size(
-            s.tprev, s.tnext, s.y, y, None, y_error, solver.error_order(term), s.controller_state
+            s.tprev, s.tnext, s.y, y, None, y_error, error_order, s.controller_state
         )
         tprev = jnp.minimum(tprev, t1)
         tnext = _clip_to_end(tprev, tnext, t1, keep)
@@ -230,7 +235,7 @@ def start_chunk(stepper: FlowStepper, mesh, width: int, n_out: int, queue, qinde
         index = jnp.where(jnp.arange(width) < qindex.shape[0], qindex[first], -1)
         slots = jax.vmap(stepper.init)(jtu.tree_map(lambda x: x[first], queue), index)
         out = jtu.tree_map(lambda x: jnp.zeros((n_out,) + x.shape[1:], x.dtype), slots)
-        n_loaded = jnp.minimum(width, jnp.sum(qindex >= 0))
+        n_loaded = jnp.minimum(width, jnp.sum(qindex >= 0, dtype=jnp.int32))
         return Chunk(
             slots=slots,
             queue=queue,
@@ -257,19 +262,19 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, sto
     def local(dynamic, n_steps, stop_live, c: Chunk):
         stepper = eqx.combine(dynamic, static)
         width, n_out = c.slots.index.shape[0], c.written.shape[0]
-        n_queue = jnp.sum(c.qindex >= 0)
+        n_queue = jnp.sum(c.qindex >= 0, dtype=jnp.int32)
 
         def cond(carry):
             i, c = carry
-            live = jax.lax.psum(jnp.sum(c.slots.index >= 0), _AXIS)
+            live = jax.lax.psum(jnp.sum(c.slots.index >= 0, dtype=jnp.int32), _AXIS)
             left = jax.lax.psum(n_queue - c.next[0], _AXIS)
             return (i < n_steps) & ((left > 0) | (live > stop_live))
 
         def refill(slots, nxt):
             free = slots.index < 0
             pos = jnp.nonzero(free, size=group, fill_value=width)[0]
-            k = jnp.arange(group)
-            take = (k < jnp.sum(free)) & (nxt + k < n_queue)
+            k = jnp.arange(group, dtype=nxt.dtype)
+            take = (k < jnp.sum(free, dtype=k.dtype)) & (nxt + k < n_queue)
             q = jnp.minimum(nxt + k, c.qindex.shape[0] - 1)
             fresh = jax.vmap(stepper.init)(jtu.tree_map(lambda x: x[q], c.queue), jnp.where(take, c.qindex[q], -1))
             at = jnp.where(take, pos, width)
@@ -290,7 +295,7 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, sto
             s = eqx.tree_at(lambda s: s.index, s, jnp.where(finished, -1, s.index))
             nxt = c.next[0]
             left = n_queue - nxt
-            go = (left > 0) & (jnp.sum(s.index < 0) >= jnp.minimum(group, left))
+            go = (left > 0) & (jnp.sum(s.index < 0, dtype=jnp.int32) >= jnp.minimum(group, left))
             s, nxt = jax.lax.cond(go, refill, lambda s, n: (s, n), s, nxt)
             c = Chunk(
                 slots=s,
@@ -321,7 +326,9 @@ def finalize(stepper: FlowStepper, slots: Slot, params0, positions):
         row.update(metrics.summarize(s.acc))
         status = flow_status(s.result)
         status = Status.where(
-            (status == Status.successful) & ~jnp.isfinite(row["final_loss"]), Status.nonfinite, status
+            (status == Status.successful) & ~jnp.isfinite(row["final_loss"]),
+            cast(Status, Status.nonfinite),  # inherited from diffrax.RESULTS, typed as one; a Status item
+            status,
         )
         row.update(controller_stats(s.controller_state))
         if stepper.problem.pinning is not None:

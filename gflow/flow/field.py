@@ -65,14 +65,14 @@ def sliding_field(static, data, loss_fn, slide_tol, rtol, atol):
         act = H > 0
         FW = -jnp.where(act, G, 0.0) @ z
         FV = -r @ A.T
-        near = jnp.abs(H) <= (slide_tol * (atol + rtol * jnp.sqrt(jnp.sum(Wf**2, axis=1))))[:, None] * z_norm
+        near = jnp.abs(H) <= (slide_tol * (atol + rtol * jnp.sqrt(jnp.sum(Wf**2, axis=1))))[:, None] * z_norm[None, :]
         g_in = jnp.where(act, G, 0.0)
-        a = FW @ z.T + g_in * z_sq  # z_j . F_in (point j inactive)
-        attractive = near & (a > 0) & (a < G * z_sq)
+        a = FW @ z.T + g_in * z_sq[None, :]  # z_j . F_in (point j inactive)
+        attractive = near & (a > 0) & (a < G * z_sq[None, :])
         # remove F_in's component along z_j: coef_j = g_in - a / |z_j|^2; several attractive kinks
         # of one neuron within the band (nearly parallel z_j) share the correction equally
-        coef = jnp.where(attractive, g_in - a * inv_sq, 0.0)
-        count = jnp.maximum(jnp.sum(attractive, axis=1), 1)
+        coef = jnp.where(attractive, g_in - a * inv_sq[None, :], 0.0)
+        count = jnp.maximum(jnp.sum(attractive, axis=1, dtype=x.dtype), 1.0)
         FW = FW + (coef @ z) / count[:, None]
         if b is None:
             return eqx.tree_at(lambda p: (p.W, p.V), params, (FW, FV))

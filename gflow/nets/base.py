@@ -18,6 +18,7 @@ import abc
 from typing import TYPE_CHECKING, ClassVar
 
 import equinox as eqx
+import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 if TYPE_CHECKING:
@@ -92,3 +93,11 @@ def require_relu_net(model, what: str = "model") -> AbstractReLUNet:
             f"your own subclass), got {type(model).__name__}."
         )
     return model
+
+
+def signed_output_weights(weights: Float[Array, "out hidden"], signs) -> Float[Array, "out hidden"]:
+    """``signs * |weights|`` with ``signs`` (one per hidden unit, or any shape that broadcasts to
+    the output weight matrix) cast to the weights' dtype and broadcast explicitly, as JAX's strict
+    promotion rules ask."""
+    signs = jnp.broadcast_to(jnp.asarray(signs, weights.dtype), weights.shape)
+    return jnp.abs(weights) * signs

@@ -11,7 +11,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .base import AbstractReLUNet
+from .base import AbstractReLUNet, signed_output_weights
 from .dag import DAGNet, layered_as_dag
 from .schemes import Scheme, check_perm, check_size, gaussian, get_scheme
 
@@ -110,7 +110,7 @@ class MLP(AbstractReLUNet):
         return layered_as_dag(self.weights, self.biases, (self.in_size, *self.hidden, self.out_size))
 
     def with_output_signs(self, signs):
-        return eqx.tree_at(lambda m: m.weights[-1], self, jnp.abs(self.weights[-1]) * signs)
+        return eqx.tree_at(lambda m: m.weights[-1], self, signed_output_weights(self.weights[-1], signs))
 
     def permute_units(self, perm):
         if len(perm) != len(self.hidden):

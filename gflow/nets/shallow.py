@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .base import AbstractReLUNet
+from .base import AbstractReLUNet, signed_output_weights
 from .dag import DAGNet, layered_as_dag
 from .schemes import Scheme, check_perm, check_size, gaussian, get_scheme
 
@@ -90,7 +90,7 @@ class ShallowReLU(AbstractReLUNet):
         return layered_as_dag((self.W, self.V), (self.b,), (self.in_size, self.width, self.out_size))
 
     def with_output_signs(self, signs):
-        return eqx.tree_at(lambda m: m.V, self, jnp.abs(self.V) * signs)
+        return eqx.tree_at(lambda m: m.V, self, signed_output_weights(self.V, signs))
 
     def permute_units(self, perm):
         p = check_perm(perm, self.width, "perm")

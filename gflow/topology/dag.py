@@ -22,13 +22,23 @@ closed form (:func:`gflow.n_components`) is the special case, checked in the tes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeAlias
+
 import numpy as np
 import scipy.optimize
+from jaxtyping import ArrayLike, Real
 
-from ..nets.dag import DAGNet, Graph
-from ..nets.mlp import MLP
-from ..nets.shallow import ShallowReLU
+from ..nets.base import AbstractReLUNet
+from ..nets.dag import Graph
 from ..nets.spec import as_dag
+
+GraphLike: TypeAlias = Graph | AbstractReLUNet
+"""A :class:`Graph`, or a ReLU network (shallow, MLP, DAG) whose graph and weights are used."""
+HiddenValues: TypeAlias = Real[ArrayLike, " hidden"] | Sequence[float | int]
+"""One value per hidden node (the conserved values ``c``)."""
+EdgeValues: TypeAlias = Real[ArrayLike, " edges"] | Sequence[float | int]
+"""One value per edge (the weights), in ``graph.edges`` order."""
 
 __all__ = ["shallow_graph", "dag_rigid_edges", "dag_components", "singular_subnetworks", "is_singular", "LP_TOL"]
 
@@ -39,7 +49,7 @@ LP_TOL = 1e-7
 
 def _graph_c_w(graph, c=None, weights=None):
     """Resolve ``(graph, c, weights)`` from a Graph or a ShallowReLU / MLP / DAGNet."""
-    if isinstance(graph, (ShallowReLU, MLP, DAGNet)):
+    if isinstance(graph, AbstractReLUNet):  # any ReLU network is a DAG (interface: as_dag)
         model = as_dag(graph)
         own = np.asarray(model.weights, dtype=float)
         if own.ndim != 1:
@@ -73,7 +83,7 @@ def shallow_graph(in_size: int, width: int, out_size: int = 1, *, bias: bool = F
     return Graph(in_size, width, out_size, tuple(edges))
 
 
-def dag_rigid_edges(graph, c=None, *, tol: float = LP_TOL) -> list[int]:
+def dag_rigid_edges(graph: GraphLike, c: HiddenValues | None = None, *, tol: float = LP_TOL) -> list[int]:
     """Indices (into ``graph.edges``) of the rigid edges for conserved values ``c``.
 
     Edge ``e`` is rigid when ``min {u_e : u >= 0, B u = c} > tol * max(1, max|c|)``. One
@@ -115,7 +125,13 @@ def dag_rigid_edges(graph, c=None, *, tol: float = LP_TOL) -> list[int]:
     return rigid
 
 
-def dag_components(graph, c=None, weights=None, *, tol: float = LP_TOL) -> tuple[int, tuple[int, ...] | None]:
+def dag_components(
+    graph: GraphLike,
+    c: HiddenValues | None = None,
+    weights: EdgeValues | None = None,
+    *,
+    tol: float = LP_TOL,
+) -> tuple[int, tuple[int, ...] | None]:
     """Number of connected components ``2^{#rigid edges}`` of ``{w : B(w*w) = c}`` and the
     label of ``weights``: the signs (+1/-1; 0 for an exactly zero weight, which cannot lie on
     this set) of its rigid edges, in edge order, or ``None`` without weights.
@@ -129,7 +145,9 @@ def dag_components(graph, c=None, weights=None, *, tol: float = LP_TOL) -> tuple
     return 2 ** len(rigid), label
 
 
-def singular_subnetworks(graph, weights=None, *, tol: float = 0.0) -> list[frozenset[str]]:
+def singular_subnetworks(
+    graph: GraphLike, weights: EdgeValues | None = None, *, tol: float = 0.0
+) -> list[frozenset[str]]:
     """Sets S of hidden node names, connected through non-zero edges, whose every edge to the
     rest of the graph (inputs, the constant node, outputs, other hidden nodes) is zero.
 
@@ -168,7 +186,7 @@ def singular_subnetworks(graph, weights=None, *, tol: float = 0.0) -> list[froze
     return [frozenset(f"h{i}" for i in members) for members in sorted(found)]
 
 
-def is_singular(graph, weights=None, *, tol: float = 0.0) -> bool:
+def is_singular(graph: GraphLike, weights: EdgeValues | None = None, *, tol: float = 0.0) -> bool:
     """Whether the Jacobian of the conserved map is rank-deficient at ``weights``
     (some :func:`singular_subnetworks` exists)."""
     return bool(singular_subnetworks(graph, weights, tol=tol))

@@ -30,6 +30,7 @@ import numpy as np
 import scipy.stats
 from jaxtyping import Array, PRNGKeyArray
 
+from .._custom_types import Delta, SchemeLike
 from ..invariants import conserved
 from ..nets.schemes import Scheme, get_scheme, normal
 from ..nets.shallow import ShallowReLU, require_shallow
@@ -66,25 +67,43 @@ def _resolve(in_size, out_size=None, delta=None, bias=False):
             f"the first argument must be a ShallowReLU or an integer in_size, got {type(in_size).__name__}; "
             "use gflow.dag_components for MLP and DAG networks."
         )
-    for name, value in (("in_size", in_size), ("out_size", out_size)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    d, e = _positive_int("in_size", in_size), _positive_int("out_size", out_size)
     if delta is None:
         raise ValueError("delta (one conserved value per hidden neuron) is required with in_size, out_size.")
     delta = np.atleast_1d(np.asarray(delta, dtype=float))
     if delta.ndim != 1 or not np.all(np.isfinite(delta)):
         raise ValueError("delta must be a finite 1-D vector with one conserved value per neuron.")
-    return int(in_size) + int(bool(bias)), int(out_size), delta
+    return d + int(bool(bias)), e, delta
 
 
-def neuron_counts(in_size, out_size=None, delta=None, bias=False, *, tol: float = TOL) -> tuple[int, int, int]:
+def _positive_int(name: str, value) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def neuron_counts(
+    in_size: int | ShallowReLU,
+    out_size: int | None = None,
+    delta: Delta | None = None,
+    bias: bool = False,
+    *,
+    tol: float = TOL,
+) -> tuple[int, int, int]:
     """``(n_+, n_-, n_0)``: neurons with ``delta_k > tol``, ``< -tol`` and ``|delta_k| <= tol``."""
     _, _, delta = _resolve(in_size, out_size, delta, bias)
     pos, neg = int(np.sum(delta > tol)), int(np.sum(delta < -tol))
     return pos, neg, len(delta) - pos - neg
 
 
-def poincare_polynomial(in_size, out_size=None, delta=None, bias=False, *, tol: float = TOL) -> list[int]:
+def poincare_polynomial(
+    in_size: int | ShallowReLU,
+    out_size: int | None = None,
+    delta: Delta | None = None,
+    bias: bool = False,
+    *,
+    tol: float = TOL,
+) -> list[int]:
     """Coefficients of ``P(t) = (1 + t^{d-1})^{n_+} (1 + t^{e-1})^{n_-}`` (Theorem 1).
 
     **Returns:** a list of Python integers; entry ``j`` is the coefficient of ``t^j``, i.e.
@@ -100,13 +119,27 @@ def poincare_polynomial(in_size, out_size=None, delta=None, bias=False, *, tol: 
     return coeffs
 
 
-def betti_numbers(in_size, out_size=None, delta=None, bias=False, *, tol: float = TOL) -> list[int]:
+def betti_numbers(
+    in_size: int | ShallowReLU,
+    out_size: int | None = None,
+    delta: Delta | None = None,
+    bias: bool = False,
+    *,
+    tol: float = TOL,
+) -> list[int]:
     """Betti numbers ``b_0, b_1, ...`` of ``Q(delta)``: the coefficients of
     :func:`poincare_polynomial` (trailing zeros are impossible, the leading one is > 0)."""
     return poincare_polynomial(in_size, out_size, delta, bias, tol=tol)
 
 
-def n_components(in_size, out_size=None, delta=None, bias=False, *, tol: float = TOL) -> int:
+def n_components(
+    in_size: int | ShallowReLU,
+    out_size: int | None = None,
+    delta: Delta | None = None,
+    bias: bool = False,
+    *,
+    tol: float = TOL,
+) -> int:
     """Number of connected components ``b_0 = 2^{n_+ [d=1]} 2^{n_- [e=1]}`` (Corollary 1)."""
     d, e, _ = _resolve(in_size, out_size, delta, bias)
     pos, neg, _ = neuron_counts(in_size, out_size, delta, bias, tol=tol)
@@ -121,7 +154,14 @@ def _main_case(d, e, what):
         )
 
 
-def n_effective_components(in_size, out_size=None, delta=None, bias=False, *, tol: float = TOL) -> int:
+def n_effective_components(
+    in_size: int | ShallowReLU,
+    out_size: int | None = None,
+    delta: Delta | None = None,
+    bias: bool = False,
+    *,
+    tol: float = TOL,
+) -> int:
     """Number of effective components ``n_- + 1`` (Corollary 3; e = 1, d > 1).
 
     Components related by rescaling and permutation of neurons are identified; what is
@@ -178,7 +218,7 @@ def _check_sizes(in_size, width):
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
-def obstruction_probability(in_size: int, width: int, scheme="kaiming", *, bias: bool = False) -> float:
+def obstruction_probability(in_size: int, width: int, scheme: SchemeLike = "kaiming", *, bias: bool = False) -> float:
     """Probability that a random shallow net (out_size 1) starts in a disconnected ``Q``.
 
     With ``w_k ~ N(0, sigma_w^2 I_d)``, ``v_k ~ N(0, sigma_v^2)`` (``(sigma_w, sigma_v)`` from
@@ -201,7 +241,7 @@ def obstruction_probability(in_size: int, width: int, scheme="kaiming", *, bias:
 def obstruction_probability_mc(
     in_size: int,
     width: int,
-    scheme="kaiming",
+    scheme: SchemeLike = "kaiming",
     n: int = 100_000,
     key: PRNGKeyArray | None = None,
     *,

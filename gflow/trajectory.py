@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import diffrax
 import equinox as eqx
@@ -21,7 +22,9 @@ from .nets.spec import model_from_spec
 __all__ = ["flow_status", "Status", "Trajectory", "STAT_KEYS", "FLOW_STAT_KEYS", "status_name", "status_from_code"]
 
 
-class Status(diffrax.RESULTS):
+# eqx.Enumeration is an enum.Enum to type checkers, and an Enum with members cannot be subclassed;
+# Equinox supports extending an enumeration at run time (Diffrax's RESULTS extends Optimistix's).
+class Status(diffrax.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
     """How a trajectory ended: Diffrax's ``RESULTS`` (``successful``, ``max_steps_reached``,
     ``dt_min_reached``, ``event_occurred``, the nonlinear-solver failures of implicit
     methods, ...), whose ``nonfinite`` item gflow also uses for a loss or parameters that
@@ -85,7 +88,7 @@ class Trajectory(eqx.Module):
     test_loss: Float[Array, " T"] | None
     conserved: Float[Array, "T hidden"] | None
     stats: dict[str, Array]
-    status: eqx.Module  # a Status item
+    status: Status  # a Status item
     conserved_source: str = eqx.field(static=True, default="interface")
 
     @property
@@ -214,7 +217,9 @@ def evaluate(ts, models, data, loss_fn, stats, status, laws: Conservation | None
     finite = jnp.all(jnp.isfinite(loss)) & jnp.all(
         jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(params)])
     )
-    status = Status.where(finite | (status != Status.successful), status, Status.nonfinite)
+    # an item inherited from diffrax.RESULTS is typed as one; at run time it is a Status item
+    nonfinite = cast(Status, Status.nonfinite)
+    status = Status.where(finite | (status != Status.successful), status, nonfinite)
     return Trajectory(
         ts=ts,
         models=models,

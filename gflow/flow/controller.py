@@ -24,7 +24,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
-from jaxtyping import Array, Bool, Int, Real
+from jaxtyping import Array, ArrayLike, Bool, Int, Real
 
 __all__ = ["FloorPIDController", "FloorState", "controller_stats", "default_dtmin_rel", "default_max_steps"]
 
@@ -71,7 +71,9 @@ class FloorPIDController(diffrax.AbstractAdaptiveStepSizeController):
     dtmin: Any
     dtmin_rel: float | None = eqx.field(static=True)
 
-    def __init__(self, rtol, atol, dtmin=0.0, dtmin_rel: float | None = None, norm: Callable = optx.rms_norm):
+    def __init__(
+        self, rtol, atol, dtmin: ArrayLike = 0.0, dtmin_rel: float | None = None, norm: Callable = optx.rms_norm
+    ):
         self.pid = diffrax.PIDController(rtol=rtol, atol=atol, norm=norm)
         self.dtmin = dtmin
         self.dtmin_rel = dtmin_rel

@@ -27,6 +27,8 @@ Results: ``stats["event"]`` (index of the first event, ``-1`` if none), ``stats[
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
+from typing import Any, cast
 
 import diffrax
 import equinox as eqx
@@ -109,7 +111,9 @@ class NeuronDies(_Event):
         return jnp.min(jnp.where(ctx.alive0, z, jnp.inf)) - jnp.finfo(z.dtype).tiny
 
 
-EVENTS = {cls.name: cls for cls in (LossBelow, GradNormBelow, OutputSignChange, NeuronDies)}
+EVENTS: dict[str, Callable[..., _Event]] = {
+    cls.name: cls for cls in (LossBelow, GradNormBelow, OutputSignChange, NeuronDies)
+}
 _NEEDS_THRESHOLD = ("loss_below", "grad_norm_below")
 
 
@@ -136,10 +140,13 @@ def parse_events(events) -> tuple:
         if name not in EVENTS:
             raise ValueError(f"events must be among {allowed}; got {e!r}.")
         if name in _NEEDS_THRESHOLD:
+            needs = f"event {name} needs a threshold, e.g. {name}=1e-3; got {e!r}."
+            if value is None:
+                raise ValueError(needs)
             try:
                 value = float(value)
             except (TypeError, ValueError):
-                raise ValueError(f"event {name} needs a threshold, e.g. {name}=1e-3; got {e!r}.") from None
+                raise ValueError(needs) from None
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"event {name} threshold must be a non-negative number, got {value!r}.")
             out.append(EVENTS[name](value))
@@ -181,11 +188,12 @@ class EventContext(eqx.Module):
     y: jax.Array
     signs0: jax.Array
     alive0: jax.Array
-    loss_fn: object = eqx.field(static=True)
-    vf: object = eqx.field(static=True)
+    loss_fn: Callable[..., Any] = eqx.field(static=True)
+    vf: Callable[..., Any] = eqx.field(static=True)
 
     def loss(self, params):
-        model = eqx.combine(params, self.static)
+        # eqx.combine is typed to return a PyTree; here it rebuilds the (callable) network
+        model = cast(Callable[..., Any], eqx.combine(params, self.static))
         return self.loss_fn(jax.vmap(model)(self.x), self.y)
 
     def field(self, params):
@@ -245,7 +253,10 @@ def solve_with_events(problem, term, solver, y0, save_fn, ctx, stats_of, stats_z
     def make_event(armed):
         # one scalar condition (bisection needs one): the smallest armed event value
         cond = lambda t, y, args, **kw: jnp.min(values(y, armed))
-        root = optx.Bisection(rtol=1e-12, atol=1e-12 * jnp.maximum(1.0, jnp.abs(t_end)), flip=True)
+        atol = 1e-12 * jnp.maximum(1.0, jnp.abs(t_end))
+        # Optimistix annotates the tolerances as floats; they are ordinary (not static) fields, so an
+        # array, traced or not, works
+        root = optx.Bisection(rtol=1e-12, atol=atol, flip=True)  # pyright: ignore[reportArgumentType]
         return diffrax.Event(cond, root_finder=root, direction=False)
 
     ys0 = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(ts),) + a.shape), saved(y0))
@@ -273,6 +284,7 @@ def solve_with_events(problem, term, solver, y0, save_fn, ctx, stats_of, stats_z
             throw=False,
             adjoint=diffrax.ForwardMode(),
         )
+        assert sol.ys is not None and sol.ts is not None  # both SubSaveAts save
         seg_ys, (t_stop,), y_last = sol.ys[0], sol.ts[1], jax.tree_util.tree_map(lambda a: a[0], sol.ys[1])
         is_event = sol.result == diffrax.RESULTS.event_occurred
         v_last = values(y_last, armed)  # the crossing event is the smallest; others may cross too

@@ -15,6 +15,7 @@ import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike
 
 from ..conservation import Conservation, conservation_of
 from ..data import Dataset
@@ -157,7 +158,7 @@ class FlowProblem(eqx.Module):
             y = self.pinning.apply(y, allow_unpin=False)[0]
         return y
 
-    def grad_evals(self, steps, segments=1, pins=None, unpins=None):
+    def grad_evals(self, steps, segments: ArrayLike = 1, pins=None, unpins=None):
         """Gradient evaluations of ``steps`` attempted steps in ``segments`` solves (events
         restart a solve). A pin or unpin makes the first-same-as-last stage stale unless
         projecting: one more evaluation each."""
@@ -183,7 +184,7 @@ def save_times(t1, n_save, ts):
 
 
 def _positive(name, value):
-    if not (np.isscalar(value) and np.isfinite(value) and value > 0):
+    if not (isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number, got {value!r}.")
 
 
@@ -272,7 +273,8 @@ def make_problem(
         _positive("pin_tol", pin_tol)
     if slide_tol is not None:
         _positive("slide_tol", slide_tol)
-    if dtmin is not None and not (np.isscalar(dtmin) and np.isfinite(dtmin) and dtmin >= 0):
+    real = isinstance(dtmin, (int, float, np.integer, np.floating))
+    if dtmin is not None and not (real and np.isfinite(dtmin) and dtmin >= 0):
         raise ValueError(f"dtmin must be a non-negative number, got {dtmin!r}.")
     events = parse_events(events)
     laws = conservation_of(model, conserved)

@@ -173,8 +173,10 @@ class SweepConfig:
         """Raise ``ValueError`` unless JAX's float width matches ``precision``: the caller sets
         it (``jax.config.update("jax_enable_x64", True)`` for 64, before building anything;
         the ``gflow`` CLI does it from the config)."""
-        if bool(jax.config.jax_enable_x64) != (self.precision == 64):
-            now = 64 if jax.config.jax_enable_x64 else 32
+        # jax.config's options are dynamic attributes, unknown to type checkers
+        x64 = bool(jax.config.jax_enable_x64)  # pyright: ignore[reportAttributeAccessIssue]
+        if x64 != (self.precision == 64):
+            now = 64 if x64 else 32
             raise ValueError(
                 f"config field 'precision' is {self.precision} but JAX runs in float{now}: call "
                 f"jax.config.update('jax_enable_x64', {self.precision == 64}) before running the sweep."

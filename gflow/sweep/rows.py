@@ -3,6 +3,8 @@ flags of teacher-student sweeps)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import numpy as np
@@ -14,7 +16,7 @@ from .config import SweepConfig
 
 
 def _row(values: dict, j: int, cfg: SweepConfig, teacher, static) -> dict:
-    row = dict(index=int(values["index"][j]), seed=cfg.seed)
+    row: dict[str, Any] = dict(index=int(values["index"][j]), seed=cfg.seed)
     if cfg.model_factory is not None:
         row["factory"] = cfg.factory_name
     for key in (

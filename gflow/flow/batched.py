@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import cast
 
-from typing import cast
-
 import diffrax
 import equinox as eqx
 import jax

@@ -361,6 +361,9 @@ def test_sweep_user_data(tmp_path):
         ("model", "own_nets:not_a_module", "config field 'model': factory own_nets:not_a_module returned a int"),
         ("model", "own_nets:wrong_output", "config field 'model': the network of own_nets:wrong_output returns shape"),
         ("model", "resnet", "config field 'model' must be one of shallow, mlp or 'package.module:factory'"),
+        ("kinks", "pin", "config field 'kinks' must be auto or none for MLP"),
+        ("project", True, "config field 'project' needs a network implementing gflow.AbstractReLUNet"),
+        ("events", ["neuron_dies"], "config field 'events': neuron_dies needs a network implementing"),
         ("data", "missing.npz", "config field 'data': file not found"),
         ("data", "NOKEYS", "config field 'data': "),
         ("data", "BADSHAPE", "config field 'data': "),
@@ -374,7 +377,11 @@ def test_sweep_bad_factory_or_data_exit_2(tmp_path, capsys, field, value, messag
         np.savez(tmp_path / "d.npz", x=np.zeros((4, 2)), y=np.zeros(5))
         value, message = str(tmp_path / "d.npz"), message + f"{tmp_path / 'd.npz'}'s arrays: y_train must have shape"
     toml = tmp_path / "sweep.toml"
-    toml.write_text(f'{field} = "{value}"\nn_inits = 2\nmethod = "gd"\nsteps = 2\n')
+    if field in ("kinks", "project", "events"):  # flow options an eqx.nn.MLP cannot take
+        value = {"kinks": '"pin"', "project": "true", "events": '["neuron_dies"]'}[field]
+        toml.write_text(f'model = "own_nets:eqx_mlp_factory"\nmethod = "flow"\n{field} = {value}\nn_inits = 2\n')
+    else:
+        toml.write_text(f'{field} = "{value}"\nn_inits = 2\nmethod = "gd"\nsteps = 2\n')
     out = tmp_path / "out"
     assert cli_main(["sweep", str(toml), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()

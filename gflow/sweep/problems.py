@@ -94,10 +94,21 @@ def check_config(cfg: SweepConfig, data) -> None:
     model = check_model(factory, jr.split(jr.PRNGKey(cfg.seed))[0], data)
     if cfg.signs is not None:
         raise ValueError("config field 'signs' must be absent for a model factory (only delta can relocate it).")
+    name = type(model).__name__
     if cfg.delta is not None and not isinstance(model, AbstractReLUNet):
         raise ValueError(
-            f"config field 'delta' needs a network implementing gflow.AbstractReLUNet; the factory returns "
-            f"{type(model).__name__}."
+            f"config field 'delta' needs a network implementing gflow.AbstractReLUNet; the factory returns {name}."
+        )
+    if cfg.method != "flow":
+        return
+    if cfg.kinks not in ("auto", "none") and not getattr(model, "kink_handling", False):
+        raise ValueError(f"config field 'kinks' must be auto or none for {name} (kink handling: ShallowReLU).")
+    if cfg.project and not isinstance(model, AbstractReLUNet):
+        raise ValueError(f"config field 'project' needs a network implementing gflow.AbstractReLUNet, not {name}.")
+    hidden = [e for e in cfg.events if e.split("=")[0].strip() in ("output_sign_change", "neuron_dies")]
+    if hidden and not isinstance(model, AbstractReLUNet):
+        raise ValueError(
+            f"config field 'events': {hidden[0]} needs a network implementing gflow.AbstractReLUNet, not {name}."
         )
 
 

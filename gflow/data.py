@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,15 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 __all__ = ["Dataset", "breast_cancer", "toy", "teacher_student", "DATASETS"]
+
+
+class _Teacher(Protocol):
+    """What :func:`teacher_student` needs of a teacher: an input size and a call on one input
+    (a :class:`gflow.ShallowReLU` or :class:`gflow.MLP`)."""
+
+    in_size: int
+
+    def __call__(self, x: Array, /) -> Array: ...
 
 
 class Dataset(eqx.Module):
@@ -91,7 +102,7 @@ def toy(n: int = 8000, key: PRNGKeyArray | None = None, n_test: int | None = Non
 
 
 def teacher_student(
-    teacher_model: eqx.Module, n: int, key: PRNGKeyArray, noise: float = 0.0, n_test: int | None = None
+    teacher_model: _Teacher, n: int, key: PRNGKeyArray, noise: float = 0.0, n_test: int | None = None
 ) -> Dataset:
     """Inputs ``x ~ N(0, I_d)``, targets ``teacher(x) + noise * N(0, 1)`` (train and test)."""
     n_test = n if n_test is None else n_test

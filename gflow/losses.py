@@ -41,6 +41,7 @@ def bce(logits: Float[Array, " n *out"], y: Real[ArrayLike, " n *out"]) -> Scala
 
 def cross_entropy(logits: Float[Array, " n classes"], y: Real[ArrayLike, " n *labels"]) -> Scalar:
     """Softmax cross-entropy: ``mean(logsumexp(z) - z_y)``."""
+    y = jnp.asarray(y)
     if y.ndim == logits.ndim:
         return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.sum(y * logits, axis=-1))
     picked = jnp.take_along_axis(logits, y.astype(jnp.int32)[:, None], axis=-1)[:, 0]

@@ -272,9 +272,7 @@ def _run_batched(
             models, status, t_reached, stats = solve_one(model0, loss_fn)
             n_saved = jax.tree_util.tree_leaves(models)[0].shape[0]
             acc = metrics.start(model0)
-            acc = jax.lax.fori_loop(
-                1, n_saved, lambda i, a: metrics.observe(a, at_time(models, i)), acc
-            )
+            acc = jax.lax.fori_loop(1, n_saved, lambda i, a: metrics.observe(a, at_time(models, i)), acc)
             final = at_time(models, -1)
             row = metrics.loss_columns(model0, final, data, loss_fn)
             row.update(metrics.summarize(acc))

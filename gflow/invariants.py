@@ -18,7 +18,7 @@ import equinox as eqx
 import jax
 import jax.core
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from .nets.base import AbstractReLUNet, require_relu_net
 from .nets.recognize import NotRecognized, auto_in_out_squares
@@ -59,7 +59,7 @@ def unit_norms(model) -> Float[Array, "*batch hidden"]:
     return w_in + w_out
 
 
-def rescale(model, alphas: Float[Array, " hidden"]):
+def rescale(model, alphas: Real[ArrayLike, " hidden"]):
     """Rescale every hidden unit h by ``alpha_h > 0``: incoming weights times ``alpha_h``,
     outgoing weights divided by it. The network function is unchanged (ReLU is positively
     homogeneous); ``c_h`` becomes ``alpha_h^2 ||w_in||^2 - ||w_out||^2 / alpha_h^2`` for a

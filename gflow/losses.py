@@ -28,12 +28,12 @@ def _match(pred, y):
     return y.reshape(pred.shape) if y.size == pred.size else y
 
 
-def mse(pred: Float[Array, " n *out"], y: Real[ArrayLike, " n *out"]) -> Scalar:
+def mse(pred: Float[Array, " n *out"], y: Real[ArrayLike, " n *target"]) -> Scalar:
     """``1/(2n) sum_i ||pred_i - y_i||^2``."""
     return 0.5 * jnp.mean(jnp.sum((pred - _match(pred, y)) ** 2, axis=-1))
 
 
-def bce(logits: Float[Array, " n *out"], y: Real[ArrayLike, " n *out"]) -> Scalar:
+def bce(logits: Float[Array, " n *out"], y: Real[ArrayLike, " n *target"]) -> Scalar:
     """Binary cross-entropy with logits: ``mean(softplus(z) - y z)``."""
     y = _match(logits, y)
     return jnp.mean(jnp.sum(jnp.logaddexp(0.0, logits) - y * logits, axis=-1))

@@ -1,20 +1,82 @@
-"""Persistent XLA compilation cache: compiling a Diffrax solve takes seconds on a CPU, so the
-CLI reuses compiled programs across runs (``~/.cache/gflow/jax``; set ``GFLOW_CACHE_DIR`` to
-move it, or to an empty string to turn it off)."""
+"""Persistent XLA compilation cache: compiling a Diffrax solve takes seconds on a CPU, so gflow
+reuses compiled programs across runs.
+
+On by default in the command line (every ``gflow`` command but ``gflow bench``, which measures
+cold compiles), the figure scripts and Slurm array tasks; from Python, call
+:func:`enable_compilation_cache` once, before anything is compiled (JAX reads the setting at
+its first compilation). The library does not turn it on by itself at import: the cache folder
+is a process-wide JAX setting that the calling program may own.
+
+The folder: ``$GFLOW_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/gflow/jax``, else
+``~/.cache/gflow/jax``. ``GFLOW_CACHE=0`` (or ``GFLOW_CACHE_DIR=""``, or ``gflow --no-cache``)
+turns it off; ``gflow cache info`` shows the folder and its size, ``gflow cache clear`` empties
+it. Every program is kept, the small ones too (``min_compile_time=0``): a fresh process
+otherwise recompiles a hundred small eager operations, 0.05 s each on a CPU.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 
 import jax
 
+__all__ = ["cache_dir", "cache_info", "clear_cache", "enable_compilation_cache"]
 
-def enable_compilation_cache(path: str | None = None) -> str | None:
-    """Turn on JAX's persistent compilation cache at ``path`` (default: see module doc)."""
+_OFF = ("0", "false", "no", "off")
+# what JAX writes there: "<program>-<sha256>-cache" (and "-atime") files, the GPU autotuning folder
+_ENTRY = re.compile(r".+-[0-9a-f]{64}(-[a-z]+)?$")
+_AUTOTUNE = "xla_gpu_per_fusion_autotune_cache_dir"
+
+
+def cache_dir() -> str | None:
+    """The cache folder that :func:`enable_compilation_cache` uses, or ``None`` when turned off
+    (``GFLOW_CACHE=0`` or ``GFLOW_CACHE_DIR=""``)."""
+    if os.environ.get("GFLOW_CACHE", "1").strip().lower() in _OFF:
+        return None
+    if "GFLOW_CACHE_DIR" in os.environ:
+        return os.environ["GFLOW_CACHE_DIR"] or None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "gflow", "jax")
+
+
+def enable_compilation_cache(path: str | None = None, *, min_compile_time: float = 0.0) -> str | None:
+    """Turn on JAX's persistent compilation cache at ``path`` (default: :func:`cache_dir`) for
+    programs that take at least ``min_compile_time`` seconds to compile; returns the folder, or
+    ``None`` when the cache is turned off."""
     if path is None:
-        path = os.environ.get("GFLOW_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "gflow", "jax"))
+        path = cache_dir()
     if not path:
         return None
     jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_time)
     return path
+
+
+def cache_info(path: str | None = None) -> dict:
+    """``{"path", "entries", "bytes"}``: the compiled programs in the cache folder (default:
+    :func:`cache_dir`)."""
+    path = path or cache_dir()
+    entries = size = 0
+    for file in _entries(path):
+        entries += 1
+        size += os.path.getsize(file)
+    return dict(path=path, entries=entries, bytes=size)
+
+
+def clear_cache(path: str | None = None) -> dict:
+    """Delete the compiled programs in the cache folder (default: :func:`cache_dir`), and nothing
+    else, whatever the folder is; returns what it held (:func:`cache_info`)."""
+    info = cache_info(path)
+    for file in _entries(info["path"]):
+        os.remove(file)
+    if info["path"] and os.path.isdir(os.path.join(info["path"], _AUTOTUNE)):
+        shutil.rmtree(os.path.join(info["path"], _AUTOTUNE))
+    return info
+
+
+def _entries(path: str | None) -> list[str]:
+    if not path or not os.path.isdir(path):
+        return []
+    return [e.path for e in os.scandir(path) if e.is_file(follow_symlinks=False) and _ENTRY.match(e.name)]

@@ -1,7 +1,9 @@
-"""Command line: ``gflow demo | run | sweep | topology | figure | bench``.
+"""Command line: ``gflow demo | run | sweep | topology | figure | bench | cache``.
 
 Bad input (unknown names, non-positive sizes, missing files) prints one sentence naming
 the option and what is allowed, exits with code 2, and leaves nothing half-written.
+Compiled programs are kept in the persistent compilation cache (:mod:`gflow._cache`) unless
+``--no-cache`` or ``GFLOW_CACHE=0``; ``gflow bench`` always compiles cold.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from .._cache import enable_compilation_cache
 from .._version import version
 from . import bench as cli_bench
+from . import cache as cli_cache
 from . import figure as cli_figure
 from . import run as cli_run
 from . import sweep as cli_sweep
@@ -23,19 +26,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gflow", description="Exact gradient flow of ReLU networks.")
     # the installed distribution's version (its metadata), as `pip show gflow` reports it
     parser.add_argument("--version", action="version", version=version("gflow"), help="print the version and exit")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="do not read or write the compilation cache (also: GFLOW_CACHE=0)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_run.add_parsers(sub)
     cli_sweep.add_parsers(sub)
     cli_topology.add_parser(sub)
     cli_figure.add_parser(sub)
     cli_bench.add_parser(sub)
+    cli_cache.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    enable_compilation_cache()
+    if not args.no_cache:
+        enable_compilation_cache()
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, IsADirectoryError, json.JSONDecodeError) as err:

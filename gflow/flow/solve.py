@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike
 
+from .._callbacks import checks_as_data
 from ..conservation import warn_if_absent
 from ..data import Dataset
 from ..nets.base import AbstractReLUNet
@@ -31,8 +32,14 @@ def solve_flow(problem: FlowProblem, model) -> Trajectory:
     The core of :func:`gradient_flow`: one Diffrax solve (or, with events, one per segment,
     :func:`gflow.flow.events.solve_with_events`) of ``problem.term()`` with
     ``problem.solver(delta)`` and ``problem.controller()``, saving ``problem.saved(y)`` at
-    ``problem.ts``.
+    ``problem.ts``. The program holds no host callback (:func:`gflow._callbacks.checks_as_data`),
+    so the persistent compilation cache keeps it.
     """
+    with checks_as_data():
+        return _solve_flow(problem, model)
+
+
+def _solve_flow(problem: FlowProblem, model) -> Trajectory:
     params, static = eqx.partition(model, eqx.is_inexact_array)
     term = problem.term()
     delta = problem.conserved(model)

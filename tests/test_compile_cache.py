@@ -1,0 +1,87 @@
+"""Persistent compilation cache: gflow's programs hold no host callback, so JAX keeps them, and a
+failure status survives a program read back from the cache (issue 21)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import equinox as eqx
+import jax
+import jax.random as jr
+import pytest
+
+import gflow as gf
+from gflow._callbacks import checks_as_data, host_callbacks
+from gflow.flow.problem import make_problem
+from gflow.flow.solve import solve_flow
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return gf.toy(n=64, key=jr.PRNGKey(0))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),  # tsit5, pin + slide
+        dict(kinks="none", solver="euler"),  # fixed step: Diffrax checks (t1 - t0) * dt0 >= 0
+        dict(events=("loss_below=1e-3",)),
+        dict(kinks="none", solver="kvaerno5"),
+    ],
+    ids=["tsit5", "euler", "events", "kvaerno5"],
+)
+def test_solve_flow_has_no_host_callback(toy, options):
+    model = gf.ShallowReLU(2, 2, key=jr.PRNGKey(1))
+    problem = make_problem(model, toy, "mse", 1.0, **options)
+    jaxpr, _, _ = eqx.filter_make_jaxpr(solve_flow)(problem, model)
+    assert host_callbacks(jaxpr) == []
+
+
+def test_checks_as_data_stays_inside_the_block():
+    import equinox.internal as eqxi
+
+    before = eqx.error_if, eqxi.error_if
+    with checks_as_data():
+        jaxpr = jax.make_jaxpr(lambda x: eqxi.error_if(x, x > 0, "positive"))(1.0)
+    assert (eqx.error_if, eqxi.error_if) == before
+    assert host_callbacks(jaxpr) == []
+    # outside the block, Equinox's own behaviour (a callback that raises) is untouched
+    assert host_callbacks(jax.make_jaxpr(lambda x: eqx.error_if(x, x > 0, "positive"))(1.0)) != []
+
+
+_FAILING = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.random as jr
+    jax.config.update("jax_enable_x64", True)
+    hits = []
+    jax.monitoring.register_event_listener(
+        lambda event, **kw: hits.append(event) if event == "/jax/compilation_cache/cache_hits" else None
+    )
+    from gflow._cache import enable_compilation_cache
+    enable_compilation_cache(sys.argv[1], min_compile_time=0.0)
+    import gflow as gf
+    data = gf.toy(n=64, key=jr.PRNGKey(0))
+    model = gf.ShallowReLU(2, 2, key=jr.PRNGKey(1))
+    traj = gf.gradient_flow(model, data, "mse", 5.0, max_steps=4)
+    print(json.dumps(dict(status=traj.summary()["status"], hits=len(hits))))
+    """
+)
+
+
+def test_failure_status_survives_the_cache(tmp_path):
+    cache = str(tmp_path / "jax")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", _FAILING, cache], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    cold, warm = runs
+    assert cold["status"] == warm["status"] == "max_steps_reached"
+    assert any(name.startswith("jit_solve_flow") for name in os.listdir(cache))
+    assert warm["hits"] > cold["hits"]

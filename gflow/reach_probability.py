@@ -13,7 +13,6 @@ finite sum: :func:`unreachable_probability`.
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 
 from ._custom_types import SchemeLike
 from .nets.shallow import ShallowReLU
@@ -88,6 +87,9 @@ def unreachable_probability(
     _check_sizes(teacher.in_size, width)
     d, width = teacher.in_size, int(width)
     var_w, var_v = _variances(d, width, scheme)
+    # deliberately lazy: scipy.stats takes 0.5 s to import, and `import gflow` should not pay it (issue 21)
+    import scipy.stats
+
     p = float(scipy.stats.f.sf(d * var_w / var_v, 1, d))
     total = 0.0
     for f in range(min(a_pos + a_neg - 1, width) + 1):  # F = f free neurons; F >= a_+ + a_- is always reachable

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import TypeAlias
 
 import numpy as np
-import scipy.optimize
 from jaxtyping import ArrayLike, Real
 
 from ..nets.base import AbstractReLUNet
@@ -104,6 +103,9 @@ def dag_rigid_edges(graph: GraphLike, c: HiddenValues | None = None, *, tol: flo
         return []
     proven_flexible = np.zeros(n, dtype=bool)
     proven_flexible[~np.any(B != 0, axis=0)] = True  # input -> output edges: unconstrained
+    # deliberately lazy: scipy.optimize is slow to import, and `import gflow` should not pay it (issue 21)
+    import scipy.optimize
+
     rigid = []
     for e in range(n):
         if proven_flexible[e]:

@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import scipy.stats
 from jaxtyping import Array, PRNGKeyArray
 
 from .._custom_types import Delta, SchemeLike
@@ -234,6 +233,9 @@ def obstruction_probability(in_size: int, width: int, scheme: SchemeLike = "kaim
     _check_sizes(in_size, width)
     var_w, var_v = _variances(in_size, width, scheme)
     d = in_size + int(bool(bias))
+    # deliberately lazy: scipy.stats takes 0.5 s to import, and `import gflow` should not pay it (issue 21)
+    import scipy.stats
+
     p = scipy.stats.f.sf(d * var_w / var_v, 1, d)
     return float(-np.expm1(width * np.log1p(-p)))
 

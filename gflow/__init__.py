@@ -6,6 +6,7 @@ function's docstring and on the theory page of the documentation (docs/theory.md
 
 from types import ModuleType as _ModuleType
 
+from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._version import version as _version
 from .conservation import Conservation as Conservation
 from .conservation import NoConservedQuantities as NoConservedQuantities

@@ -42,9 +42,22 @@ def cache_dir() -> str | None:
 
 
 def enable_compilation_cache(path: str | None = None, *, min_compile_time: float = 0.0) -> str | None:
-    """Turn on JAX's persistent compilation cache at ``path`` (default: :func:`cache_dir`) for
-    programs that take at least ``min_compile_time`` seconds to compile; returns the folder, or
-    ``None`` when the cache is turned off."""
+    """Turn on JAX's persistent compilation cache, so compiled solves are reused by later
+    processes (a second run of the same problem skips compiling).
+
+    Call it once, before anything is compiled: JAX reads the setting at its first compilation.
+    gflow's command line does this itself; the library does not, as the cache folder is a
+    process-wide JAX setting that the calling program may own.
+
+    **Arguments:**
+    - ``path``: the cache folder. Default: ``$GFLOW_CACHE_DIR`` if set, else
+      ``$XDG_CACHE_HOME/gflow/jax``, else ``~/.cache/gflow/jax``; ``GFLOW_CACHE=0`` or
+      ``GFLOW_CACHE_DIR=""`` turns the cache off.
+    - ``min_compile_time``: keep programs that took at least this many seconds to compile
+      (default 0: all of them).
+
+    **Returns:** the folder, or ``None`` when the cache is turned off.
+    """
     if path is None:
         path = cache_dir()
     if not path:

@@ -85,3 +85,28 @@ def test_failure_status_survives_the_cache(tmp_path):
     assert cold["status"] == warm["status"] == "max_steps_reached"
     assert any(name.startswith("jit_solve_flow") for name in os.listdir(cache))
     assert warm["hits"] > cold["hits"]
+
+
+def test_cache_folder_info_and_clear(tmp_path, monkeypatch, capsys):
+    """``gflow cache info | clear`` count and delete the compiled programs only; the folder
+    follows GFLOW_CACHE_DIR / XDG_CACHE_HOME, and GFLOW_CACHE=0 turns the cache off."""
+    from gflow._cache import cache_dir
+    from gflow.cli import build_parser
+
+    monkeypatch.delenv("GFLOW_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == str(tmp_path / "xdg" / "gflow" / "jax")
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    monkeypatch.setenv("GFLOW_CACHE_DIR", str(folder))
+    (folder / f"jit_solve_flow-{'0' * 64}-cache").write_bytes(b"x" * 10)
+    (folder / "notes.txt").write_text("not a program")
+    for action in ("info", "clear", "info"):
+        args = build_parser().parse_args(["cache", action])
+        assert args.func(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "1 programs" in out[0] and "cleared 1 programs" in out[1] and "0 programs" in out[2]
+    assert os.listdir(folder) == ["notes.txt"]
+    monkeypatch.setenv("GFLOW_CACHE", "0")
+    assert cache_dir() is None
+    assert build_parser().parse_args(["--no-cache", "cache", "info"]).no_cache

@@ -1,14 +1,23 @@
-"""Test configuration: float64 everywhere (conservation is checked to 1e-8 and below)."""
+"""Test configuration: float64 everywhere (conservation is checked to 1e-8 and below), and JAX as
+strict as Diffrax and Equinox test themselves: no implicit dtype promotion between arrays (a float32
+array meeting a float64 one is an error, not a silent upcast) and no implicit rank promotion (no
+broadcasting of arrays of different ranks). Set in the environment too, so the CLI and sweeps run in
+subprocesses by the tests are held to the same rules."""
 
 import os
 
-import jax
+os.environ["JAX_NUMPY_DTYPE_PROMOTION"] = "strict"
+os.environ["JAX_NUMPY_RANK_PROMOTION"] = "raise"
+
+import jax  # noqa: E402  (the environment above must be set before JAX reads it)
 import jax.random as jr
 import pytest
 
 from gflow._cache import enable_compilation_cache
 
 jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
 # Subprocess tests (sweeps killed and resumed, forced devices) reuse compiled programs.
 os.environ.setdefault("GFLOW_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax"))
 enable_compilation_cache()

@@ -23,6 +23,13 @@ os.environ.setdefault("GFLOW_CACHE_DIR", os.path.join(os.path.dirname(__file__),
 enable_compilation_cache()
 
 
+def pytest_configure(config):
+    # gflow's own warnings are errors unless a test expects them (pytest.warns). Added here, not in
+    # pyproject's filterwarnings: resolving the category imports gflow, which must wait until
+    # jaxtyping's import hook (--jaxtyping-packages) is in place.
+    config.addinivalue_line("filterwarnings", "error::gflow.conservation.NoConservedQuantities")
+
+
 @pytest.fixture
 def getkey():
     """A fresh PRNG key per call, deterministic per test."""

@@ -110,3 +110,28 @@ def test_cache_folder_info_and_clear(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GFLOW_CACHE", "0")
     assert cache_dir() is None
     assert build_parser().parse_args(["--no-cache", "cache", "info"]).no_cache
+
+
+def test_sweep_traces_each_width_once(tmp_path, monkeypatch, caplog):
+    """A sweep of several chunks traces the engine's step loop once per compiled width (the
+    ladder's rungs), never again for the same shapes: later chunks reuse the programs."""
+    import logging
+
+    import gflow.sweep.run as engine
+    from gflow.sweep.config import SweepConfig
+
+    widths = []
+    original = engine.run_chunk
+
+    def spy(stepper, mesh, group, chunk, n_steps, stop_live):
+        widths.append(chunk.slots.index.shape[0])
+        return original(stepper, mesh, group, chunk, n_steps, stop_live)
+
+    monkeypatch.setattr(engine, "run_chunk", spy)
+    caplog.set_level(logging.DEBUG, logger="jax._src.dispatch")
+    cfg = SweepConfig(n_data=48, width=3, delta=0.5, t1=1.0, rtol=1e-6, atol=1e-6, n_inits=8, slots=4,
+                      chunk_size=4, n_save=3)  # fmt: skip
+    engine.run_sweep(cfg, str(tmp_path), progress=False)
+    traces = [r for r in caplog.records if r.getMessage().startswith("Finished tracing run_chunk ")]
+    assert len(set(widths)) >= 2 and len(widths) > len(set(widths))  # several widths, each used again
+    assert len(traces) == len(set(widths))

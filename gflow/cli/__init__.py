@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .._cache import enable_compilation_cache
@@ -42,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.no_cache:
-        enable_compilation_cache()
+    if args.no_cache:  # also for what this command starts: figure set-up, local array tasks
+        os.environ["GFLOW_CACHE"] = "0"
+    enable_compilation_cache()
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, IsADirectoryError, json.JSONDecodeError) as err:

@@ -45,6 +45,19 @@ def commands(figures: bool) -> list[tuple[str, list[str]]]:
     return cmds
 
 
+NOTES = (
+    "A warm run skips XLA compilation only: JAX's persistent cache keeps compiled programs, not "
+    "traces, so every process still traces and lowers each program (Python). Before, no single "
+    "solve was cached at all (Diffrax's traced `saveat.ts`/`dt0` checks are Equinox `error_if` host "
+    "callbacks, which JAX never writes to the cache) and programs under 0.5 s of compile time were "
+    "not kept. The sweep's warm time is mostly tracing and lowering the engine's step loop once "
+    "per width of the compaction ladder (8 widths from 16 slots per device); a shorter ladder "
+    "(powers of two: 5 widths) took 13 s warm and 39 s cold against 17 s and 51 s (two runs "
+    "each, minutes apart, not side by side), but moves some rows at "
+    "round-off (the batch width changes the vmapped gradient's summation order), so it is not in."
+)
+
+
 def sweep_config(path: str) -> str:
     example = subprocess.run(
         [sys.executable, "-c", "from gflow.cli import main; main(['sweep', '--example'])"],
@@ -76,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", action="store_true", help="also every `gflow figure NAME --quick`")
     p.add_argument("--only", default=None, help="comma-separated substrings of the command labels to run")
     p.add_argument("--out", default=os.path.join(ROOT, "results", "benchmarks"))
+    p.add_argument("--name", default="time_to_result", help="report name: <out>/<name>.md and .json")
     args = p.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="gflow-ttr-")
@@ -140,16 +154,21 @@ def main(argv: list[str] | None = None) -> int:
         f"with `n_inits = {SWEEP_N_INITS}`, into a new output folder each time. "
         f"Load average (1, 5, 15 min) at start {tuple(round(x, 2) for x in load_start)}, "
         f"at end {tuple(round(x, 2) for x in load_end)}: on a shared machine the absolute times move "
-        f"with the load; the before/after columns ran alternately, command by command, under the same load."
+        f"with the load; the before/after columns ran alternately, command by command, under the same load. "
+        f"'after' is the working tree at the commit above."
     )
     os.makedirs(args.out, exist_ok=True)
     write_json(
-        os.path.join(args.out, "time_to_result.json"),
+        os.path.join(args.out, f"{args.name}.json"),
         dict(rows=rows, versions=names, load_start=load_start, load_end=load_end),
     )
-    path = write_report(
-        "time_to_result", "Time to first result", [("Commands", note + "\n\n" + table(header, body))], args.out
-    )
+    from gflow.bench.report import runtime
+    from gflow.sweep.store import environment
+
+    env = dict(environment(), **runtime())
+    env["persistent compilation cache"] = "per command: a new folder (cold), then the same folder (warm)"
+    sections = [("Commands", note + "\n\n" + table(header, body)), ("Where the time goes", NOTES)]
+    path = write_report(args.name, "Time to first result", sections, args.out, env)
     print(path)
     return 0
 

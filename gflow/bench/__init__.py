@@ -19,9 +19,6 @@ import time
 import jax
 import numpy as np
 
-from . import machine, peers, work_precision
-from .report import json_safe, write_json
-
 BENCHMARKS = ("work_precision", "peers", "machine")
 SIZES = ("smoke", "quick", "full")
 
@@ -49,6 +46,10 @@ def run_all(size: str = "quick", out_dir: str = "results/benchmarks", only=BENCH
 def _write_summary(path: str, summary: dict) -> dict:
     """Write ``summary`` as strict JSON (non-finite numbers as null), merged into an existing
     summary of the same size, so running one benchmark keeps the others' headline numbers."""
+    # deliberately lazy: report imports the sweep store (pyarrow), and every `gflow` command
+    # imports this package to build its parser (issue 21)
+    from .report import json_safe, write_json
+
     safe = json_safe(summary)
     assert isinstance(safe, dict)  # json_safe keeps a dict a dict (with str keys)
     if os.path.exists(path):
@@ -89,6 +90,10 @@ def _blas_threads(n: int):
 
 
 def _run(size, out_dir, only, log) -> dict:
+    # deliberately lazy: SciPy's integrators, the PyTorch peer and the sweep engine take seconds
+    # to import, and every `gflow` command imports this package to build its parser (issue 21)
+    from . import machine, peers, work_precision
+
     summary, wp = dict(size=size, reports={}, seconds={}), None
     for name in BENCHMARKS:
         if name not in only:

@@ -30,6 +30,16 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "error::gflow.conservation.NoConservedQuantities")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's in-memory compiled programs after each test module. One process compiles
+    thousands of programs over the suite; each keeps its JIT-compiled code mapped, and the
+    full suite died late in XLA's CPU compiler (segmentation fault, twice, in tests/test_sweep.py)
+    once the suite grew. Programs needed again come back from the persistent cache."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture
 def getkey():
     """A fresh PRNG key per call, deterministic per test."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
-import equinox as eqx
 from jaxtyping import Array, ArrayLike, Float, Real
 
 from .nets.schemes import Scheme as _Scheme
@@ -21,18 +20,10 @@ RealScalarLike: TypeAlias = float | int | Real[ArrayLike, ""]
 Scalar: TypeAlias = Float[Array, ""]
 """A 0-d float array (a loss, a time, a norm)."""
 
-PerUnit: TypeAlias = Float[Array, " hidden"]
-"""One value per hidden unit (neuron of a shallow net, unit of every hidden layer of an MLP,
-hidden node of a DAG), e.g. the conserved quantities ``c_h = Σ_in w² − Σ_out w²``."""
-
-RealVectorLike: TypeAlias = Real[ArrayLike, " n"] | Sequence[float | int]
-"""A vector of reals: an array, or a list or tuple of numbers."""
 
 Delta: TypeAlias = RealScalarLike | Real[ArrayLike, " hidden"] | Sequence[float | int]
 """Conserved values to move to: one for every unit, or one per hidden unit."""
 
-Signs: TypeAlias = Real[ArrayLike, "*hidden"] | Sequence[int] | None
-"""Output-weight signs (``±1``) per hidden unit, or ``None`` to keep them."""
 
 LossFn: TypeAlias = Callable[[Array, Array], Array]
 """``loss(pred, y) -> scalar``: predictions ``(n, out)`` against targets."""
@@ -40,21 +31,15 @@ LossFn: TypeAlias = Callable[[Array, Array], Array]
 LossLike: TypeAlias = str | LossFn
 """A loss name (``"mse"``, ``"bce"``, ``"cross_entropy"``) or a :data:`LossFn`."""
 
-Model: TypeAlias = eqx.Module
-"""A network: an Equinox module called on one input ``(in,) -> (out,)``."""
 
 SchemeLike: TypeAlias = str | tuple[float, float] | _Scheme
 """An initialization scheme: ``"kaiming"``, ``"xavier"``, ``(σ_w, σ_v)`` or a :class:`gflow.Scheme`."""
 
 __all__ = [
     "RealScalarLike",
-    "RealVectorLike",
     "Scalar",
-    "PerUnit",
     "Delta",
-    "Signs",
     "LossFn",
     "LossLike",
-    "Model",
     "SchemeLike",
 ]

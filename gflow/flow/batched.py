@@ -184,6 +184,11 @@ def _int(value):
     return jnp.asarray(value, jnp.int32)
 
 
+def _count(mask):
+    """How many entries of ``mask`` are true, as the engine's int32 counters are."""
+    return jnp.sum(mask, dtype=jnp.int32)
+
+
 class Chunk(eqx.Module):
     """Device-side state of one chunk (every leaf's leading axis is spread over the devices;
     per device: ``W`` slots, a queue of ``Qd`` initializations, a buffer of ``Q`` results).
@@ -235,7 +240,7 @@ def start_chunk(stepper: FlowStepper, mesh, width: int, n_out: int, queue, qinde
         index = jnp.where(jnp.arange(width) < qindex.shape[0], qindex[first], -1)
         slots = jax.vmap(stepper.init)(jtu.tree_map(lambda x: x[first], queue), index)
         out = jtu.tree_map(lambda x: jnp.zeros((n_out,) + x.shape[1:], x.dtype), slots)
-        n_loaded = jnp.minimum(width, jnp.sum(qindex >= 0, dtype=jnp.int32))
+        n_loaded = jnp.minimum(width, _count(qindex >= 0))
         return Chunk(
             slots=slots,
             queue=queue,
@@ -262,11 +267,11 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, sto
     def local(dynamic, n_steps, stop_live, c: Chunk):
         stepper = eqx.combine(dynamic, static)
         width, n_out = c.slots.index.shape[0], c.written.shape[0]
-        n_queue = jnp.sum(c.qindex >= 0, dtype=jnp.int32)
+        n_queue = _count(c.qindex >= 0)
 
         def cond(carry):
             i, c = carry
-            live = jax.lax.psum(jnp.sum(c.slots.index >= 0, dtype=jnp.int32), _AXIS)
+            live = jax.lax.psum(_count(c.slots.index >= 0), _AXIS)
             left = jax.lax.psum(n_queue - c.next[0], _AXIS)
             return (i < n_steps) & ((left > 0) | (live > stop_live))
 
@@ -274,12 +279,12 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, sto
             free = slots.index < 0
             pos = jnp.nonzero(free, size=group, fill_value=width)[0]
             k = jnp.arange(group, dtype=nxt.dtype)
-            take = (k < jnp.sum(free, dtype=k.dtype)) & (nxt + k < n_queue)
+            take = (k < _count(free)) & (nxt + k < n_queue)
             q = jnp.minimum(nxt + k, c.qindex.shape[0] - 1)
             fresh = jax.vmap(stepper.init)(jtu.tree_map(lambda x: x[q], c.queue), jnp.where(take, c.qindex[q], -1))
             at = jnp.where(take, pos, width)
             slots = jtu.tree_map(lambda a, b: a.at[at].set(b, mode="drop"), slots, fresh)
-            return slots, nxt + _int(jnp.sum(take))
+            return slots, nxt + _count(take)
 
         def body(carry):
             i, c = carry
@@ -295,7 +300,7 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, sto
             s = eqx.tree_at(lambda s: s.index, s, jnp.where(finished, -1, s.index))
             nxt = c.next[0]
             left = n_queue - nxt
-            go = (left > 0) & (jnp.sum(s.index < 0, dtype=jnp.int32) >= jnp.minimum(group, left))
+            go = (left > 0) & (_count(s.index < 0) >= jnp.minimum(group, left))
             s, nxt = jax.lax.cond(go, refill, lambda s, n: (s, n), s, nxt)
             c = Chunk(
                 slots=s,
@@ -305,7 +310,7 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, sto
                 out=out,
                 written=written,
                 executed=c.executed + width * _int(stepped),
-                useful=c.useful + _int(jnp.sum(live)),
+                useful=c.useful + _count(live),
             )
             return i + 1, c
 

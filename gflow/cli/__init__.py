@@ -1,7 +1,10 @@
 """Command line: ``gflow demo | run | sweep | topology | figure | bench | cache``.
 
-Bad input (unknown names, non-positive sizes, missing files) prints one sentence naming
-the option and what is allowed, exits with code 2, and leaves nothing half-written.
+Bad input (unknown names, values of the wrong type, NaN or infinite numbers, non-positive
+sizes, lengths that do not fit the model, missing or unreadable files, output paths that
+cannot be written) prints one line naming the option or config field and what is allowed,
+exits with code 2, and writes nothing: every option, config field and input file is
+checked (:mod:`gflow._validate`) before anything runs or is written.
 Compiled programs are kept in the persistent compilation cache (:mod:`gflow._cache`) unless
 ``--no-cache`` or ``GFLOW_CACHE=0``; ``gflow bench`` always compiles cold.
 """
@@ -21,10 +24,11 @@ from . import figure as cli_figure
 from . import run as cli_run
 from . import sweep as cli_sweep
 from . import topology as cli_topology
+from ._args import Parser, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gflow", description="Exact gradient flow of ReLU networks.")
+    parser = Parser(prog="gflow", description="Exact gradient flow of ReLU networks.")
     # the installed distribution's version (its metadata), as `pip show gflow` reports it
     parser.add_argument("--version", action="version", version=version("gflow"), help="print the version and exit")
     parser.add_argument(
@@ -42,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        print(f"{err.prog}: error: {err}", file=sys.stderr)
+        return 2
     if args.no_cache:  # also for what this command starts: figure set-up, local array tasks
         os.environ["GFLOW_CACHE"] = "0"
     enable_compilation_cache()

@@ -6,6 +6,9 @@ import json
 import math
 import time
 
+from .._validate import FIELDS, Choice, InputError, Int, OutFile, OutFolder, per_unit
+from ._args import value
+
 
 def set_precision(bits: int) -> None:
     """Float64 (``64``, the default) or float32; must run before any array is built."""
@@ -14,43 +17,29 @@ def set_precision(bits: int) -> None:
     jax.config.update("jax_enable_x64", bits == 64)
 
 
-def _floats(text: str, name: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--{name} must be a comma-separated list of numbers, got {text!r}.") from None
-
-
-def _ints(text: str, name: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--{name} must be a comma-separated list of integers, got {text!r}.") from None
-
-
 def add_parsers(sub) -> None:
     demo = sub.add_parser("demo", help="the topological obstruction on the toy problem, in about a minute")
-    demo.add_argument("--out", default="gflow-demo", help="folder for the figure (default: gflow-demo)")
+    demo.add_argument("--out", default="gflow-demo", type=value("--out", OutFolder()), help="folder for the figure (default: gflow-demo)")
     demo.set_defaults(func=run_demo)
 
     run = sub.add_parser("run", help="train one network with the exact flow or a discrete optimizer")
-    run.add_argument("--model", default="shallow", help="shallow | mlp (default shallow)")
-    run.add_argument("--width", type=int, default=8, help="hidden width of a shallow net (default 8)")
-    run.add_argument("--hidden", default="8,8", help="hidden widths of an MLP, e.g. 16,16,16")
+    run.add_argument("--model", default="shallow", type=value("--model", Choice(("shallow", "mlp"))), help="shallow | mlp (default shallow)")
+    run.add_argument("--width", type=value("--width", "width"), default=8, help="hidden width of a shallow net (default 8)")
+    run.add_argument("--hidden", default=(8, 8), type=value("--hidden", "hidden"), help="hidden widths of an MLP, e.g. 16,16,16")
     run.add_argument("--bias", action="store_true", help="hidden units get biases")
-    run.add_argument("--init", default="kaiming", help="kaiming | xavier (default kaiming, fan-in)")
-    run.add_argument("--delta", help="relocate every hidden unit to this conserved value (Prop. 4)")
-    run.add_argument("--signs", help="force output-weight signs after relocating, e.g. 1,-1")
+    run.add_argument("--init", default="kaiming", type=value("--init", "init"), help="kaiming | xavier (default kaiming, fan-in)")
+    run.add_argument("--delta", type=value("--delta", "delta"), help="relocate every hidden unit to this conserved value (Prop. 4)")
+    run.add_argument("--signs", type=value("--signs", "signs"), help="force output-weight signs after relocating, e.g. 1,-1")
     run.add_argument("--data", default="toy", help="toy | breast_cancer (default toy)")
-    run.add_argument("--n", type=int, default=1000, help="toy data set size (default 1000)")
-    run.add_argument("--loss", help="mse | bce | cross_entropy (default: mse for toy, bce for breast_cancer)")
+    run.add_argument("--n", type=value("--n", "n_data"), default=1000, help="toy data set size (default 1000)")
+    run.add_argument("--loss", type=value("--loss", "loss"), help="mse | bce | cross_entropy (default: mse for toy, bce for breast_cancer)")
     run.add_argument("--method", default="flow", help="flow | gd | sgd | momentum | adam (default flow)")
     run.add_argument("--solver", default="tsit5", help="euler | heun | tsit5 | dopri5 | dopri8 | kvaerno5")
-    run.add_argument("--rtol", type=float, default=1e-8)
-    run.add_argument("--atol", type=float, default=1e-8)
+    run.add_argument("--rtol", type=value("--rtol", "rtol"), default=1e-8, help="relative tolerance (default 1e-8)")
+    run.add_argument("--atol", type=value("--atol", "atol"), default=1e-8, help="absolute tolerance (default 1e-8)")
     run.add_argument(
         "--max-steps",
-        type=int,
+        type=value("--max-steps", "max_steps"),
         default=None,
         help="bound on solver steps (default: sized to t1, about 1000 per unit time)",
     )
@@ -70,18 +59,18 @@ def add_parsers(sub) -> None:
     run.add_argument("--on-event", default="stop", help="stop | record (default stop)")
     run.add_argument(
         "--dtmin",
-        type=float,
+        type=value("--dtmin", "dtmin"),
         default=None,
         help="absolute floor on the step size (steps at it are accepted and counted; default: 100 eps max(|t|, t1))",
     )
-    run.add_argument("--t1", type=float, default=10.0, help="final time (default 10)")
-    run.add_argument("--lr", type=float, default=1e-2, help="learning rate of a discrete optimizer")
-    run.add_argument("--steps", type=int, help="optimizer steps (default t1/lr)")
-    run.add_argument("--batch-size", type=int, help="minibatch size for sgd (default 32)")
-    run.add_argument("--n-save", type=int, default=101, help="saved time points (default 101)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--precision", type=int, default=64, help="64 (default) or 32")
-    run.add_argument("--out", help="write the trajectory to this .npz file")
+    run.add_argument("--t1", type=value("--t1", "t1"), default=10.0, help="final time (default 10)")
+    run.add_argument("--lr", type=value("--lr", "lr"), default=1e-2, help="learning rate of a discrete optimizer")
+    run.add_argument("--steps", type=value("--steps", "steps"), default=0, help="optimizer steps (default 0: t1/lr)")
+    run.add_argument("--batch-size", type=value("--batch-size", Int(1)), help="minibatch size for sgd (default 32)")
+    run.add_argument("--n-save", type=value("--n-save", "n_save"), default=101, help="saved time points (default 101)")
+    run.add_argument("--seed", type=value("--seed", "seed"), default=0, help="random seed (default 0)")
+    run.add_argument("--precision", type=value("--precision", "precision"), default=64, help="64 (default) or 32")
+    run.add_argument("--out", type=value("--out", OutFile(".npz")), help="write the trajectory to this .npz file")
     run.add_argument("--json", action="store_true", help="print a JSON summary")
     run.set_defaults(func=run_one)
 
@@ -106,18 +95,36 @@ def run_demo(args) -> int:
     return 0
 
 
+def _check(args) -> None:
+    """Every ``gflow run`` option that argparse has not checked yet (choices defined in
+    modules imported only now, options that depend on each other), before anything runs."""
+    from ..data import DATASETS
+    from ..flow.events import parse_events
+
+    Choice(DATASETS)(args.data, "--data")
+    for field in ("method", "solver", "kinks", "on_event"):
+        FIELDS[field](getattr(args, field), "--" + field.replace("_", "-"))
+    try:
+        parse_events(args.event)
+    except ValueError as err:
+        raise InputError(f"--event: {err}") from None
+    if args.signs is not None and args.delta is None:
+        raise InputError("--signs needs --delta (signs are forced after relocating).")
+    hidden = (args.width,) if args.model == "shallow" else args.hidden
+    if args.delta is not None:
+        per_unit(args.delta, "--delta", sum(hidden))
+    if args.signs is not None:
+        per_unit(args.signs, "--signs", hidden[-1], "output weight of a hidden unit")
+
+
 def _dataset(args):
     import jax.random as jr
 
-    from ..data import DATASETS, breast_cancer, toy
+    from ..data import breast_cancer, toy
 
     if args.data == "toy":
-        if args.n < 1:
-            raise ValueError(f"--n must be a positive integer, got {args.n}.")
         return toy(n=args.n, key=jr.PRNGKey(args.seed)), "mse"
-    if args.data == "breast_cancer":
-        return breast_cancer(seed=args.seed), "bce"
-    raise ValueError(f"--data must be one of {', '.join(DATASETS)}; got {args.data!r}.")
+    return breast_cancer(seed=args.seed), "bce"
 
 
 def _model(args, data):
@@ -129,40 +136,26 @@ def _model(args, data):
     from ..nets.shallow import ShallowReLU
 
     key = jr.PRNGKey(args.seed + 1)
-    if args.width < 1:
-        raise ValueError(f"--width must be a positive integer, got {args.width}.")
     if args.model == "shallow":
         model = ShallowReLU(data.in_size, args.width, data.out_size, bias=args.bias, init=args.init, key=key)
-    elif args.model == "mlp":
-        model = MLP(data.in_size, _ints(args.hidden, "hidden"), data.out_size, bias=args.bias, init=args.init, key=key)
     else:
-        raise ValueError(f"--model must be one of shallow, mlp; got {args.model!r}.")
-    if args.signs and args.delta is None:
-        raise ValueError("--signs needs --delta (signs are forced after relocating).")
+        model = MLP(data.in_size, args.hidden, data.out_size, bias=args.bias, init=args.init, key=key)
     if args.delta is not None:
-        delta = _floats(args.delta, "delta")
-        signs = jnp.asarray(_floats(args.signs, "signs")) if args.signs else None
-        model = relocate(model, jnp.asarray(delta if len(delta) > 1 else delta[0]), signs)
+        signs = None if args.signs is None else jnp.asarray(args.signs)
+        model = relocate(model, jnp.asarray(args.delta), signs)
     return model
 
 
 def run_one(args) -> int:
-    if args.precision not in (32, 64):
-        raise ValueError(f"--precision must be 32 or 64, got {args.precision}.")
+    _check(args)
     set_precision(args.precision)
-    from ..discrete import OPTIMIZERS, train
-    from ..flow.problem import SOLVERS
+    from ..discrete import train
     from ..flow.solve import gradient_flow
 
-    if args.method != "flow" and args.method not in OPTIMIZERS:
-        raise ValueError(f"--method must be one of flow, {', '.join(OPTIMIZERS)}; got {args.method!r}.")
-    if args.solver not in SOLVERS:
-        raise ValueError(f"--solver must be one of {', '.join(SOLVERS)}; got {args.solver!r}.")
-    if not args.t1 > 0:
-        raise ValueError(f"--t1 must be positive, got {args.t1}.")
-    if args.out and not args.out.endswith(".npz"):
-        raise ValueError(f"--out must be a path ending in .npz, got {args.out!r}.")
     data, default_loss = _dataset(args)
+    n_train = int(data.x_train.shape[0])
+    if args.batch_size is not None and args.batch_size > n_train:
+        raise InputError(f"--batch-size must be at most the training set size ({n_train}); got {args.batch_size}.")
     model = _model(args, data)
     loss = args.loss or default_loss
     if args.method == "flow":
@@ -183,7 +176,7 @@ def run_one(args) -> int:
             dtmin=args.dtmin,
         )
     else:
-        steps = args.steps if args.steps is not None else max(1, round(args.t1 / args.lr)) if args.lr > 0 else 0
+        steps = args.steps or max(1, round(args.t1 / args.lr))
         traj = train(
             model, data, loss, args.method, lr=args.lr, steps=steps, batch_size=args.batch_size, n_save=args.n_save
         )

@@ -1,4 +1,12 @@
-"""The vector fields of the flow: the plain ``-grad L`` and the Filippov sliding field."""
+"""The vector fields of the flow: the plain ``-grad L``, the field of one smooth piece
+(a fixed activation pattern) and the Filippov sliding field.
+
+Every field here takes Diffrax's ``args`` as the activation pattern of the piece being
+integrated: ``None`` means the pattern of the state itself (``relu``, ``relu'(0) = 0``), an
+array of shape ``(units, n)`` (0/1 in the parameters' dtype) fixes which (unit, point) pairs
+are active, so the field is smooth (polynomial in the weights) across the kinks
+``z_kj = 0``. :mod:`gflow.flow.locate` integrates piece by piece that way.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +15,13 @@ import jax
 import jax.numpy as jnp
 
 from ..losses import full_batch_loss
+from equinox.internal import unvmap_any
 
-__all__ = ["flow_field", "sliding_field"]
+__all__ = ["flow_field", "pattern_field", "sliding_field", "dense_sliding_field"]
 
 
 def flow_field(static, data, loss_fn):
-    """The vector field ``(t, params, args) -> -grad L(params)`` for Diffrax."""
+    """The vector field ``(t, params, args) -> -grad L(params)`` for Diffrax (``args`` ignored)."""
 
     def field(t, params, args):
         g = jax.grad(lambda p: full_batch_loss(eqx.combine(p, static), data.x_train, data.y_train, loss_fn))(params)
@@ -21,7 +30,48 @@ def flow_field(static, data, loss_fn):
     return field
 
 
-def sliding_field(static, data, loss_fn, slide_tol, rtol, atol):
+def pattern_field(static, data, loss_fn):
+    """``-grad L`` of any :class:`gflow.AbstractReLUNet`, with its activation pattern fixed to
+    ``args`` (``(units, n)``; ``None``: the plain field) through ``masked_forward``."""
+    x, y = data.x_train, data.y_train
+
+    def loss(p, pattern):
+        model = eqx.combine(p, static)
+        if pattern is None:
+            pred = jax.vmap(lambda xi: model.masked_forward(xi)[0])(x)
+        else:
+            pred = jax.vmap(lambda xi, pi: model.masked_forward(xi, pi)[0])(x, pattern.T)
+        return loss_fn(pred, y)
+
+    def field(t, params, args):
+        return jax.tree_util.tree_map(jnp.negative, jax.grad(loss)(params, args))
+
+    return field
+
+
+def _shallow_parts(params, x, y, loss_fn, pattern):
+    """Pre-activations ``H`` (width, n), activity, the ``g_kj`` matrix ``G`` and the one-sided
+    field blocks ``FW`` (width, D), ``FV`` of a shallow net (``z_j`` with the 1 of a bias)."""
+    W, b, V = params.W, params.b, params.V
+    Wf = W if b is None else jnp.concatenate([W, b[:, None]], axis=1)
+    z = x if b is None else jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
+    H = Wf @ z.T  # (width, n): the long data axis last, as the fast matmuls want it
+    act = H > 0 if pattern is None else pattern > 0
+    A = jnp.where(act, H, 0.0)
+    pred = (V @ A).T
+    r = jax.grad(loss_fn)(pred, y).reshape(pred.shape).T  # (out, n)
+    G = V.T @ r  # (width, n): g_kj = v_k . dL/df(x_j)
+    g_in = jnp.where(act, G, 0.0)
+    return Wf, z, H, G, g_in, -g_in @ z, -r @ A.T
+
+
+def _pack(params, FW, FV):
+    if params.b is None:
+        return eqx.tree_at(lambda p: (p.W, p.V), params, (FW, FV))
+    return eqx.tree_at(lambda p: (p.W, p.b, p.V), params, (FW[:, :-1], FW[:, -1], FV))
+
+
+def sliding_field(static, data, loss_fn, slide_tol, rtol, atol, gated: bool = True):
     r"""The Filippov vector field of a :class:`ShallowReLU` flow, sliding on attractive kinks.
 
     On the kink ``S = {w_k . z_j = 0}`` the two one-sided fields differ only in neuron k's
@@ -40,42 +90,56 @@ def sliding_field(static, data, loss_fn, slide_tol, rtol, atol):
     kinks that slide are the attractive ones within the band
     ``|h| <= slide_tol (atol + rtol ||w_k||) |z_j|`` (the band the solver's accepted states
     reach); when one neuron has several (nearly parallel ``z_j``), the corrections of all
-    of them are averaged (each weighted 1 / their number). Inside the band the field keeps ``h`` fixed, so an explicit
-    solver follows the sliding mode with smooth steps instead of chattering across ``S``.
-    Away from attractive kinks this is exactly ``-grad L`` (with ``relu'(0) = 0``).
+    of them are averaged (each weighted 1 / their number). Inside the band the field keeps
+    ``h`` fixed, so an explicit solver follows the sliding mode with smooth steps instead of
+    chattering across ``S``. Away from attractive kinks this is exactly ``-grad L`` (with
+    ``relu'(0) = 0``), or the field of the activation pattern ``args`` when one is given.
+
+    ``slide_tol=None``: no sliding (the one-sided field only). The band test is one
+    comparison per (neuron, point); the correction (two more products over all pairs) runs
+    only when some pair is in the band (under ``vmap``: when some member has one), which at
+    tight tolerances is a small fraction of the evaluations (``benchmarks/kinks_field_cost.py``). ``gated=False`` always corrects over every pair
+    (:func:`dense_sliding_field`, the previous implementation, kept as the reference).
     """
     x, y = data.x_train, data.y_train
-    ones = jnp.ones((x.shape[0], 1), x.dtype)
-    z_sq_x = jnp.sum(x**2, axis=1)
-    z_sq_b = z_sq_x + 1.0
+    z_sq = jnp.sum(x**2, axis=1) + (0.0 if static.b is None else 1.0)
+    inv_sq = jnp.where(z_sq > 0, 1.0 / jnp.where(z_sq > 0, z_sq, 1.0), 0.0)
+    z_norm = jnp.sqrt(z_sq)
 
     def field(t, params, args):
-        # layout (width, n): the long data axis last, as the fast matmuls want it
-        W, b, V = params.W, params.b, params.V
-        Wf = W if b is None else jnp.concatenate([W, b[:, None]], axis=1)
-        z = x if b is None else jnp.concatenate([x, ones], axis=1)
-        z_sq = z_sq_x if b is None else z_sq_b
-        z_norm = jnp.sqrt(z_sq)
-        inv_sq = jnp.where(z_sq > 0, 1.0 / jnp.where(z_sq > 0, z_sq, 1.0), 0.0)
-        H = Wf @ z.T  # (width, n) pre-activations
-        A = jax.nn.relu(H)
-        pred = (V @ A).T
-        r = jax.grad(loss_fn)(pred, y).reshape(pred.shape).T  # (out, n)
-        G = V.T @ r  # (width, n): g_kj
-        act = H > 0
-        FW = -jnp.where(act, G, 0.0) @ z
-        FV = -r @ A.T
-        near = jnp.abs(H) <= (slide_tol * (atol + rtol * jnp.sqrt(jnp.sum(Wf**2, axis=1))))[:, None] * z_norm[None, :]
-        g_in = jnp.where(act, G, 0.0)
-        a = FW @ z.T + g_in * z_sq[None, :]  # z_j . F_in (point j inactive)
-        attractive = near & (a > 0) & (a < G * z_sq[None, :])
-        # remove F_in's component along z_j: coef_j = g_in - a / |z_j|^2; several attractive kinks
-        # of one neuron within the band (nearly parallel z_j) share the correction equally
-        coef = jnp.where(attractive, g_in - a * inv_sq[None, :], 0.0)
-        count = jnp.maximum(jnp.sum(attractive, axis=1, dtype=x.dtype), 1.0)
-        FW = FW + (coef @ z) / count[:, None]
-        if b is None:
-            return eqx.tree_at(lambda p: (p.W, p.V), params, (FW, FV))
-        return eqx.tree_at(lambda p: (p.W, p.b, p.V), params, (FW[:, :-1], FW[:, -1], FV))
+        Wf, z, H, G, g_in, FW, FV = _shallow_parts(params, x, y, loss_fn, args)
+        if slide_tol is None:
+            return _pack(params, FW, FV)
+        band = slide_tol * (atol + rtol * jnp.sqrt(jnp.sum(Wf**2, axis=1)))
+        near = jnp.abs(H) <= band[:, None] * z_norm[None, :]
+        ops = (FW, G, g_in, near, z)
+        if not gated:
+            return _pack(params, _dense_correction(inv_sq)(*ops), FV)
+        # one branch for a whole vmapped batch: corrected when any member has a pair in the band
+        FW = jax.lax.cond(unvmap_any(jnp.any(near)), _dense_correction(inv_sq), lambda FW, *_: FW, *ops)
+        return _pack(params, FW, FV)
 
     return field
+
+
+def _attractive_coef(a, g_in, G, zsq, isq, near):
+    # remove F_in's component along z_j: coef = g_in - a / |z_j|^2 on attractive kinks
+    attractive = near & (a > 0) & (a < G * zsq)
+    return attractive, jnp.where(attractive, g_in - a * isq, 0.0)
+
+
+def _dense_correction(inv_sq):
+    def correct(FW, G, g_in, near, z):
+        z_sq = jnp.sum(z**2, axis=1)
+        a = FW @ z.T + g_in * z_sq[None, :]  # z_j . F_in (point j inactive)
+        attractive, coef = _attractive_coef(a, g_in, G, z_sq[None, :], inv_sq[None, :], near)
+        count = jnp.maximum(jnp.sum(attractive, axis=1, dtype=FW.dtype), 1.0)
+        return FW + (coef @ z) / count[:, None]
+
+    return correct
+
+
+def dense_sliding_field(static, data, loss_fn, slide_tol, rtol, atol):
+    """:func:`sliding_field` with the correction computed over every (neuron, point) pair:
+    the reference the sparse path is tested and benchmarked against."""
+    return sliding_field(static, data, loss_fn, slide_tol, rtol, atol, gated=False)

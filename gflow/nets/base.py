@@ -73,6 +73,21 @@ class AbstractReLUNet(eqx.Module):
         """The same network as a :class:`gflow.DAGNet` (same function, same conserved
         quantities in the same order)."""
 
+    def masked_forward(
+        self, x: Float[Array, " in"], pattern: Array | None = None, offset: Array | None = None
+    ) -> tuple[Float[Array, " out"], Float[Array, " hidden"], Float[Array, " hidden"]]:
+        """``(output, pre-activations, input norms squared)`` at one input ``x`` with every hidden
+        unit's ``relu(z_h)`` replaced by ``pattern[h] * z_h`` (``pattern``: one 0/1 value per
+        unit; ``None``: relu). ``offset`` (one value per unit) is added to each pre-activation
+        before it is used, so ``d output / d offset[h]`` is the signal reaching unit ``h``. The
+        third value is ``|u_h|^2`` for ``z_h = <w_in(h), u_h>`` (its input vector, a 1 for a bias).
+
+        With a fixed pattern the network is a polynomial in its weights: the field of one
+        smooth piece of the flow, which :mod:`gflow.flow.locate` integrates between located
+        activation changes. Optional for own networks (``NotImplementedError``: no location).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement masked_forward.")
+
     def with_output_signs(self, signs: Array) -> AbstractReLUNet:
         """The network with output weights ``signs * |w|`` (``signs`` broadcast against the
         output weight matrix). Changes the function; keeps every ``c_h``."""

@@ -182,17 +182,28 @@ class DAGNet(AbstractReLUNet):
 
     def _forward(self, x):
         """``(hidden pre-activations, outputs)`` at one input, level by level."""
+        out, pre, _ = self.masked_forward(x)
+        return pre, out
+
+    def masked_forward(self, x, pattern=None, offset=None):
         g = self.graph
         n_act = 1 + g.n_in + g.n_hidden
-        a = jnp.zeros(n_act, self.weights.dtype).at[0].set(1.0).at[1 : 1 + g.n_in].set(x)
+        first = 1 + g.n_in  # activation index of hidden node 0
+        a = jnp.zeros(n_act, self.weights.dtype).at[0].set(1.0).at[1:first].set(x)
         pre = jnp.zeros(n_act, self.weights.dtype)
+        in_sq = jnp.zeros(n_act, self.weights.dtype)
         for level, (nodes, eids, src, dst) in zip(g.levels, _level_edges(g), strict=True):
             M = jnp.zeros((n_act, len(nodes)), self.weights.dtype).at[src, dst].add(self.weights[eids])
             z = a @ M
             if level[0] >= n_act:  # the output level
-                return pre[1 + g.n_in :], z
-            pre = pre.at[np.asarray(nodes)].set(z)
-            a = a.at[np.asarray(nodes)].set(jax.nn.relu(z))
+                return z, pre[first:], in_sq[first:]
+            idx = np.asarray(nodes)
+            if offset is not None:
+                z = z + offset[idx - first]
+            feeds = jnp.zeros((n_act, len(nodes)), self.weights.dtype).at[src, dst].set(1.0)
+            in_sq = in_sq.at[idx].set(a**2 @ feeds)
+            pre = pre.at[idx].set(z)
+            a = a.at[idx].set(jax.nn.relu(z) if pattern is None else pattern[idx - first] * z)
         raise AssertionError("unreachable: the last level holds the outputs")
 
     def in_out_squares(self):

@@ -100,6 +100,19 @@ class MLP(AbstractReLUNet):
             a = jax.nn.relu(z)
         return jnp.concatenate(out)
 
+    def masked_forward(self, x, pattern=None, offset=None):
+        pres, sqs, a, start = [], [], x, 0
+        for W, b in zip(self.weights[:-1], self.biases, strict=True):
+            z = W @ a if b is None else W @ a + b
+            width = z.shape[0]
+            if offset is not None:
+                z = z + offset[start : start + width]
+            sqs.append(jnp.broadcast_to(jnp.sum(a**2) + (0.0 if b is None else 1.0), z.shape))
+            pres.append(z)
+            a = jax.nn.relu(z) if pattern is None else pattern[start : start + width] * z
+            start += width
+        return self.weights[-1] @ a, jnp.concatenate(pres), jnp.concatenate(sqs)
+
     def output_weights(self):
         return self.weights[-1].reshape(-1)
 

@@ -80,6 +80,14 @@ class ShallowReLU(AbstractReLUNet):
         z = self.W @ x
         return z if self.b is None else z + self.b
 
+    def masked_forward(self, x, pattern=None, offset=None):
+        z = self.hidden_preactivations(x)
+        if offset is not None:
+            z = z + offset
+        a = jax.nn.relu(z) if pattern is None else pattern * z
+        in_sq = jnp.broadcast_to(jnp.sum(x**2) + (0.0 if self.b is None else 1.0), z.shape)
+        return self.V @ a, z, in_sq
+
     def output_weights(self):
         return self.V.reshape(-1)
 

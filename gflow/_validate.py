@@ -306,9 +306,10 @@ def per_unit(values, name: str, n: int, what: str = "hidden unit") -> None:
         raise InputError(f"{name} must hold 1 value or {n} (one per {what}); got {k}.")
 
 
-def finite_array(value, name: str):
+def finite_array(value, name: str, allowed: str = Reals.allowed):
     """``value`` as a NumPy array if every entry is a finite real number (a JAX tracer, whose
-    values are unknown at trace time, is returned as it is)."""
+    values are unknown at trace time, is returned as it is); else the sentence of
+    :class:`Reals` (or ``allowed``), as for the command line and sweep configs."""
     import jax.core
 
     if isinstance(value, jax.core.Tracer):
@@ -316,13 +317,18 @@ def finite_array(value, name: str):
     try:
         arr = np.asarray(value)
     except Exception:  # noqa: BLE001 -- ragged lists, objects
-        fail(name, "an array of finite numbers", value, wrong_type=True)
-        raise AssertionError from None
+        arr = np.asarray(None)
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        fail(name, "an array of finite numbers", value, wrong_type=True)
+        fail(name, allowed, value, wrong_type=True)
     if not np.all(np.isfinite(arr)):
-        raise InputError(f"{name} must hold finite numbers only; got {int(np.sum(~np.isfinite(arr)))} NaN or inf.")
+        shown = arr.tolist() if arr.size <= 8 else f"an array with {int(np.sum(~np.isfinite(arr)))} NaN or inf"
+        fail(name, allowed, shown if arr.size <= 8 else _Raw(shown))
     return arr
+
+
+class _Raw(str):
+    def __repr__(self):
+        return str(self)
 
 
 # ---------------------------------------------------------------- paths and files

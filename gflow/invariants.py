@@ -18,8 +18,10 @@ import equinox as eqx
 import jax
 import jax.core
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
+from ._validate import Signs, fail, finite_array
 from .nets.base import AbstractReLUNet, require_relu_net
 from .nets.recognize import NotRecognized, auto_in_out_squares
 
@@ -65,6 +67,9 @@ def rescale(model, alphas: Real[ArrayLike, " hidden"]):
     homogeneous); ``c_h`` becomes ``alpha_h^2 ||w_in||^2 - ||w_out||^2 / alpha_h^2`` for a
     shallow net (for deeper nets, neighbouring scales combine edge by edge).
     """
+    alphas = finite_array(alphas, "alphas")
+    if not isinstance(alphas, jax.core.Tracer) and not bool(np.all(np.asarray(alphas) > 0)):
+        raise ValueError("alphas must be positive (one scale > 0 per hidden unit).")
     return require_relu_net(model).rescale(jnp.asarray(alphas))
 
 
@@ -94,7 +99,18 @@ def project(model, delta, *, max_iter: int = 100):
     ``F(s) = 1/2 ||theta(s)||^2 - <delta, s>``, so the unique solution of ``c = delta``
     is ``argmin F``, found by damped Newton iterations to round-off.
     """
+    delta = finite_array(delta, "delta")
+    _check_finite_model(model)
     return _project(model, jnp.asarray(delta, dtype=jnp.result_type(float)), max_iter=max_iter)
+
+
+def _check_finite_model(model) -> None:
+    """One sentence if the (concrete) network holds NaN or inf: rescaling it cannot be exact."""
+    leaves = [x for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))]
+    if any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return
+    if not all(bool(jnp.all(jnp.isfinite(x))) for x in leaves):
+        raise ValueError("the network's weights must be finite to be rescaled; they hold NaN or inf.")
 
 
 @eqx.filter_jit  # eager, the Newton loop is re-traced and re-compiled on every call (seconds)
@@ -154,7 +170,8 @@ _Net = TypeVar("_Net", bound=AbstractReLUNet)
 
 
 def relocate(model: _Net, delta, signs=None) -> _Net:
-    """Move every hidden unit to the conserved value ``delta`` (scalar or one per unit).
+    """Move every hidden unit to the conserved value ``delta`` (scalar or one per unit,
+    finite: NaN or inf raises ``ValueError``).
 
     Uses the exact rescaling of :func:`gflow.project` (Prop. 4): the network function is
     unchanged and ``conserved(relocate(model, delta)) == delta`` to round-off.
@@ -169,9 +186,11 @@ def relocate(model: _Net, delta, signs=None) -> _Net:
     relocated = cast(_Net, project(model, delta))
     if signs is None:
         return relocated
+    if not isinstance(signs, jax.core.Tracer):
+        arr = finite_array(signs, "signs", Signs.allowed)
+        if not np.all(np.abs(arr) == 1):
+            fail("signs", Signs.allowed, arr.tolist())
     signs = jnp.asarray(signs)
-    if not isinstance(signs, jax.core.Tracer) and not bool(jnp.all(jnp.abs(signs) == 1)):
-        raise ValueError("signs must contain only +1 and -1.")
     return cast(_Net, require_relu_net(relocated).with_output_signs(signs))
 
 

@@ -41,7 +41,7 @@ def one_sentence(message: str) -> str:
         option, rest = m.group(1).split("/")[-1], m.group(2)
         choice = re.fullmatch(r"invalid choice: (.*) \(choose from (.*)\)", rest)
         invalid = re.fullmatch(r"invalid (\w+) value: (.*)", rest)
-        if rest.startswith(option + " "):
+        if rest.startswith((option + " ", option + ":")):
             message = rest
         elif choice:
             allowed = ", ".join(v.strip().strip("'") for v in choice.group(2).split(","))

@@ -8,6 +8,8 @@ import sys
 import warnings
 
 from .._devices import cpu_cores, host_devices_flag, sets_host_devices
+from .._validate import Int, InputError, OutFolder, Real, in_folder, out_folder, read_json
+from ._args import value
 
 EXAMPLE = """\
 # gflow sweep config (TOML). Run: gflow sweep sweep.toml --out results/my-sweep
@@ -51,10 +53,10 @@ def add_parsers(sub) -> None:
         "gflow sweep merge DIR | gflow sweep report DIR [DIR2 ...]",
     )
     p.add_argument("args", nargs="*", help="CONFIG.toml, or: merge DIR, or: report DIR [DIR2 ...]")
-    p.add_argument("--out", help="results folder (default: results/<name>); report: where to write it (default: DIR)")
+    p.add_argument("--out", type=value("--out", OutFolder()), help="results folder (default: results/<name>); report: where to write it (default: DIR)")
     p.add_argument(
         "--devices",
-        type=int,
+        type=value("--devices", Int(1)),
         help="on a CPU, split the host into N devices, slots spread over them (default: one per core; "
         "sets XLA_FLAGS; GPUs are used as they are)",
     )
@@ -78,12 +80,12 @@ def add_parsers(sub) -> None:
         choices=("slurm", "local"),
         help="slurm (default with --slurm) or local: the same tasks as local processes",
     )
-    c.add_argument("--array", type=int, metavar="N", help="number of parts (array tasks; default: one per chunk)")
-    c.add_argument("--max-concurrent", type=int, metavar="K", help="at most K tasks at once (sbatch --array=...%%K)")
+    c.add_argument("--array", type=value("--array", Int(1)), metavar="N", help="number of parts (array tasks; default: one per chunk)")
+    c.add_argument("--max-concurrent", type=value("--max-concurrent", Int(1)), metavar="K", help="at most K tasks at once (sbatch --array=...%%K)")
     c.add_argument("--partition", metavar="P", help="SLURM partition")
-    c.add_argument("--time", type=int, metavar="MIN", help="time limit per task, minutes (default 60)")
-    c.add_argument("--mem", type=float, metavar="GB", help="memory per task, GB")
-    c.add_argument("--gpus-per-task", type=int, metavar="G", help="GPUs per task (default 0)")
+    c.add_argument("--time", type=value("--time", Int(1)), metavar="MIN", help="time limit per task, minutes (default 60)")
+    c.add_argument("--mem", type=value("--mem", Real()), metavar="GB", help="memory per task, GB")
+    c.add_argument("--gpus-per-task", type=value("--gpus-per-task", Int(0)), metavar="G", help="GPUs per task (default 0)")
     c.add_argument(
         "--sbatch",
         action="append",
@@ -94,7 +96,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--dry-run", action="store_true", help="print the sbatch script of the array; submit nothing")
     r = p.add_argument_group("report (gflow sweep report DIR [DIR2 ...])")
     r.add_argument("--by", metavar="COLUMN", help="group final losses by this column (default: label_start)")
-    r.add_argument("--solved", type=float, default=1e-3, metavar="LOSS", help="a run fits when its final loss < LOSS")
+    r.add_argument("--solved", type=value("--solved", Real()), default=1e-3, metavar="LOSS", help="a run fits when its final loss < LOSS")
     r.add_argument("--json", action="store_true", help="print the report's summary as JSON")
     p.set_defaults(func=run_sweep_cli)
 
@@ -113,8 +115,6 @@ def run_sweep_cli(args) -> int:
     if args.example:
         print(EXAMPLE, end="")
         return 0
-    if args.devices is not None and args.devices < 1:
-        raise ValueError(f"--devices must be a positive integer, got {args.devices}.")
     flags = os.environ.get("XLA_FLAGS")
     if args.devices is not None or not sets_host_devices(flags):
         os.environ["XLA_FLAGS"] = host_devices_flag(flags, args.devices or cpu_cores())
@@ -136,12 +136,13 @@ def run_sweep_cli(args) -> int:
 
     from ..sweep import SweepConfig, run_sweep
 
+    part = _part(args.part)
     config = SweepConfig.from_toml(args.args[0])
-    out = args.out or os.path.join("results", config.name)
+    out = out_folder(args.out or os.path.join("results", config.name), "--out")
     jax.config.update("jax_enable_x64", config.precision == 64)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = run_sweep(config, out, resume=args.resume, part=_part(args.part), progress=not args.quiet)
+        summary = run_sweep(config, out, resume=args.resume, part=part, progress=not args.quiet)
     _print_notices(caught)
     _print_summary(summary)
     return 0
@@ -178,7 +179,7 @@ def _cluster(args) -> int:
         devices=args.devices,
     )
     config = SweepConfig.from_toml(args.args[0])
-    out = args.out or os.path.join("results", config.name)
+    out = out_folder(args.out or os.path.join("results", config.name), "--out")
     slurm._import_submitit()
     _check_store(out, config)
     from ..sweep import store
@@ -246,13 +247,19 @@ def _print_notices(caught) -> None:
 
 
 def _merge(out_dir: str) -> int:
-    import json
-
     from ..sweep import store
 
-    with open(os.path.join(out_dir, store.MANIFEST)) as f:
-        config = json.load(f)["config"]
-    n_chunks = -(-config["n_inits"] // config["chunk_size"])
+    in_folder(out_dir, "gflow sweep merge DIR")
+    path = os.path.join(out_dir, store.MANIFEST)
+    if not os.path.exists(path):
+        raise InputError(f"gflow sweep merge DIR must be a sweep folder; {out_dir} has no {store.MANIFEST}.")
+    manifest = read_json(path, store.MANIFEST)
+    config = manifest.get("config") if isinstance(manifest, dict) else None
+    if not isinstance(config, dict):
+        raise InputError(f"{path} must hold the sweep's config (a 'config' table); it has none.")
+    for field in ("n_inits", "chunk_size"):
+        Int(1)(config.get(field), f"{store.MANIFEST} config field {field!r}")
+    n_chunks = store.n_chunks_of(config)
     table = store.merge(out_dir, n_chunks)
     print(f"merged {table.num_rows} rows from {n_chunks} chunks into {os.path.join(out_dir, store.RUNS)}")
     return 0

@@ -21,6 +21,9 @@ import math
 
 import numpy as np
 
+from .._validate import InFile, InputError, Int, Reals, fail, read_json
+from ._args import value
+
 ACTIONS = ("probability",)
 
 
@@ -39,17 +42,22 @@ def add_parser(subparsers) -> None:
         choices=ACTIONS,
         help="'probability': exact and Monte Carlo probability that a random init is obstructed",
     )
-    p.add_argument("--in-size", type=int, help="input dimension d of a shallow net")
-    p.add_argument("--out-size", type=int, default=1, help="output dimension e (default 1)")
-    p.add_argument("--delta", help="conserved values, one per hidden neuron, e.g. --delta=-1,2,0.5")
+    p.add_argument("--in-size", type=value("--in-size", Int(1)), help="input dimension d of a shallow net")
+    p.add_argument("--out-size", type=value("--out-size", Int(1)), default=1, help="output dimension e (default 1)")
+    p.add_argument("--delta", type=value("--delta", Reals()), help="conserved values, one per hidden neuron, e.g. --delta=-1,2,0.5")
     p.add_argument("--bias", action="store_true", help="hidden neurons have biases (d -> d+1)")
-    p.add_argument("--model", help="a trajectory .npz written by Trajectory.save (its final network is used)")
-    p.add_argument("--dag", help='a DAG as JSON: Graph.to_json() plus "c" or "weights"')
-    p.add_argument("--tol", type=float, default=1e-10, help="|delta| <= tol counts as zero (default 1e-10)")
+    p.add_argument("--model", type=value("--model", InFile()), help="a trajectory .npz written by Trajectory.save (its final network is used)")
+    p.add_argument("--dag", type=value("--dag", InFile()), help='a DAG as JSON: Graph.to_json() plus "c" or "weights"')
+    p.add_argument(
+        "--tol",
+        type=value("--tol", "tol"),
+        default=None,
+        help="|c| <= tol max(1, max|c|) counts as zero (default gflow.TOL = 1e-9; docs/theory.md)",
+    )
     p.add_argument("--scheme", default="kaiming", help="probability: kaiming | xavier | SIGMA_W,SIGMA_V")
-    p.add_argument("--width", type=int, help="probability: hidden width l")
-    p.add_argument("--samples", type=int, default=100_000, help="probability: Monte Carlo samples (default 1e5)")
-    p.add_argument("--seed", type=int, default=0, help="probability: Monte Carlo seed (default 0)")
+    p.add_argument("--width", type=value("--width", Int(1)), help="probability: hidden width l")
+    p.add_argument("--samples", type=value("--samples", Int(1)), default=100_000, help="probability: Monte Carlo samples (default 1e5)")
+    p.add_argument("--seed", type=value("--seed", "seed"), default=0, help="probability: Monte Carlo seed (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_topology)
 
@@ -82,8 +90,8 @@ def _scheme(text: str):
 
 
 def _positive(value, option):
-    if value is None or value < 1:
-        raise ValueError(f"{option} must be a positive integer, got {value!r}.")
+    if value is None:
+        raise InputError(f"{option} is required (a positive integer).")
     return value
 
 
@@ -114,36 +122,33 @@ def _probability(args) -> dict:
 
 
 def _describe(args) -> dict:
-    given = [name for name, v in (("--delta", args.delta), ("--model", args.model), ("--dag", args.dag)) if v]
+    given = [n for n, v in (("--delta", args.delta), ("--model", args.model), ("--dag", args.dag)) if v is not None]
     if len(given) != 1:
-        raise ValueError(
+        raise InputError(
             "gflow topology needs exactly one of --delta (with --in-size, --out-size), "
             f"--model PATH or --dag PATH; got {', '.join(given) or 'none'}."
         )
-    if args.delta:
+    if args.delta is not None:
         return _from_delta(args)
-    if args.model:
+    if args.model is not None:
         return _from_model(args)
     return _from_dag(args)
 
 
-def _floats(text: str, option: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ValueError(f"{option} must be a comma-separated list of numbers, got {text!r}.") from None
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{option} must hold finite numbers, got {text!r}.")
-    return values
+def _tol(args) -> float:
+    from ..topology.shallow import TOL
+
+    return TOL if args.tol is None else args.tol
 
 
 def _from_delta(args) -> dict:
     if args.in_size is None:
-        raise ValueError("--in-size is required with --delta (the input dimension of the shallow net).")
+        raise InputError("--in-size is required with --delta (the input dimension of the shallow net).")
     d, e = _positive(args.in_size, "--in-size"), _positive(args.out_size, "--out-size")
     from ..topology.summary import delta_summary  # lazy, as every CLI import of the library: fast --help
 
-    return dict(source="delta", **delta_summary(d, e, _floats(args.delta, "--delta"), args.bias, args.tol))
+    delta = list(args.delta) if isinstance(args.delta, tuple) else [args.delta]
+    return dict(source="delta", **delta_summary(d, e, delta, args.bias, _tol(args)))
 
 
 def _load_model(path: str):
@@ -151,43 +156,58 @@ def _load_model(path: str):
 
     try:
         return Trajectory.load(path).final
-    except (KeyError, OSError, json.JSONDecodeError, ValueError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise ValueError(
+    except Exception:  # noqa: BLE001 -- a truncated, empty or foreign file: the user's input
+        raise InputError(
             f"--model must be a trajectory .npz written by Trajectory.save; could not read {path!r}."
         ) from None
 
 
 def _from_model(args) -> dict:
+    from ..invariants import conserved
     from ..topology.summary import model_summary
 
-    return dict(source="model", path=args.model, **model_summary(_load_model(args.model), args.tol))
+    model = _load_model(args.model)
+    if not np.all(np.isfinite(np.asarray(conserved(model)))):
+        raise InputError(f"--model must hold a network with finite weights; {args.model!r} has NaN or inf.")
+    return dict(source="model", path=args.model, **model_summary(model, _tol(args)))
+
+
+_DAG = "a JSON object with inputs, hidden, outputs, edges and c or weights"
 
 
 def _from_dag(args) -> dict:
-    with open(args.dag) as f:
-        obj = json.load(f)
-    if not isinstance(obj, dict):
-        raise ValueError("--dag must be a JSON object with inputs, hidden, outputs, edges and c or weights.")
     from ..nets.dag import Graph
     from ..topology.summary import dag_summary
 
-    graph = Graph.from_json(obj)
-    weights = obj.get("weights")
-    if ("c" in obj) == (weights is not None):
-        raise ValueError(
+    obj = read_json(args.dag, "--dag")
+    if not isinstance(obj, dict):
+        fail("--dag", _DAG, type(obj).__name__, wrong_type=True)
+    missing = [k for k in ("inputs", "hidden", "outputs", "edges") if k not in obj]
+    if missing:
+        raise InputError(f"--dag must be {_DAG}; {args.dag} has no {missing[0]!r}.")
+    sizes = [Int(low)(obj[k], f'--dag "{k}"') for k, low in (("inputs", 1), ("hidden", 0), ("outputs", 1))]
+    edges = obj["edges"]
+    if not isinstance(edges, list) or not all(
+        isinstance(e, list) and len(e) == 2 and all(isinstance(n, str) for n in e) for e in edges
+    ):
+        fail('--dag "edges"', 'a list of pairs of node names, e.g. [["x0", "h0"], ["h0", "y0"]]', edges, wrong_type=True)
+    try:
+        graph = Graph(*sizes, tuple(tuple(e) for e in edges))
+    except ValueError as err:
+        raise InputError(f"--dag: {err}") from None
+    if ("c" in obj) == ("weights" in obj):
+        raise InputError(
             '--dag JSON must hold exactly one of "c" (one conserved value per hidden node) or "weights" (one per edge).'
         )
-    if weights is not None:
-        weights = np.asarray(weights, dtype=float)
-        if weights.shape != (graph.n_edges,):
-            raise ValueError(f'--dag "weights" must have one value per edge ({graph.n_edges}), got {weights.size}.')
-        c = None
-    else:
-        c = np.asarray(obj["c"], dtype=float)
-        if c.shape != (graph.n_hidden,):
-            raise ValueError(f'--dag "c" must have one value per hidden node ({graph.n_hidden}), got {c.size}.')
+    key, n = ("c", graph.n_hidden) if "c" in obj else ("weights", graph.n_edges)
+    what = "hidden node" if key == "c" else "edge"
+    values = obj[key]
+    if not isinstance(values, list):
+        fail(f'--dag "{key}"', f"a list of finite numbers, one per {what} ({n})", values, wrong_type=True)
+    values = np.asarray(Reals()(values, f'--dag "{key}"') if values else (), dtype=float)
+    if values.shape != (n,):
+        raise InputError(f'--dag "{key}" must have one value per {what} ({n}); got {values.size}.')
+    c, weights = (values, None) if key == "c" else (None, values)
     return dict(source="dag", path=args.dag, **dag_summary(graph, c, weights))
 
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import tomllib
 from collections.abc import Callable
 
 import jax
 
+from .._validate import FIELDS, InputError, fail, in_file, per_unit
 from ..data import DATASETS
 from ..discrete import OPTIMIZERS
-from ..flow.events import ON_EVENT, parse_events
-from ..flow.problem import KINKS, SOLVERS
+from ..flow.events import parse_events
 from .user import callable_name, is_reference, load_npz, npz_digest, resolve
 
 __all__ = ["SweepConfig", "METHODS", "MODELS"]
@@ -92,75 +91,49 @@ class SweepConfig:
     save_trajectories: bool = False
 
     def __post_init__(self):
-        def bad(field, allowed):
-            raise ValueError(f"config field {field!r} must be {allowed}; got {getattr(self, field)!r}.")
+        def bad(field, allowed, wrong_type=False):
+            fail(f"config field {field!r}", allowed, getattr(self, field), wrong_type=wrong_type)
 
         if callable(self.model) or is_reference(self.model):
             resolve("model", self.model, (os.getcwd(),))
         elif self.model not in MODELS:
-            bad("model", "one of " + ", ".join(MODELS) + " or 'package.module:factory' (a callable key -> eqx.Module)")
+            allowed = "one of " + ", ".join(MODELS) + " or 'package.module:factory' (a callable key -> eqx.Module)"
+            bad("model", allowed, wrong_type=not isinstance(self.model, str))
         if callable(self.data) or is_reference(self.data):
             resolve("data", self.data, (os.getcwd(),))
         elif isinstance(self.data, str) and self.data.endswith(".npz"):
             load_npz(self.data)
         elif self.data not in (*DATASETS, "teacher_student"):
-            bad(
-                "data",
-                "one of " + ", ".join((*DATASETS, "teacher_student")) + ", a file.npz or 'package.module:factory'",
-            )
-        for field, allowed in (
-            ("method", METHODS),
-            ("solver", tuple(SOLVERS)),
-            ("init", ("kaiming", "xavier")),
-            ("kinks", KINKS),
-        ):
-            if getattr(self, field) not in allowed:
-                bad(field, "one of " + ", ".join(allowed))
-        if self.loss not in ("", "mse", "bce", "cross_entropy"):
-            bad("loss", "one of mse, bce, cross_entropy")
-        for field in (
-            "width",
-            "n_data",
-            "n_inits",
-            "max_steps",
-            "slots",
-            "steps_per_call",
-            "chunk_size",
-            "teacher_width",
-        ):
-            if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
-                bad(field, "a positive integer")
-        for field in ("steps", "batch_size"):
-            if not isinstance(getattr(self, field), int) or getattr(self, field) < 0:
-                bad(field, "a non-negative integer (0: default)")
-        if not isinstance(self.n_save, int) or self.n_save < 2:
-            bad("n_save", "an integer >= 2")
-        for field in ("t1", "rtol", "atol", "lr", "recover_tol"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                bad(field, "a positive number")
-        if self.precision not in (32, 64):
-            bad("precision", "32 or 64")
-        if not isinstance(self.save_trajectories, bool):
-            bad("save_trajectories", "true or false")
+            allowed = "one of " + ", ".join((*DATASETS, "teacher_student")) + ", a file.npz or 'package.module:factory'"
+            bad("data", allowed, wrong_type=not isinstance(self.data, str))
+        # every other field by its rule (gflow._validate.FIELDS, shared with the command line);
+        # the values are kept as given (normalizing them would change the config hash of old stores)
+        optional = dict(loss="", delta=None, delta_signs=None, signs=None)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("model", "data") or (f.name in optional and value == optional[f.name]):
+                continue
+            if f.name == "signs" and isinstance(value, str):
+                if value == "random":
+                    continue
+                bad("signs", "'random' or a non-empty list of +1/-1 values")
+            FIELDS[f.name](value, f"config field {f.name!r}")
         if self.method == "flow" and self.solver == "euler":
             bad("solver", "an adaptive solver for sweeps (heun, tsit5, dopri5, dopri8, kvaerno5)")
-        if isinstance(self.signs, str) and self.signs != "random":
-            bad("signs", "'random', a list of +1/-1, or absent")
         if self.signs is not None and self.delta is None:
             bad("signs", "absent unless delta is set (signs are forced after relocating)")
-        if self.delta_signs not in (None, "random"):
-            bad("delta_signs", "'random' or absent")
         if self.delta_signs is not None and self.delta is None:
             bad("delta_signs", "absent unless delta is set")
-        if self.on_event not in ON_EVENT:
-            bad("on_event", "one of " + ", ".join(ON_EVENT))
-        if isinstance(self.events, str) or not all(isinstance(e, str) for e in self.events):
-            bad("events", 'a list of event names, e.g. ["loss_below=1e-3", "neuron_dies"]')
+        if isinstance(self.model, str) and self.model in MODELS:  # lengths the built-in networks need
+            hidden = (self.width,) if self.model == "shallow" else tuple(self.hidden)
+            if self.delta is not None:
+                per_unit(self.delta, "config field 'delta'", sum(hidden))
+            if self.signs is not None and self.signs != "random":
+                per_unit(self.signs, "config field 'signs'", hidden[-1], "output weight of a hidden unit")
         try:
             parse_events(list(self.events))
         except ValueError as err:
-            raise ValueError(f"config field 'events': {err}") from None
+            raise InputError(f"config field 'events': {err}") from None
         if self.events and self.method != "flow":
             bad("events", "empty unless method is flow")
         object.__setattr__(self, "events", tuple(self.events))
@@ -221,6 +194,8 @@ class SweepConfig:
     def from_dict(cls, d: dict) -> "SweepConfig":
         """A config from a dict: a TOML table, or a manifest's config (its ``data_sha256``, the
         data file's digest, is recomputed by :meth:`to_dict` and checked with the config hash)."""
+        if not isinstance(d, dict):
+            fail("config", "a table of config fields", d, wrong_type=True)
         d = {k: v for k, v in d.items() if k != "data_sha256"}
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - fields)
@@ -230,12 +205,19 @@ class SweepConfig:
 
     @classmethod
     def from_toml(cls, path: str) -> "SweepConfig":
-        with open(path, "rb") as f:
-            try:
-                d = tomllib.load(f)
-            except tomllib.TOMLDecodeError as err:
-                raise ValueError(f"{path} is not valid TOML: {err}.") from None
-        d = d.get("sweep", d)
+        """The config in a TOML file: its top-level keys, or those of its ``[sweep]`` table."""
+        with open(in_file(path, "CONFIG"), "rb") as f:
+            raw = f.read()
+        try:
+            d = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InputError(f"CONFIG must be a TOML file (UTF-8 text); {path} is binary.") from None
+        except tomllib.TOMLDecodeError as err:
+            raise InputError(f"{path} is not valid TOML: {err}.") from None
+        if "sweep" in d:
+            if not isinstance(d["sweep"], dict):
+                fail("config field 'sweep'", "a table ([sweep]) holding the config fields", d["sweep"], wrong_type=True)
+            d = d["sweep"]
         search = (os.path.dirname(os.path.abspath(path)), os.getcwd())
         for field in ("model", "data"):  # factories next to the TOML or in the working directory import too
             if is_reference(d.get(field)):

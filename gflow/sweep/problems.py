@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from .._validate import InputError, per_unit
 from ..data import breast_cancer, teacher_student, toy
 from ..discrete import _save_slots
 from ..flow.problem import FlowProblem, make_problem, save_times
@@ -88,10 +89,17 @@ def check_config(cfg: SweepConfig, data) -> None:
     ``eqx.Module`` that maps one input to one target's shape, and relocation (``delta``)
     is asked only of a network implementing :class:`gflow.AbstractReLUNet`. One-sentence
     ``ValueError`` naming the config field otherwise."""
+    n_train = int(data.x_train.shape[0])
+    if cfg.method != "flow" and cfg.batch_size > n_train:
+        raise InputError(
+            f"config field 'batch_size' must be at most the training set size ({n_train}); got {cfg.batch_size}."
+        )
     factory = cfg.model_factory
     if factory is None:
         return
     model = check_model(factory, jr.split(jr.PRNGKey(cfg.seed))[0], data)
+    if cfg.delta is not None and isinstance(model, AbstractReLUNet):
+        per_unit(cfg.delta, "config field 'delta'", int(conserved(model).shape[-1]))
     if cfg.signs is not None:
         raise ValueError("config field 'signs' must be absent for a model factory (only delta can relocate it).")
     name = type(model).__name__

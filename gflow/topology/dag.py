@@ -39,11 +39,41 @@ HiddenValues: TypeAlias = Real[ArrayLike, " hidden"] | Sequence[float | int]
 EdgeValues: TypeAlias = Real[ArrayLike, " edges"] | Sequence[float | int]
 """One value per edge (the weights), in ``graph.edges`` order."""
 
-__all__ = ["shallow_graph", "dag_rigid_edges", "dag_components", "singular_subnetworks", "is_singular", "LP_TOL"]
+__all__ = [
+    "shallow_graph",
+    "dag_rigid_edges",
+    "dag_components",
+    "singular_subnetworks",
+    "is_singular",
+    "TOL",
+    "LP_TOL",
+]
 
-LP_TOL = 1e-7
-"""Default ``tol`` of :func:`dag_rigid_edges`: an edge is rigid when ``min u_e`` exceeds
-``tol * max(1, max |c|)`` (HiGHS's own primal feasibility tolerance is 1e-7)."""
+TOL = 1e-9
+"""The one tolerance of the component counts, shallow (:func:`gflow.n_components`) and DAG
+(:func:`dag_components`) alike: a conserved value ``c_h`` counts as zero when ``|c_h| <=
+TOL * max(1, max_h |c_h|)``. Relative to the largest value, so that scaling a network does
+not change its count; ``1e-9`` sits far above float64 round-off of ``conserved`` and ten
+times above the feasibility tolerance the linear programs are solved to (``1e-10``), so
+both counts decide every conserved value the same way (tested on a grid of values in
+``[-1e-6, 1e-6]``)."""
+
+LP_TOL = TOL
+"""Former name of :data:`TOL` (the DAG count's tolerance), kept for old code."""
+
+_HIGHS = dict(primal_feasibility_tolerance=1e-10, dual_feasibility_tolerance=1e-10)
+
+
+def zero_scale(c, tol: float) -> float:
+    """``tol * max(1, max |c|)``: conserved values at or below it in magnitude count as zero."""
+    return tol * max(1.0, float(np.max(np.abs(c), initial=0.0)))
+
+
+def check_tol(tol) -> float:
+    """``tol`` as a finite number >= 0, or one sentence naming it."""
+    from .._validate import FIELDS
+
+    return FIELDS["tol"](tol, "tol")
 
 
 def _graph_c_w(graph, c=None, weights=None):
@@ -68,8 +98,10 @@ def _graph_c_w(graph, c=None, weights=None):
             )
     if weights is not None:
         weights = np.asarray(weights, dtype=float).reshape(-1)
-        if weights.shape != (graph.n_edges,):
-            raise ValueError(f"weights must have one value per edge ({graph.n_edges}), got shape {weights.shape}.")
+        if weights.shape != (graph.n_edges,) or not np.all(np.isfinite(weights)):
+            raise ValueError(
+                f"weights must be a finite vector with one value per edge ({graph.n_edges}), got shape {weights.shape}."
+            )
     return graph, c, weights
 
 
@@ -82,13 +114,16 @@ def shallow_graph(in_size: int, width: int, out_size: int = 1, *, bias: bool = F
     return Graph(in_size, width, out_size, tuple(edges))
 
 
-def dag_rigid_edges(graph: GraphLike, c: HiddenValues | None = None, *, tol: float = LP_TOL) -> list[int]:
+def dag_rigid_edges(graph: GraphLike, c: HiddenValues | None = None, *, tol: float = TOL) -> list[int]:
     """Indices (into ``graph.edges``) of the rigid edges for conserved values ``c``.
 
-    Edge ``e`` is rigid when ``min {u_e : u >= 0, B u = c} > tol * max(1, max|c|)``. One
-    LP per edge; an optimum that also has ``u_f ~ 0`` for other edges proves them
-    non-rigid too, so their LPs are skipped. ``graph`` may be a network (then ``c``
-    defaults to its conserved values).
+    **Tolerance** (:data:`TOL` = 1e-9 by default, the same as :func:`gflow.n_components`):
+    with ``s = max(1, max|c|)``, every ``|c_h| <= tol s`` counts as zero, and edge ``e`` is
+    rigid when ``min {u_e : u >= 0, B u = c} > tol s / 2`` for the ``c`` so rounded (the
+    linear programs are solved to 1e-10 of ``s``). For a shallow net this is Corollary 1's
+    count with the same ``tol``. One LP per edge; an optimum that also has ``u_f ~ 0`` for
+    other edges proves them non-rigid too, so their LPs are skipped. ``graph`` may be a
+    network (then ``c`` defaults to its conserved values).
 
     **Raises:** ``ValueError`` when ``P(c)`` is empty (no weights have these conserved
     values), e.g. a hidden node with no outgoing edge and ``c_h < 0``.
@@ -96,11 +131,14 @@ def dag_rigid_edges(graph: GraphLike, c: HiddenValues | None = None, *, tol: flo
     graph, c, _ = _graph_c_w(graph, c)
     if c is None:
         raise ValueError("c (one conserved value per hidden node) is required with a Graph.")
+    tol = check_tol(tol)
     B = graph.incidence
     n = graph.n_edges
-    threshold = tol * max(1.0, float(np.max(np.abs(c), initial=0.0)))
     if B.shape[0] == 0:
         return []
+    scale = max(1.0, float(np.max(np.abs(c), initial=0.0)))
+    c = np.where(np.abs(c) <= tol * scale, 0.0, c / scale)  # solved at scale 1, near-zero values exactly 0
+    threshold = tol / 2
     proven_flexible = np.zeros(n, dtype=bool)
     proven_flexible[~np.any(B != 0, axis=0)] = True  # input -> output edges: unconstrained
     # deliberately lazy: scipy.optimize is slow to import, and `import gflow` should not pay it (issue 21)
@@ -112,7 +150,7 @@ def dag_rigid_edges(graph: GraphLike, c: HiddenValues | None = None, *, tol: flo
             continue
         cost = np.zeros(n)
         cost[e] = 1.0
-        res = scipy.optimize.linprog(cost, A_eq=B, b_eq=c, bounds=(0, None), method="highs")
+        res = scipy.optimize.linprog(cost, A_eq=B, b_eq=c, bounds=(0, None), method="highs", options=_HIGHS)
         if res.status == 2:
             raise ValueError(
                 "c is not attainable on this graph: no weights have these conserved values "
@@ -132,11 +170,15 @@ def dag_components(
     c: HiddenValues | None = None,
     weights: EdgeValues | None = None,
     *,
-    tol: float = LP_TOL,
+    tol: float = TOL,
 ) -> tuple[int, tuple[int, ...] | None]:
     """Number of connected components ``2^{#rigid edges}`` of ``{w : B(w*w) = c}`` and the
     label of ``weights``: the signs (+1/-1; 0 for an exactly zero weight, which cannot lie on
     this set) of its rigid edges, in edge order, or ``None`` without weights.
+
+    A conserved value counts as zero when ``|c_h| <= tol * max(1, max|c|)`` (:data:`TOL` =
+    1e-9, the tolerance of :func:`gflow.n_components` too: for a shallow net both counts
+    agree for every ``c``; see :func:`dag_rigid_edges`).
 
     ``graph`` may be a :class:`ShallowReLU`, :class:`MLP` or :class:`DAGNet`: then ``c``
     and ``weights`` default to the network's conserved values and weights.
@@ -161,7 +203,7 @@ def singular_subnetworks(
     graph, _, weights = _graph_c_w(graph, None, weights)
     if weights is None:
         raise ValueError("weights (one per edge) are required with a Graph.")
-    nonzero = np.abs(weights) > tol
+    nonzero = np.abs(weights) > check_tol(tol)
     first, h = 1 + graph.n_in, graph.n_hidden
     parent = list(range(h))
 

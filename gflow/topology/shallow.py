@@ -11,9 +11,11 @@ With biases ``b_k`` is one more incoming weight, so ``d -> d+1`` (Appendix E).
 
 Functions here take ``(in_size, out_size, delta, bias=False)`` or a :class:`ShallowReLU`
 in place of ``in_size`` (then ``delta = conserved(model)``). A conserved value with
-``|delta_k| <= tol`` counts as zero (``tol`` is absolute, default ``1e-10``: far above
-float64 round-off of ``conserved`` on weights of order one, far below any delta chosen on
-purpose). The probability that a random initialization is obstructed (App. F) is
+``|delta_k| <= tol * max(1, max_k |delta_k|)`` counts as zero (``tol`` default
+:data:`gflow.topology.TOL` = ``1e-9``, the same tolerance as :func:`gflow.dag_components`, so the
+shallow count is exactly the DAG count's special case: far above float64 round-off of
+``conserved`` on weights of order one, far below any delta chosen on purpose). Every value
+must be finite. The probability that a random initialization is obstructed (App. F) is
 :func:`obstruction_probability`, with a Monte Carlo check :func:`obstruction_probability_mc`.
 """
 
@@ -33,6 +35,8 @@ from .._custom_types import Delta, SchemeLike
 from ..invariants import conserved
 from ..nets.schemes import Scheme, get_scheme, normal
 from ..nets.shallow import ShallowReLU, require_shallow
+from .._validate import finite_array
+from .dag import TOL, check_tol, zero_scale
 
 __all__ = [
     "TOL",
@@ -47,8 +51,6 @@ __all__ = [
     "obstruction_probability_mc",
 ]
 
-TOL = 1e-10
-"""Default ``tol``: conserved values with ``|delta_k| <= TOL`` count as zero."""
 
 
 def _resolve(in_size, out_size=None, delta=None, bias=False):
@@ -60,6 +62,8 @@ def _resolve(in_size, out_size=None, delta=None, bias=False):
         delta = np.asarray(conserved(model), dtype=float)
         if delta.ndim != 1:
             raise ValueError("give one network, not a batch (vmap-ed leading axes); component_label takes batches.")
+        if not np.all(np.isfinite(delta)):
+            raise ValueError("the network's conserved values must be finite; its weights hold NaN or inf.")
         return model.in_size + int(model.bias), model.out_size, delta
     if isinstance(in_size, eqx.Module):
         raise ValueError(
@@ -69,8 +73,8 @@ def _resolve(in_size, out_size=None, delta=None, bias=False):
     d, e = _positive_int("in_size", in_size), _positive_int("out_size", out_size)
     if delta is None:
         raise ValueError("delta (one conserved value per hidden neuron) is required with in_size, out_size.")
-    delta = np.atleast_1d(np.asarray(delta, dtype=float))
-    if delta.ndim != 1 or not np.all(np.isfinite(delta)):
+    delta = np.atleast_1d(np.asarray(finite_array(delta, "delta"), dtype=float))
+    if delta.ndim != 1:
         raise ValueError("delta must be a finite 1-D vector with one conserved value per neuron.")
     return d + int(bool(bias)), e, delta
 
@@ -89,9 +93,11 @@ def neuron_counts(
     *,
     tol: float = TOL,
 ) -> tuple[int, int, int]:
-    """``(n_+, n_-, n_0)``: neurons with ``delta_k > tol``, ``< -tol`` and ``|delta_k| <= tol``."""
+    """``(n_+, n_-, n_0)``: neurons with ``delta_k > z``, ``< -z`` and ``|delta_k| <= z``, for
+    ``z = tol * max(1, max_k |delta_k|)`` (:data:`gflow.topology.TOL`, shared with :func:`gflow.dag_components`)."""
     _, _, delta = _resolve(in_size, out_size, delta, bias)
-    pos, neg = int(np.sum(delta > tol)), int(np.sum(delta < -tol))
+    z = zero_scale(delta, check_tol(tol))
+    pos, neg = int(np.sum(delta > z)), int(np.sum(delta < -z))
     return pos, neg, len(delta) - pos - neg
 
 
@@ -139,7 +145,11 @@ def n_components(
     *,
     tol: float = TOL,
 ) -> int:
-    """Number of connected components ``b_0 = 2^{n_+ [d=1]} 2^{n_- [e=1]}`` (Corollary 1)."""
+    """Number of connected components ``b_0 = 2^{n_+ [d=1]} 2^{n_- [e=1]}`` (Corollary 1).
+
+    ``delta_k`` counts as zero when ``|delta_k| <= tol * max(1, max_k |delta_k|)``, with the
+    default ``tol`` = :data:`gflow.topology.TOL` = 1e-9: the tolerance of :func:`gflow.dag_components`,
+    which gives the same count for every shallow net (the DAG count's special case)."""
     d, e, _ = _resolve(in_size, out_size, delta, bias)
     pos, neg, _ = neuron_counts(in_size, out_size, delta, bias, tol=tol)
     return 2 ** (pos * (d == 1) + neg * (e == 1))
@@ -174,7 +184,7 @@ def n_effective_components(
 def component_label(model: ShallowReLU, *, tol: float = TOL) -> Array:
     """The component of ``Q(delta)`` holding ``model`` (Prop. 3; e = 1).
 
-    Pathological neurons (``delta_k < -tol``) can never change the sign of ``v_k``; the
+    Pathological neurons (``delta_k < -tol * max(1, max_k |delta_k|)``) can never change the sign of ``v_k``; the
     component is labelled by these signs. Returned embedded in a full-width vector:
     entry ``k`` is ``sign(v_k)`` for a pathological neuron and ``0`` for the others, so two
     points of the same ``Q(delta)`` lie in the same component iff their labels are equal.
@@ -190,7 +200,8 @@ def component_label(model: ShallowReLU, *, tol: float = TOL) -> Array:
         )
     delta = conserved(model)
     v = model.V[..., 0, :]
-    return jnp.where(delta < -tol, jnp.sign(v), 0).astype(jnp.int32)
+    z = check_tol(tol) * jnp.maximum(1.0, jnp.max(jnp.abs(delta), axis=-1, keepdims=True))
+    return jnp.where(delta < -z, jnp.sign(v), 0).astype(jnp.int32)
 
 
 def effective_label(model: ShallowReLU, *, tol: float = TOL) -> Array:

@@ -56,7 +56,7 @@ def delta_summary(d: int, e: int, delta, bias: bool, tol: float) -> dict:
     """:func:`shallow_summary` plus the DAG count of the same shallow net."""
     out = shallow_summary(d, e, delta, bias, tol)
     graph = shallow_graph(d, len(delta), e, bias=bias)
-    out["dag_n_components"] = dag_components(graph, [0.0 if abs(x) <= tol else x for x in delta])[0]
+    out["dag_n_components"] = dag_components(graph, delta, tol=tol)[0]
     out.update(label=None, effective_label=None, singular_subnetworks=None)
     return out
 
@@ -74,7 +74,7 @@ def model_summary(model: AbstractReLUNet, tol: float) -> dict:
     else:
         out.update({k: v for k, v in model.spec().items() if k not in ("type", "graph")})
         out.update(c=c.tolist(), betti_numbers=None, n_effective_components=None)
-    count, label = dag_components(model, c=np.where(np.abs(c) <= tol, 0.0, c))
+    count, label = dag_components(model, c=c, tol=tol)
     assert label is not None  # a network brings its weights, so its component has a label
     out.update(dag_n_components=count, dag_label=list(label))
     if shallow and model.out_size == 1:

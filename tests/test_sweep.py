@@ -112,7 +112,7 @@ def test_failures_become_statuses(tmp_path):
 
 def test_rows_independent_of_call_budget(tmp_path):
     """How often the engine returns to the host (``steps_per_call``, doubled while calls are
-    short) changes no row: refills and compactions are decided on the device."""
+    short) changes no row: refills are decided on the device."""
     rows = []
     for budget in (1, 64):
         run_sweep(SweepConfig(**dict(SMALL, steps_per_call=budget)), str(tmp_path / str(budget)), progress=False)
@@ -121,9 +121,9 @@ def test_rows_independent_of_call_budget(tmp_path):
 
 
 def test_width_ladder():
-    """Compiled widths: a ladder 1, 2, 3, 4, 6, 8, 12, ... per device, so a batch of live slots
-    never idles more than 1/3 of its slots; ``_narrower`` is the next rung down."""
-    from gflow.sweep.run import _ladder, _narrower, _width_for
+    """Compiled widths of a chunk smaller than ``slots``: a ladder 1, 2, 3, 4, 6, 8, 12, ... per
+    device, so such a chunk never idles more than 1/3 of its slots."""
+    from gflow.sweep.run import _ladder, _width_for
 
     assert [_ladder(m) for m in range(1, 14)] == [1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16]
     for n_dev in (1, 2, 4):
@@ -132,9 +132,7 @@ def test_width_ladder():
             w = _width_for(n, n_dev)
             per_device = -(-n // n_dev)
             assert w % n_dev == 0 and w // n_dev >= per_device and per_device / (w // n_dev) > 2 / 3
-        for lower, upper in zip(widths[:-1], widths[1:], strict=True):
-            assert _narrower(upper, n_dev) == lower
-        assert _narrower(n_dev, n_dev) == 0
+        assert widths[:6] == [n_dev * m for m in (1, 2, 3, 4, 6, 8)]
 
 
 def test_delta_signs_random():

@@ -49,8 +49,8 @@ def config(quick: bool) -> SweepConfig:
         t1=5.0 if quick else 10.0,
         n_inits=16 if quick else 10_000,
         chunk_size=16 if quick else 1000,
-        # rows do not depend on slots (each slot takes a single solve's steps); one slot compiles
-        # one batch width instead of the whole ladder 1, 2, 3, 4, 6, ..., which is most of a small run
+        # rows do not depend on slots (each slot takes a single solve's steps, up to round-off);
+        # one slot compiles the narrowest program, which is most of a small run
         slots=1 if quick else 32,
         rtol=1e-6,
         atol=1e-6,

@@ -127,9 +127,12 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
     fresh slots; the stepper, kink set-up and compiled functions are shared by all chunks.
 
     Per chunk: its initializations are dealt round-robin into one queue per device; each
-    device refills its slots from its queue inside the jitted loop; once the queues are
-    empty and the live slots fit a narrower compiled width (:func:`_ladder`), they are
-    compacted into it, so the slowest trajectories end at the cost of a narrow batch."""
+    device refills its slots from its queue inside the jitted loop, and the last trajectories
+    of the chunk end at the same width. Compacting them into narrower compiled widths (a
+    ladder 1, 2, 3, 4, 6, 8, ... per device, as before) cost more than it saved on CPU:
+    every narrower width is one more program to trace (about 1.2 s each, even with a warm
+    compilation cache) and compile, against about 10% of slot-steps idle at the tail without
+    it (results/benchmarks/time_to_result.md)."""
     params_of, static = _params_fn(cfg, data)
     problem = flow_problem(cfg, data)
     stepper = FlowStepper(problem=problem, save_states=cfg.save_trajectories)
@@ -153,20 +156,12 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
         while n_written < n:
             group = max(1, width // n_dev // _GROUP)
             t_call = time.perf_counter()
-            chunk = run_chunk(stepper, mesh, group, chunk, jnp.asarray(n_steps), jnp.asarray(_narrower(width, n_dev)))
+            chunk = run_chunk(stepper, mesh, group, chunk, jnp.asarray(n_steps), jnp.asarray(0))
             written = int(chunk.written.sum())
             # return to the host (progress bar) about every 0.2 s: rows do not depend on it
             n_steps *= 2 if time.perf_counter() - t_call < _CALL_SECONDS else 1
             emit((), ticks=written - n_written)
             n_written = written
-            index = np.asarray(chunk.slots.index)
-            n_live = int(np.sum(index >= 0))
-            queued = int(np.sum(qindex >= 0)) - int(np.sum(chunk.next))
-            target = _width_for(max(1, n_live), n_dev)
-            if n_live and not queued and target < width:
-                keep = np.concatenate([np.nonzero(index >= 0)[0], np.nonzero(index < 0)[0]])[:target]
-                slots = _mesh_put(jax.tree_util.tree_map(lambda x, keep=keep: x[keep], chunk.slots), n_dev)
-                chunk, width = eqx.tree_at(lambda c: c.slots, chunk, slots), target
         # each result sits in the buffer of the device its slot ended on
         device = np.argmax(np.asarray(chunk.written).reshape(n_dev, n_out), axis=0)
         final = jax.tree_util.tree_map(lambda x: x[device * n_out + np.arange(n_out)], chunk.out)
@@ -192,8 +187,8 @@ _CALL_SECONDS = 0.2  # calls shorter than this double their step budget
 
 def _ladder(m: int) -> int:
     """The smallest compiled width per device >= ``m``: 1, 2, 3, 4, 6, 8, 12, 16, 24, ...
-    (powers of two and three times them: at most 1/3 of a narrow batch idles, with about two
-    compilations per doubling)."""
+    (powers of two and three times them), for a chunk with fewer initializations than
+    ``slots``: at most 1/3 of its slots idle, and chunks of nearby sizes share a program."""
     p = 1 << (m - 1).bit_length()
     return 3 * p // 4 if p >= 4 and 3 * p // 4 >= m else p
 
@@ -201,12 +196,6 @@ def _ladder(m: int) -> int:
 def _width_for(n_live: int, n_dev: int) -> int:
     """The compiled width (all devices) for ``n_live`` slots: a ladder width per device."""
     return _ladder(-(-n_live // n_dev)) * n_dev
-
-
-def _narrower(width: int, n_dev: int) -> int:
-    """The next ladder width below ``width`` (0 below one slot per device)."""
-    per_device = width // n_dev
-    return max((v for v in map(_ladder, range(1, per_device)) if v < per_device), default=0) * n_dev
 
 
 def _run_discrete(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict) -> None:

@@ -426,4 +426,6 @@ def read_json(path: str, name: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise InputError(f"{name} must be a JSON file; {path} is not valid JSON ({err.msg} at line {err.lineno}).") from None
+        raise InputError(
+            f"{name} must be a JSON file; {path} is not valid JSON ({err.msg} at line {err.lineno})."
+        ) from None

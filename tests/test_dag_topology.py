@@ -47,6 +47,32 @@ def edge(graph, s, t):
 # ---------------------------------------------------------------- shallow nets: Corollary 1
 
 
+NEAR_ZERO = sorted(
+    {s * x for s in (1, -1) for x in (0.0, 1e-13, 1e-11, 1e-10, 4e-10, 9e-10, 1.2e-9, 3e-9, 1e-8, 1e-7, 1e-6)}
+)
+
+
+@pytest.mark.parametrize("d,e,bias", [(1, 1, False), (2, 1, False), (1, 2, False), (1, 1, True), (2, 2, True)])
+def test_one_tolerance_for_both_counts(d, e, bias):
+    """``n_components`` and ``dag_components`` agree for shallow nets with a conserved value
+    anywhere in [-1e-6, 1e-6], on both sides of the shared tolerance ``TOL * max(1, max|c|)``
+    (the example of issue 17: delta = (-1e-8, 1, 1) counts 2 components both ways, d = e = 1;
+    with the others scaled by 300 the same value is zero for both)."""
+    assert gf.topology.TOL == 1e-9
+    for x in NEAR_ZERO:
+        for rest in ([1.0, 1.0], [-1.0, 2.0], [300.0, -1.0]):
+            delta = [x, *rest]
+            graph = gf.topology.dag.shallow_graph(d, 3, e, bias=bias)
+            assert dag_components(graph, delta)[0] == gf.n_components(d, e, delta, bias), (x, rest)
+    assert (
+        gf.n_components(1, 1, [-1e-8, 1.0, 1.0])
+        == dag_components(gf.topology.dag.shallow_graph(1, 3), [-1e-8, 1, 1])[0]
+        == 8
+    )
+    assert gf.neuron_counts(1, 1, [1e-8, 1.0]) == (2, 0, 0) and gf.neuron_counts(1, 1, [1e-10, 1.0]) == (1, 0, 1)
+    assert gf.neuron_counts(1, 1, [1e-6, 300.0]) == (2, 0, 0) and gf.neuron_counts(1, 1, [2e-7, 300.0]) == (1, 0, 1)
+
+
 @settings(max_examples=120, deadline=None, derandomize=True)
 @given(
     d=st.integers(1, 3),

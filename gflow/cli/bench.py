@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .._validate import Choice, out_folder
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -30,8 +32,14 @@ def run(args: argparse.Namespace) -> int:
 
     # Compile times are part of the report: no persistent cache (set before anything compiles).
     jax.config.update("jax_enable_compilation_cache", False)
+    from ..bench import BENCHMARKS
+
+    only = tuple(s.strip() for s in args.only.split(","))
+    for name in only:
+        Choice(BENCHMARKS)(name, "--only")
     size, out = resolve(args)
-    summary = run_all(size, out, only=tuple(s.strip() for s in args.only.split(",") if s.strip()))
+    out_folder(out, "--out")
+    summary = run_all(size, out, only=only)
     print(
         f"gflow bench ({size}): reports in {out}/ — "
         + ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds"].items())

@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 import time
 
+from .._validate import OutFolder
+from ._args import value
+
 
 def add_parser(subparsers) -> None:
     """Register ``figure`` on an ``argparse`` sub-parser collection."""
@@ -25,6 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="reduced sizes: under a minute per figure")
     p.add_argument(
         "--out",
+        type=value("--out", OutFolder()),
         help="output folder (default results/NAME, with --quick results/quick/NAME; with 'all': OUT/NAME per figure)",
     )
     p.set_defaults(func=run_figure)

@@ -19,20 +19,44 @@ def set_precision(bits: int) -> None:
 
 def add_parsers(sub) -> None:
     demo = sub.add_parser("demo", help="the topological obstruction on the toy problem, in about a minute")
-    demo.add_argument("--out", default="gflow-demo", type=value("--out", OutFolder()), help="folder for the figure (default: gflow-demo)")
+    demo.add_argument(
+        "--out",
+        default="gflow-demo",
+        type=value("--out", OutFolder()),
+        help="folder for the figure (default: gflow-demo)",
+    )
     demo.set_defaults(func=run_demo)
 
     run = sub.add_parser("run", help="train one network with the exact flow or a discrete optimizer")
-    run.add_argument("--model", default="shallow", type=value("--model", Choice(("shallow", "mlp"))), help="shallow | mlp (default shallow)")
-    run.add_argument("--width", type=value("--width", "width"), default=8, help="hidden width of a shallow net (default 8)")
-    run.add_argument("--hidden", default=(8, 8), type=value("--hidden", "hidden"), help="hidden widths of an MLP, e.g. 16,16,16")
+    run.add_argument(
+        "--model",
+        default="shallow",
+        type=value("--model", Choice(("shallow", "mlp"))),
+        help="shallow | mlp (default shallow)",
+    )
+    run.add_argument(
+        "--width", type=value("--width", "width"), default=8, help="hidden width of a shallow net (default 8)"
+    )
+    run.add_argument(
+        "--hidden", default=(8, 8), type=value("--hidden", "hidden"), help="hidden widths of an MLP, e.g. 16,16,16"
+    )
     run.add_argument("--bias", action="store_true", help="hidden units get biases")
-    run.add_argument("--init", default="kaiming", type=value("--init", "init"), help="kaiming | xavier (default kaiming, fan-in)")
-    run.add_argument("--delta", type=value("--delta", "delta"), help="relocate every hidden unit to this conserved value (Prop. 4)")
-    run.add_argument("--signs", type=value("--signs", "signs"), help="force output-weight signs after relocating, e.g. 1,-1")
+    run.add_argument(
+        "--init", default="kaiming", type=value("--init", "init"), help="kaiming | xavier (default kaiming, fan-in)"
+    )
+    run.add_argument(
+        "--delta", type=value("--delta", "delta"), help="relocate every hidden unit to this conserved value (Prop. 4)"
+    )
+    run.add_argument(
+        "--signs", type=value("--signs", "signs"), help="force output-weight signs after relocating, e.g. 1,-1"
+    )
     run.add_argument("--data", default="toy", help="toy | breast_cancer (default toy)")
     run.add_argument("--n", type=value("--n", "n_data"), default=1000, help="toy data set size (default 1000)")
-    run.add_argument("--loss", type=value("--loss", "loss"), help="mse | bce | cross_entropy (default: mse for toy, bce for breast_cancer)")
+    run.add_argument(
+        "--loss",
+        type=value("--loss", "loss"),
+        help="mse | bce | cross_entropy (default: mse for toy, bce for breast_cancer)",
+    )
     run.add_argument("--method", default="flow", help="flow | gd | sgd | momentum | adam (default flow)")
     run.add_argument("--solver", default="tsit5", help="euler | heun | tsit5 | dopri5 | dopri8 | kvaerno5")
     run.add_argument("--rtol", type=value("--rtol", "rtol"), default=1e-8, help="relative tolerance (default 1e-8)")

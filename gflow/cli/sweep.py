@@ -8,7 +8,7 @@ import sys
 import warnings
 
 from .._devices import cpu_cores, host_devices_flag, sets_host_devices
-from .._validate import Int, InputError, OutFolder, Real, in_folder, out_folder, read_json
+from .._validate import InputError, Int, OutFolder, Real, in_folder, out_folder, read_json
 from ._args import value
 
 EXAMPLE = """\
@@ -53,7 +53,11 @@ def add_parsers(sub) -> None:
         "gflow sweep merge DIR | gflow sweep report DIR [DIR2 ...]",
     )
     p.add_argument("args", nargs="*", help="CONFIG.toml, or: merge DIR, or: report DIR [DIR2 ...]")
-    p.add_argument("--out", type=value("--out", OutFolder()), help="results folder (default: results/<name>); report: where to write it (default: DIR)")
+    p.add_argument(
+        "--out",
+        type=value("--out", OutFolder()),
+        help="results folder (default: results/<name>); report: where to write it (default: DIR)",
+    )
     p.add_argument(
         "--devices",
         type=value("--devices", Int(1)),
@@ -80,12 +84,26 @@ def add_parsers(sub) -> None:
         choices=("slurm", "local"),
         help="slurm (default with --slurm) or local: the same tasks as local processes",
     )
-    c.add_argument("--array", type=value("--array", Int(1)), metavar="N", help="number of parts (array tasks; default: one per chunk)")
-    c.add_argument("--max-concurrent", type=value("--max-concurrent", Int(1)), metavar="K", help="at most K tasks at once (sbatch --array=...%%K)")
+    c.add_argument(
+        "--array",
+        type=value("--array", Int(1)),
+        metavar="N",
+        help="number of parts (array tasks; default: one per chunk)",
+    )
+    c.add_argument(
+        "--max-concurrent",
+        type=value("--max-concurrent", Int(1)),
+        metavar="K",
+        help="at most K tasks at once (sbatch --array=...%%K)",
+    )
     c.add_argument("--partition", metavar="P", help="SLURM partition")
-    c.add_argument("--time", type=value("--time", Int(1)), metavar="MIN", help="time limit per task, minutes (default 60)")
+    c.add_argument(
+        "--time", type=value("--time", Int(1)), metavar="MIN", help="time limit per task, minutes (default 60)"
+    )
     c.add_argument("--mem", type=value("--mem", Real()), metavar="GB", help="memory per task, GB")
-    c.add_argument("--gpus-per-task", type=value("--gpus-per-task", Int(0)), metavar="G", help="GPUs per task (default 0)")
+    c.add_argument(
+        "--gpus-per-task", type=value("--gpus-per-task", Int(0)), metavar="G", help="GPUs per task (default 0)"
+    )
     c.add_argument(
         "--sbatch",
         action="append",
@@ -96,7 +114,13 @@ def add_parsers(sub) -> None:
     c.add_argument("--dry-run", action="store_true", help="print the sbatch script of the array; submit nothing")
     r = p.add_argument_group("report (gflow sweep report DIR [DIR2 ...])")
     r.add_argument("--by", metavar="COLUMN", help="group final losses by this column (default: label_start)")
-    r.add_argument("--solved", type=value("--solved", Real()), default=1e-3, metavar="LOSS", help="a run fits when its final loss < LOSS")
+    r.add_argument(
+        "--solved",
+        type=value("--solved", Real()),
+        default=1e-3,
+        metavar="LOSS",
+        help="a run fits when its final loss < LOSS",
+    )
     r.add_argument("--json", action="store_true", help="print the report's summary as JSON")
     p.set_defaults(func=run_sweep_cli)
 
@@ -181,8 +205,9 @@ def _cluster(args) -> int:
     config = SweepConfig.from_toml(args.args[0])
     out = out_folder(args.out or os.path.join("results", config.name), "--out")
     slurm._import_submitit()
-    _check_store(out, config)
     from ..sweep import store
+
+    store.check_same_config(out, config.to_dict())  # before anything is written
 
     cfg = config.to_dict()
     n_chunks = store.n_chunks_of(cfg)
@@ -199,17 +224,6 @@ def _cluster(args) -> int:
         return 0
     result = slurm.submit(config, out, options)
     return 1 if result["failed"] else 0
-
-
-def _check_store(out: str, config) -> None:
-    """Refuse, before anything is written, a folder that holds a sweep of another config."""
-    from ..sweep import store
-
-    path = os.path.join(out, store.MANIFEST)
-    if os.path.exists(path):
-        old = store.read_manifest(out).get("config_hash")
-        if old != store.config_hash(config.to_dict()):
-            raise ValueError(f"{out} holds a sweep with a different config (hash {old}); use another --out folder.")
 
 
 def _report(args) -> int:

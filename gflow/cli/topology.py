@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from .._validate import InFile, InputError, Int, Reals, fail, read_json
-from ._args import value
+from ._args import value as typed
 
 ACTIONS = ("probability",)
 
@@ -42,22 +42,33 @@ def add_parser(subparsers) -> None:
         choices=ACTIONS,
         help="'probability': exact and Monte Carlo probability that a random init is obstructed",
     )
-    p.add_argument("--in-size", type=value("--in-size", Int(1)), help="input dimension d of a shallow net")
-    p.add_argument("--out-size", type=value("--out-size", Int(1)), default=1, help="output dimension e (default 1)")
-    p.add_argument("--delta", type=value("--delta", Reals()), help="conserved values, one per hidden neuron, e.g. --delta=-1,2,0.5")
+    p.add_argument("--in-size", type=typed("--in-size", Int(1)), help="input dimension d of a shallow net")
+    p.add_argument("--out-size", type=typed("--out-size", Int(1)), default=1, help="output dimension e (default 1)")
+    p.add_argument(
+        "--delta", type=typed("--delta", Reals()), help="conserved values, one per hidden neuron, e.g. --delta=-1,2,0.5"
+    )
     p.add_argument("--bias", action="store_true", help="hidden neurons have biases (d -> d+1)")
-    p.add_argument("--model", type=value("--model", InFile()), help="a trajectory .npz written by Trajectory.save (its final network is used)")
-    p.add_argument("--dag", type=value("--dag", InFile()), help='a DAG as JSON: Graph.to_json() plus "c" or "weights"')
+    p.add_argument(
+        "--model",
+        type=typed("--model", InFile()),
+        help="a trajectory .npz written by Trajectory.save (its final network is used)",
+    )
+    p.add_argument("--dag", type=typed("--dag", InFile()), help='a DAG as JSON: Graph.to_json() plus "c" or "weights"')
     p.add_argument(
         "--tol",
-        type=value("--tol", "tol"),
+        type=typed("--tol", "tol"),
         default=None,
         help="|c| <= tol max(1, max|c|) counts as zero (default gflow.TOL = 1e-9; docs/theory.md)",
     )
     p.add_argument("--scheme", default="kaiming", help="probability: kaiming | xavier | SIGMA_W,SIGMA_V")
-    p.add_argument("--width", type=value("--width", Int(1)), help="probability: hidden width l")
-    p.add_argument("--samples", type=value("--samples", Int(1)), default=100_000, help="probability: Monte Carlo samples (default 1e5)")
-    p.add_argument("--seed", type=value("--seed", "seed"), default=0, help="probability: Monte Carlo seed (default 0)")
+    p.add_argument("--width", type=typed("--width", Int(1)), help="probability: hidden width l")
+    p.add_argument(
+        "--samples",
+        type=typed("--samples", Int(1)),
+        default=100_000,
+        help="probability: Monte Carlo samples (default 1e5)",
+    )
+    p.add_argument("--seed", type=typed("--seed", "seed"), default=0, help="probability: Monte Carlo seed (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_topology)
 
@@ -185,14 +196,18 @@ def _from_dag(args) -> dict:
     missing = [k for k in ("inputs", "hidden", "outputs", "edges") if k not in obj]
     if missing:
         raise InputError(f"--dag must be {_DAG}; {args.dag} has no {missing[0]!r}.")
-    sizes = [Int(low)(obj[k], f'--dag "{k}"') for k, low in (("inputs", 1), ("hidden", 0), ("outputs", 1))]
+    n_in, n_hidden, n_out = (
+        Int(low)(obj[k], f'--dag "{k}"') for k, low in (("inputs", 1), ("hidden", 0), ("outputs", 1))
+    )
     edges = obj["edges"]
     if not isinstance(edges, list) or not all(
         isinstance(e, list) and len(e) == 2 and all(isinstance(n, str) for n in e) for e in edges
     ):
-        fail('--dag "edges"', 'a list of pairs of node names, e.g. [["x0", "h0"], ["h0", "y0"]]', edges, wrong_type=True)
+        fail(
+            '--dag "edges"', 'a list of pairs of node names, e.g. [["x0", "h0"], ["h0", "y0"]]', edges, wrong_type=True
+        )
     try:
-        graph = Graph(*sizes, tuple(tuple(e) for e in edges))
+        graph = Graph(n_in, n_hidden, n_out, tuple(tuple(e) for e in edges))
     except ValueError as err:
         raise InputError(f"--dag: {err}") from None
     if ("c" in obj) == ("weights" in obj):

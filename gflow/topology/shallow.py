@@ -32,10 +32,10 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from .._custom_types import Delta, SchemeLike
+from .._validate import finite_array
 from ..invariants import conserved
 from ..nets.schemes import Scheme, get_scheme, normal
 from ..nets.shallow import ShallowReLU, require_shallow
-from .._validate import finite_array
 from .dag import TOL, check_tol, zero_scale
 
 __all__ = [
@@ -50,7 +50,6 @@ __all__ = [
     "obstruction_probability",
     "obstruction_probability_mc",
 ]
-
 
 
 def _resolve(in_size, out_size=None, delta=None, bias=False):

@@ -97,7 +97,7 @@ def _same_config(config, out_dir: str) -> bool:
     if not os.path.exists(path):
         return False
     with open(path) as f:
-        return json.load(f).get("config_hash") == config_hash(config.to_dict())
+        return config_hash(json.load(f).get("config", {})) == config_hash(config.to_dict())
 
 
 def read_rows(out_dir: str) -> dict:

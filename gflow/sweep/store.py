@@ -32,9 +32,36 @@ RUNS = "runs.parquet"
 TRAJECTORIES = "trajectories"
 
 
+# Config fields that decide no row: ``name`` labels the progress bar and the default folder;
+# ``steps_per_call`` only sets how often the engine returns to the host (rows bitwise equal,
+# tests/test_sweep.py::test_rows_independent_of_call_budget). A sweep resumes with them changed.
+ROW_NEUTRAL = ("name", "steps_per_call")
+
+
+def _row_deciding(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in ROW_NEUTRAL}
+
+
 def config_hash(config: dict) -> str:
-    """SHA-256 of the config (the part that decides the rows), canonical JSON."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    """SHA-256 (first 16 hex digits) of the fields of a config (a ``SweepConfig.to_dict()``)
+    that decide the rows, as canonical JSON: every field but :data:`ROW_NEUTRAL`."""
+    return hashlib.sha256(json.dumps(_row_deciding(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_same_config(out_dir: str, config: dict) -> bool:
+    """Whether ``out_dir`` holds a sweep (``False``: no manifest yet); ``ValueError`` naming
+    the differing fields if its config decides other rows than ``config``. The folder's hash
+    is recomputed from its manifest's config, so manifests of older versions compare alike."""
+    path = os.path.join(out_dir, MANIFEST)
+    if not os.path.exists(path):
+        return False
+    old = read_manifest(out_dir).get("config", {})
+    if config_hash(old) != config_hash(config):
+        raise ValueError(
+            f"{out_dir} holds a sweep with a different config ({config_difference(old, config)}); "
+            "use another --out folder."
+        )
+    return True
 
 
 def _git_commit() -> str:
@@ -71,24 +98,27 @@ def open_store(out_dir: str, config: dict, resume: bool) -> None:
     A different config in the same folder is refused (``ValueError``); ``resume=False`` on
     a folder with results is refused too, so nothing is overwritten by accident.
     """
-    path = os.path.join(out_dir, MANIFEST)
-    digest = config_hash(config)
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        if old.get("config_hash") != digest:
-            raise ValueError(
-                f"{out_dir} holds a sweep with a different config (hash {old.get('config_hash')} vs "
-                f"{digest}); use another --out folder."
-            )
+    if check_same_config(out_dir, config):
         if not resume and done_chunks(out_dir):
             raise ValueError(
                 f"{out_dir} already has results of this sweep; pass --resume to continue it "
                 "or choose another --out folder."
             )
         return
-    manifest = dict(config=config, config_hash=digest, **environment())
-    atomic_json(path, manifest)
+    manifest = dict(config=config, config_hash=config_hash(config), **environment())
+    atomic_json(os.path.join(out_dir, MANIFEST), manifest)
+
+
+def config_difference(folder: dict, config: dict) -> str:
+    """The fields in which two configs differ, as ``"seed: 0 in the folder, 1 in the config"``
+    (``;``-separated, sorted; a field one side lacks reads as its default there)."""
+    folder, config = _row_deciding(folder), _row_deciding(config)
+    keys = sorted(k for k in set(folder) | set(config) if folder.get(k) != config.get(k))
+
+    def show(d: dict, k: str) -> str:
+        return json.dumps(d[k]) if k in d else "the default"
+
+    return "; ".join(f"{k}: {show(folder, k)} in the folder, {show(config, k)} in the config" for k in keys)
 
 
 def chunk_path(out_dir: str, chunk: int) -> str:

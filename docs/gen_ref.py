@@ -50,9 +50,12 @@ def cli_page() -> str:
     out = [
         "# Command line\n\n",
         _HEADER,
-        "`pip install -e .` installs the `gflow` command. Bad input (an unknown name, a non-positive "
-        "size, a missing file) prints one sentence naming the option and what is allowed, and exits "
-        "with code 2. Below, every subcommand's `--help`.\n\n",
+        "`pip install -e .` installs the `gflow` command. Bad input (an unknown name, a value of the "
+        "wrong type, NaN or infinity, a length that does not fit the model, a missing, binary or "
+        "truncated file, an output path that cannot be written) prints one line naming the option or "
+        "config field and what is allowed, exits with code 2 and writes nothing: every option, config "
+        "field and input file is checked before anything runs. A negative number can follow its option "
+        "after a space (`--delta -1`, `--delta -1,2`). Below, every subcommand's `--help`.\n\n",
         "```text\n$ gflow --help\n",
         parser.format_help(),
         "```\n",
@@ -127,7 +130,11 @@ def config_page() -> str:
         f"`gflow.sweep.SweepConfig`: {intro}\n\n",
         "A config is a TOML file (`gflow sweep CONFIG.toml --out DIR`; fields at the top level or under "
         "`[sweep]`) or `SweepConfig(field=value, ...)` in Python. An unknown field or a value outside "
-        "the allowed ones is refused before anything runs, with a sentence naming the field.\n\n",
+        "the allowed ones is refused before anything runs or any folder is made, with one sentence naming "
+        "the field (`ValueError` in Python; a `TypeError` too for a value of the wrong type). Types are "
+        "strict: `true` is not an integer, `\"yes\"` is not a boolean, and NaN or infinity is never a "
+        "number; `delta` holds one value or one per hidden unit, `signs` one value or one per unit of "
+        "the last hidden layer, each +1 or -1.\n\n",
         "## Fields\n\n",
         "Grouped as in the class docstring; *comment* is the field's comment in `gflow sweep --example`.\n\n",
     ]

@@ -58,7 +58,7 @@ def add_parser(subparsers) -> None:
         "--tol",
         type=typed("--tol", "tol"),
         default=None,
-        help="|c| <= tol max(1, max|c|) counts as zero (default gflow.TOL = 1e-9; docs/theory.md)",
+        help="|c| <= tol max(1, max|c|) counts as zero (default gflow.topology.TOL = 1e-9)",
     )
     p.add_argument("--scheme", default="kaiming", help="probability: kaiming | xavier | SIGMA_W,SIGMA_V")
     p.add_argument("--width", type=typed("--width", Int(1)), help="probability: hidden width l")

@@ -81,10 +81,11 @@ def run_sweep(
             expected = min(config.chunk_size, config.n_inits - c * config.chunk_size)
             if len(pending[c]) == expected:
                 rows_c = sorted(pending.pop(c), key=lambda r: r["index"])
-                if config.save_trajectories:  # written first: a chunk's rows exist only with its trajectories
-                    store.write_trajectories(
-                        out_dir, c, [r["index"] for r in rows_c], ts_saved, [r.pop("_states") for r in rows_c]
-                    )
+                index = [r["index"] for r in rows_c]
+                # written first: a chunk's rows exist only with its networks (and trajectories)
+                store.write_networks(out_dir, c, index, *zip(*[r.pop("_networks") for r in rows_c], strict=True))
+                if config.save_trajectories:
+                    store.write_trajectories(out_dir, c, index, ts_saved, [r.pop("_states") for r in rows_c])
                 store.write_chunk(out_dir, c, rows_c)
         if bar is not None:
             bar.update(len(rows) if ticks is None else ticks)

@@ -159,6 +159,9 @@ from .topology import (
     obstruction_probability_mc as obstruction_probability_mc,
 )
 from .topology import (
+    data_resolution as data_resolution,
+)
+from .topology import (
     permute as permute,
 )
 from .topology import (

@@ -1,4 +1,4 @@
-"""``gflow sweep CONFIG.toml | --example | merge DIR``."""
+"""``gflow sweep CONFIG.toml | --example | merge DIR | report DIR... | annotate DIR``."""
 
 from __future__ import annotations
 
@@ -50,9 +50,9 @@ def add_parsers(sub) -> None:
         "sweep",
         help="run a sweep over initializations from a TOML config",
         description="gflow sweep CONFIG.toml [--out DIR] [--slurm ...] | gflow sweep --example | "
-        "gflow sweep merge DIR | gflow sweep report DIR [DIR2 ...]",
+        "gflow sweep merge DIR | gflow sweep report DIR [DIR2 ...] | gflow sweep annotate DIR --recover-tol TOL",
     )
-    p.add_argument("args", nargs="*", help="CONFIG.toml, or: merge DIR, or: report DIR [DIR2 ...]")
+    p.add_argument("args", nargs="*", help="CONFIG.toml, or: merge DIR, or: report DIR [DIR2 ...], or: annotate DIR")
     p.add_argument(
         "--out",
         type=value("--out", OutFolder()),
@@ -122,6 +122,18 @@ def add_parsers(sub) -> None:
         help="a run fits when its final loss < LOSS",
     )
     r.add_argument("--json", action="store_true", help="print the report's summary as JSON")
+    a = p.add_argument_group(
+        "annotate (gflow sweep annotate DIR)",
+        "re-score a finished teacher-student sweep from its stored networks, without running it again; "
+        "writes DIR/annotations.parquet (the config and runs.parquet stay as they are)",
+    )
+    a.add_argument(
+        "--recover-tol",
+        type=value("--recover-tol", _RecoverTol()),
+        metavar="TOL|data",
+        help="tolerance of the recovered column: a positive number, or data (the inputs' angular "
+        "resolution, gflow.data_resolution; default)",
+    )
     p.set_defaults(func=run_sweep_cli)
 
 
@@ -148,6 +160,10 @@ def run_sweep_cli(args) -> int:
         return _merge(args.args[1])
     if args.args[:1] == ["report"]:
         return _report(args)
+    if args.args[:1] == ["annotate"]:
+        return _annotate(args.args[1:], "data" if args.recover_tol is None else args.recover_tol)
+    if args.recover_tol is not None:
+        raise InputError("--recover-tol applies to gflow sweep annotate DIR.")
     if len(args.args) != 1:
         raise ValueError("give one CONFIG.toml (or --example, or merge DIR, or report DIR [DIR2 ...]).")
     if args.by is not None or args.json:
@@ -241,6 +257,32 @@ def _report(args) -> int:
     else:
         print(report.text_summary(summary))
         print("report: " + ", ".join(paths))
+    return 0
+
+
+class _RecoverTol(Real):
+    """A positive number or ``data``."""
+
+    def __init__(self):
+        super().__init__()
+        self.allowed = "a positive finite number or data"
+
+    def parse(self, text, name):
+        return "data" if text == "data" else super().parse(text, name)
+
+
+def _annotate(dirs: list[str], recover_tol) -> int:
+    if len(dirs) != 1:
+        raise InputError("usage: gflow sweep annotate DIR [--recover-tol TOL|data].")
+    in_folder(dirs[0], "gflow sweep annotate DIR")
+    from ..sweep.annotate import annotate
+
+    table = annotate(dirs[0], recover_tol)
+    n, tol = table.num_rows, table.column("recover_tol")[0].as_py() if table.num_rows else float("nan")
+    print(
+        f"recovered at tol {tol:.4g}: {sum(table.column('recovered').to_pylist())} of {n} runs; "
+        f"written to {os.path.join(dirs[0], 'annotations.parquet')}"
+    )
     return 0
 
 

@@ -42,6 +42,7 @@ import matplotlib.colors as mcolors
 import numpy as np
 from matplotlib.patches import Rectangle
 
+from .. import topology
 from ..nets.shallow import ShallowReLU
 from ..sweep.config import SweepConfig
 from ..sweep.problems import dataset
@@ -96,10 +97,7 @@ STRICT_TOL = 1e-3
 def data_resolution(p: dict, seed: int) -> float:
     """The largest gap (radians) between consecutive directions of the training inputs taken
     modulo pi: inside it a kink line can move without changing any training prediction."""
-    data, _ = dataset(cell_config(p, seed, 1, 0, 0, STRICT_TOL))
-    x = np.asarray(data.x_train)
-    angles = np.sort(np.mod(np.arctan2(x[:, 1], x[:, 0]), np.pi))
-    return float(np.diff(np.concatenate([angles, [angles[0] + np.pi]])).max())
+    return topology.data_resolution(dataset(cell_config(p, seed, 1, 0, 0, STRICT_TOL))[0].x_train)
 
 
 def cell_config(p: dict, seed: int, P: int, M: int, F: int, tol: float):

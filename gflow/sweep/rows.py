@@ -76,11 +76,14 @@ def _teacher_flags(values, j, teacher, static, tol: float) -> dict:
 def _rows_from(values: dict, which: np.ndarray, cfg, teacher, static, extra: dict) -> list[dict]:
     values = jax.tree_util.tree_map(np.asarray, values)
     states = jax.tree_util.tree_leaves(values["states"]) if "states" in values else None
+    initial, final = (jax.tree_util.tree_leaves(values[k]) for k in ("initial_params", "final_params"))
     rows = []
     for j in which:
         row = _row(values, int(j), cfg, teacher, static)
         row["wall_time"] = float(extra["wall"][j])
+        # split off into the chunk's network (and trajectory) files
+        row["_networks"] = ([leaf[j] for leaf in initial], [leaf[j] for leaf in final])
         if states is not None:
-            row["_states"] = [leaf[j] for leaf in states]  # split off into the chunk's trajectory file
+            row["_states"] = [leaf[j] for leaf in states]
         rows.append(row)
     return rows

@@ -30,6 +30,8 @@ from .._version import version as _version
 MANIFEST = "manifest.json"
 RUNS = "runs.parquet"
 TRAJECTORIES = "trajectories"
+NETWORKS = "networks"
+ANNOTATIONS = "annotations.parquet"
 
 
 # Config fields that decide no row: ``name`` labels the progress bar and the default folder;
@@ -160,6 +162,36 @@ def read_trajectories(out_dir: str, chunk: int) -> dict:
         return {k: f[k] for k in f.files}
 
 
+def network_path(out_dir: str, chunk: int) -> str:
+    return os.path.join(out_dir, NETWORKS, f"chunk-{chunk:06d}.npz")
+
+
+def write_networks(out_dir: str, chunk: int, index: list[int], initial: list[list], final: list[list]) -> None:
+    """``networks/chunk-NNNNNN.npz``: ``index`` (the chunk's initializations, in order) and,
+    per parameter leaf ``k``, ``initial_k`` and ``final_k`` of shape ``(len(index), ...)``
+    (``initial[r]``/``final[r]`` hold row ``r``'s leaves): the first and last network of
+    every run, so derived columns can be recomputed without running again
+    (:mod:`gflow.sweep.annotate`). Written atomically before the chunk's rows."""
+    arrays = {f"initial_{k}": np.stack([row[k] for row in initial]) for k in range(len(initial[0]))}
+    arrays.update({f"final_{k}": np.stack([row[k] for row in final]) for k in range(len(final[0]))})
+    atomic_savez(network_path(out_dir, chunk), dict(index=np.asarray(index), **arrays))
+
+
+def read_networks(out_dir: str, n_chunks: int) -> dict:
+    """All chunks' :func:`write_networks` arrays, concatenated in index order; ``ValueError``
+    if a chunk has none (a sweep run before networks were stored, or unfinished)."""
+    parts = []
+    for c in range(n_chunks):
+        path = network_path(out_dir, c)
+        if not os.path.exists(path):
+            raise ValueError(f"{path} does not exist: the sweep is unfinished or ran before gflow stored networks.")
+        with np.load(path) as f:
+            parts.append({k: f[k] for k in f.files})
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.argsort(out["index"], kind="stable")
+    return {k: v[order] for k, v in out.items()}
+
+
 def merge(out_dir: str, n_chunks: int | None = None) -> pa.Table:
     """Concatenate the chunk tables into ``runs.parquet`` (sorted by index); checks completeness."""
     chunks = sorted(done_chunks(out_dir))
@@ -194,15 +226,31 @@ def n_chunks_of(config: dict) -> int:
     return -(-config["n_inits"] // config["chunk_size"])
 
 
-def read_runs(out_dir: str) -> pa.Table:
+def read_runs(out_dir: str, annotated: bool = True) -> pa.Table:
     """The rows of a finished sweep (``runs.parquet``, one row per initialization, sorted by
     ``index``) as a ``pyarrow.Table``: ``.to_pandas()`` for pandas,
     ``polars.from_arrow(table)`` for polars, ``table.column("final_loss").to_numpy()`` for one
-    column. ``ValueError`` if ``out_dir`` is not a sweep folder or the sweep is unfinished."""
+    column. ``ValueError`` if ``out_dir`` is not a sweep folder or the sweep is unfinished.
+
+    If ``gflow sweep annotate`` re-scored the sweep (``annotations.parquet``), its columns
+    replace the run's (``recovered``) or are added (``recover_tol``); ``annotated=False``
+    gives the rows as run."""
     path = os.path.join(out_dir, RUNS)
     if not os.path.exists(path):
         config = read_manifest(out_dir)["config"]
         n, done = n_chunks_of(config), len(done_chunks(out_dir))
         hint = f"run gflow sweep merge {out_dir}" if done == n else "run the remaining parts first"
         raise ValueError(f"{out_dir} has no {RUNS}: {done} of {n} chunks are done; {hint}.")
-    return pq.read_table(path)
+    table = pq.read_table(path)
+    notes = os.path.join(out_dir, ANNOTATIONS)
+    if not annotated or not os.path.exists(notes):
+        return table
+    extra = pq.read_table(notes).sort_by("index")
+    if extra.column("index") != table.column("index"):
+        raise ValueError(f"{notes} does not match the rows of {path}; run gflow sweep annotate again.")
+    for name in extra.column_names[1:]:
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, extra.column(name))
+        else:
+            table = table.append_column(name, extra.column(name))
+    return table

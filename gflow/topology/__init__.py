@@ -38,6 +38,7 @@ from .shallow import (
 )
 from .symmetry import CanonicalForm as CanonicalForm
 from .symmetry import canonical_form as canonical_form
+from .symmetry import data_resolution as data_resolution
 from .symmetry import equivalent as equivalent
 from .symmetry import permute as permute
 from .symmetry import reachable as reachable

@@ -17,7 +17,16 @@ from ..invariants import conserved, rescale
 from ..nets.base import require_relu_net
 from ..nets.shallow import ShallowReLU, require_shallow
 
-__all__ = ["rescale", "permute", "CanonicalForm", "canonical_form", "equivalent", "reachable", "recovered"]
+__all__ = [
+    "rescale",
+    "permute",
+    "CanonicalForm",
+    "canonical_form",
+    "equivalent",
+    "reachable",
+    "recovered",
+    "data_resolution",
+]
 
 TOL = 1e-8
 """Default tolerance of :func:`canonical_form` and :func:`equivalent` (absolute, on unit
@@ -132,6 +141,20 @@ def equivalent(model_a: ShallowReLU, model_b: ShallowReLU, tol: float = TOL) -> 
     if (model_a.in_size, model_a.out_size) != (model_b.in_size, model_b.out_size):
         return False
     return _match(canonical_form(model_a, tol), canonical_form(model_b, tol), tol)
+
+
+def data_resolution(x) -> float:
+    r"""The angular resolution of 2-d inputs ``x`` (shape ``(n, 2)``): the largest gap, in
+    radians, between consecutive directions ``atan2(x_2, x_1) mod pi`` (on the half circle,
+    wrapping around). A kink line ``{x: w.x = 0}`` of a net without biases can turn anywhere
+    inside such a gap without changing any prediction on ``x``, so canonical forms that agree
+    within this tolerance (unit normals ``h``, whose distance is about the angle) cannot be
+    told apart by the data."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 2 or x.shape[1] != 2 or len(x) == 0:
+        raise ValueError(f"data_resolution needs 2-d inputs of shape (n, 2) with n >= 1, got shape {x.shape}.")
+    angles = np.sort(np.mod(np.arctan2(x[:, 1], x[:, 0]), np.pi))
+    return float(np.diff(np.concatenate([angles, [angles[0] + np.pi]])).max())
 
 
 def recovered(student: ShallowReLU, teacher: ShallowReLU, tol: float = 1e-3) -> bool:

@@ -366,24 +366,21 @@ def out_folder(path: str, name: str) -> str:
     return path
 
 
-def in_file(path: str, name: str) -> str:
-    """A file to read: exists, is a file and is readable."""
+def in_file(path: str, name: str, *, folder: bool = False) -> str:
+    """A file (or, with ``folder=True``, a folder) to read: exists, is of that kind and is readable."""
+    kind, other = ("folder", "file") if folder else ("file", "folder")
     if not os.path.exists(path):
-        raise InputError(f"{name}: file not found: {path}.")
-    if os.path.isdir(path):
-        raise InputError(f"{name} must be a file, not a folder; got {path!r}.")
+        raise InputError(f"{name}: {kind} not found: {path}.")
+    if os.path.isdir(path) != folder:
+        raise InputError(f"{name} must be a {kind}, not a {other}; got {path!r}.")
     if not os.access(path, os.R_OK):
-        raise InputError(f"{name} must be a readable file; got {path!r}.")
+        raise InputError(f"{name} must be a readable {kind}; got {path!r}.")
     return path
 
 
 def in_folder(path: str, name: str) -> str:
-    """A folder to read: exists and is a folder."""
-    if not os.path.exists(path):
-        raise InputError(f"{name}: folder not found: {path}.")
-    if not os.path.isdir(path):
-        raise InputError(f"{name} must be a folder, not a file; got {path!r}.")
-    return path
+    """A folder to read (:func:`in_file` with ``folder=True``)."""
+    return in_file(path, name, folder=True)
 
 
 class OutFile(Rule):

@@ -43,6 +43,8 @@ STAT_KEYS = ("steps", "accepted", "rejected", "grad_evals", "wall_time")
 # the exact flow (gflow.flow) adds kink diagnostics (gflow.kinks, gflow.controller)
 FLOW_STAT_KEYS = STAT_KEYS + (
     "dtmin_steps",
+    "located",
+    "jumps",
     "pattern_changes",
     "max_flips",
     "sliding",

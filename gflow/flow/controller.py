@@ -120,8 +120,15 @@ class FloorPIDController(diffrax.AbstractAdaptiveStepSizeController):
 
 
 def controller_stats(controller_state) -> dict:
-    """``{"dtmin_steps": forced steps}`` from a final :class:`FloorPIDController` state
-    (``SaveAt(controller_state=True)``); zero for any other controller."""
-    if isinstance(controller_state, FloorState):
-        return dict(dtmin_steps=jnp.asarray(controller_state.forced, jnp.int32))
-    return dict(dtmin_steps=jnp.zeros((), jnp.int32))
+    """``{"dtmin_steps": forced steps, "located": .., "jumps": ..}`` from a final controller
+    state (``SaveAt(controller_state=True)``): :class:`FloorPIDController`'s forced steps and
+    :class:`gflow.flow.locate.LocatingController`'s located crossings and pattern jumps
+    (zero for controllers that have none)."""
+    zero = jnp.zeros((), jnp.int32)
+    out = dict(dtmin_steps=zero, located=zero, jumps=zero)
+    floor = getattr(controller_state, "floor", controller_state)  # a LocateState holds a FloorState
+    if isinstance(floor, FloorState):
+        out["dtmin_steps"] = jnp.asarray(floor.forced, jnp.int32)
+    if floor is not controller_state:
+        out.update(located=controller_state.located, jumps=controller_state.jumps)
+    return out

@@ -24,14 +24,16 @@ from ..losses import get_loss
 from ..nets.base import AbstractReLUNet
 from .controller import FloorPIDController, default_max_steps
 from .events import ON_EVENT, parse_events
-from .field import flow_field, sliding_field
+from .field import flow_field, pattern_field, sliding_field
+from .locate import LocatedSolver, LocatingController, Locator, can_locate
 from .pinning import PinnedSolver, Pinning, make_pinning
 from .wrappers import ForwardingSolver
 
 __all__ = ["FlowProblem", "make_problem", "save_times", "SOLVERS", "KINKS"]
 
-KINKS = ("auto", "none", "pin", "slide", "pin+slide")
+KINKS = ("auto", "none", "pin", "slide", "pin+slide", "locate", "slide+locate", "pin+slide+locate")
 _DEFAULT_SLIDE_TOL = 10.0
+_DEFAULT_LOCATE_TOL = 1.0
 _DEFAULT_EULER_STEPS = 1000
 
 SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
@@ -96,7 +98,8 @@ class FlowProblem(eqx.Module):
     solver instance), ``max_steps``, ``project`` (exact projection after every step),
     ``adaptive``, ``pinning`` (:class:`gflow.flow.pinning.Pinning` or ``None``),
     ``slide_tol`` (band factor of the sliding field, or ``None``: the plain field),
-    ``dtmin`` (absolute step floor or ``None``), ``events``, ``on_event``, ``laws`` (where
+    ``dtmin`` (absolute step floor or ``None``), ``locator`` (:class:`gflow.flow.locate.Locator`
+    when activation changes are located, else ``None``), ``events``, ``on_event``, ``laws`` (where
     the conserved quantities come from: :class:`gflow.conservation.Conservation`).
     """
 
@@ -114,6 +117,7 @@ class FlowProblem(eqx.Module):
     pinning: Pinning | None
     slide_tol: jnp.ndarray | None
     dtmin: jnp.ndarray | None
+    locator: Locator | None
     events: tuple  # event objects: their thresholds are arrays (no recompile for new values)
     on_event: str = eqx.field(static=True)
     laws: Conservation = eqx.field(static=True)
@@ -130,8 +134,11 @@ class FlowProblem(eqx.Module):
         return eqx.tree_at(lambda p: p.pinning, self, self.pinning.with_delta(delta))
 
     def term(self) -> diffrax.ODETerm:
-        """``-grad L``, or the Filippov sliding field when ``slide_tol`` is set."""
-        if self.slide_tol is None:
+        """``-grad L``, or the Filippov sliding field when ``slide_tol`` is set; with located
+        activation changes, the field of the pattern given as ``args``."""
+        if self.locator is not None and not getattr(self.static, "kink_handling", False):
+            return diffrax.ODETerm(pattern_field(self.static, self.data, self.loss_fn))
+        if self.slide_tol is None and self.locator is None:
             return diffrax.ODETerm(flow_field(self.static, self.data, self.loss_fn))
         field = sliding_field(self.static, self.data, self.loss_fn, self.slide_tol, self.rtol, self.atol)
         return diffrax.ODETerm(field)
@@ -140,14 +147,16 @@ class FlowProblem(eqx.Module):
         """The base solver, wrapped to project onto ``Q(delta)`` (if ``project``) and to pin
         collapsed neurons (if ``pinning``)."""
         solver = Projected(self.base_solver, delta, self.static) if self.project else self.base_solver
-        return PinnedSolver(solver, self.pinning, self.static) if self.pinning is not None else solver
+        solver = PinnedSolver(solver, self.pinning, self.static) if self.pinning is not None else solver
+        return LocatedSolver(solver, self.locator) if self.locator is not None else solver
 
     def controller(self) -> diffrax.AbstractStepSizeController:
         """PID control at ``rtol``/``atol`` with the step floor of
         :class:`gflow.flow.controller.FloorPIDController`, or constant steps."""
         if not self.adaptive:
             return diffrax.ConstantStepSize()
-        return FloorPIDController(rtol=self.rtol, atol=self.atol, dtmin=0.0 if self.dtmin is None else self.dtmin)
+        floor = FloorPIDController(rtol=self.rtol, atol=self.atol, dtmin=0.0 if self.dtmin is None else self.dtmin)
+        return floor if self.locator is None else LocatingController(floor, self.locator)
 
     def saved(self, y, delta):
         """A state as it is saved: projected (if ``project``) and with collapsed neurons
@@ -158,14 +167,17 @@ class FlowProblem(eqx.Module):
             y = self.pinning.apply(y, allow_unpin=False)[0]
         return y
 
-    def grad_evals(self, steps, segments: ArrayLike = 1, pins=None, unpins=None):
+    def grad_evals(self, steps, segments: ArrayLike = 1, pins=None, unpins=None, jumps=None):
         """Gradient evaluations of ``steps`` attempted steps in ``segments`` solves (events
-        restart a solve). A pin or unpin makes the first-same-as-last stage stale unless
-        projecting: one more evaluation each."""
+        restart a solve). A pin or unpin, and a step that changed the activation pattern
+        (``jumps``, located mode), make the first-same-as-last stage stale unless projecting:
+        one more evaluation each."""
         per_step, once = evals_per_step(self.base_solver, self.project)
         evals = per_step * steps + once * segments
         if pins is not None and not self.project:
             evals = evals + (pins + unpins) * min(once, 1)
+        if jumps is not None and not self.project:
+            evals = evals + jumps * min(once, 1)
         return evals
 
 
@@ -197,33 +209,48 @@ def _solver_instance(solver) -> diffrax.AbstractSolver:
 
 
 def resolve_kinks(kinks: str, model, data, loss_fn, rtol, atol, pin_tol=None, slide_tol=None, adaptive=True):
-    """``(pinning, slide_tol)`` of a ``kinks`` mode.
+    """``(pinning, slide_tol, locate)`` of a ``kinks`` mode.
 
     ``"pin"``: pin collapsed neurons (:class:`gflow.flow.pinning.Pinning`); ``"slide"``: the
     Filippov field on attractive kinks (:func:`gflow.flow.field.sliding_field`);
-    ``"pin+slide"``: both; ``"none"``: the plain field. Both need a network with
-    ``kink_handling`` (one hidden layer: ``ShallowReLU``; ``ValueError`` otherwise, or when
-    the exact escape check of ``"pin"`` is too large, see
-    :func:`gflow.flow.pinning.escape_oracle`). ``"auto"``: ``"pin+slide"`` for such a
-    network with adaptive steps (``"slide"`` when the escape check is too large), ``"none"``
-    for other networks and for fixed steps (whose chatter the tolerance bands do not bound).
+    ``"locate"``: end steps at the activation changes the tolerance does not absorb
+    (:mod:`gflow.flow.locate`); combinations joined by ``+``; ``"none"``: the plain field.
+    Pinning and sliding need a network with ``kink_handling`` (one hidden layer:
+    ``ShallowReLU``; ``ValueError`` otherwise, or when the exact escape check of ``"pin"`` is
+    too large, see :func:`gflow.flow.pinning.escape_oracle`); location needs an
+    :class:`gflow.AbstractReLUNet` with ``masked_forward`` and adaptive steps. ``"auto"``:
+    ``"pin+slide+locate"`` for a ``kink_handling`` network with adaptive steps (without
+    ``pin`` when the escape check is too large), ``"locate"`` for other ReLU networks with
+    adaptive steps, ``"none"`` otherwise (fixed steps: their chatter the tolerance bands do
+    not bound).
     """
     if kinks not in KINKS:
         raise ValueError(f"kinks must be one of {', '.join(KINKS)}; got {kinks!r}.")
     dtype = jnp.result_type(float)
     slide = jnp.asarray(_DEFAULT_SLIDE_TOL if slide_tol is None else slide_tol, dtype)
     handled = getattr(model, "kink_handling", False)
-    if kinks == "none" or (kinks == "auto" and not (adaptive and handled)):
-        return None, None
+    locatable = isinstance(model, AbstractReLUNet) and can_locate(model)
+    if kinks == "none" or (kinks == "auto" and not adaptive):
+        return None, None, False
     if kinks == "auto":
+        if not handled:
+            return None, None, locatable
         try:
-            return make_pinning(model, data, loss_fn, rtol, atol, pin_tol), slide
+            return make_pinning(model, data, loss_fn, rtol, atol, pin_tol), slide, True
         except ValueError:
-            return None, slide
-    if not handled:
+            return None, slide, True
+    parts = kinks.split("+")
+    if ("pin" in parts or "slide" in parts) and not handled:
         raise ValueError(f"kinks={kinks!r} supports ShallowReLU models only, got {type(model).__name__}.")
-    pinning = make_pinning(model, data, loss_fn, rtol, atol, pin_tol) if "pin" in kinks else None
-    return pinning, (slide if "slide" in kinks else None)
+    if "locate" in parts and not locatable:
+        raise ValueError(
+            f"kinks={kinks!r} needs a ReLU network implementing gflow.AbstractReLUNet.masked_forward, "
+            f"got {type(model).__name__}."
+        )
+    if "locate" in parts and not adaptive:
+        raise ValueError(f"kinks={kinks!r} needs adaptive steps (no step_size).")
+    pinning = make_pinning(model, data, loss_fn, rtol, atol, pin_tol) if "pin" in parts else None
+    return pinning, (slide if "slide" in parts else None), "locate" in parts
 
 
 def make_problem(
@@ -294,10 +321,23 @@ def make_problem(
         raise ValueError(f"on_event must be one of {', '.join(ON_EVENT)}; got {on_event!r}.")
     loss_fn = get_loss(loss)
     adaptive = step_size is None
-    pinning, slide = resolve_kinks(kinks, model, data, loss_fn, rtol, atol, pin_tol, slide_tol, adaptive=adaptive)
+    pinning, slide, locate = resolve_kinks(kinks, model, data, loss_fn, rtol, atol, pin_tol, slide_tol, adaptive)
     dtype = ts.dtype
+    static = eqx.partition(model, eqx.is_inexact_array)[1]
+    locator = None
+    if locate:
+        locator = Locator(
+            static=static,
+            x=data.x_train,
+            y=data.y_train,
+            loss_fn=loss_fn,
+            locate_tol=jnp.asarray(_DEFAULT_LOCATE_TOL, dtype),
+            slide_tol=slide,
+            rtol=jnp.asarray(rtol, dtype),
+            atol=jnp.asarray(atol, dtype),
+        )
     return FlowProblem(
-        static=eqx.partition(model, eqx.is_inexact_array)[1],
+        static=static,
         data=data,
         loss_fn=loss_fn,
         ts=ts,
@@ -311,6 +351,7 @@ def make_problem(
         pinning=pinning,
         slide_tol=slide,
         dtmin=None if dtmin is None else jnp.asarray(dtmin, dtype),
+        locator=locator,
         events=events,
         on_event=on_event,
         laws=laws,

@@ -69,7 +69,7 @@ def _solve_flow(problem: FlowProblem, model) -> Trajectory:
 
     if problem.events:
         ctx = make_context(model, problem.data, problem.loss_fn, term.vector_field)
-        stats_zero = dict(steps=zero, accepted=zero, rejected=zero, dtmin_steps=zero)
+        stats_zero = dict(steps=zero, accepted=zero, rejected=zero, dtmin_steps=zero, located=zero, jumps=zero)
         if pinning is not None:
             stats_zero.update(pins=zero, unpins=zero, first_pin_time=jnp.asarray(jnp.inf, dtype))
         ys, ts_out, counters, segments, result, event_stats = solve_with_events(
@@ -95,9 +95,13 @@ def _solve_flow(problem: FlowProblem, model) -> Trajectory:
         steps=counters["steps"],
         accepted=counters["accepted"],
         rejected=counters["rejected"],
-        grad_evals=problem.grad_evals(counters["steps"], segments, counters.get("pins"), counters.get("unpins")),
+        grad_evals=problem.grad_evals(
+            counters["steps"], segments, counters.get("pins"), counters.get("unpins"), counters.get("jumps")
+        ),
         wall_time=jnp.zeros((), dtype),
         dtmin_steps=counters["dtmin_steps"],
+        located=counters["located"],
+        jumps=counters["jumps"],
     )
     kink = dict(pins=zero, unpins=zero, pinned=zero, first_pin_time=jnp.asarray(jnp.inf, dtype))
     if pinning is not None:

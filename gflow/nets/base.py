@@ -78,8 +78,8 @@ class AbstractReLUNet(eqx.Module):
     ) -> tuple[Float[Array, " out"], Float[Array, " hidden"], Float[Array, " hidden"]]:
         """``(output, pre-activations, input norms squared)`` at one input ``x`` with every hidden
         unit's ``relu(z_h)`` replaced by ``pattern[h] * z_h`` (``pattern``: one 0/1 value per
-        unit; ``None``: relu). ``offset`` (one value per unit) is added to each pre-activation
-        before it is used, so ``d output / d offset[h]`` is the signal reaching unit ``h``. The
+        unit; ``None``: relu). ``offset`` (one value per unit) is added to each unit's output
+        ``relu(z_h)``, so ``d output / d offset[h]`` is the signal reaching unit ``h``. The
         third value is ``|u_h|^2`` for ``z_h = <w_in(h), u_h>`` (its input vector, a 1 for a bias).
 
         With a fixed pattern the network is a polynomial in its weights: the field of one

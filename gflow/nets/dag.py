@@ -198,12 +198,11 @@ class DAGNet(AbstractReLUNet):
             if level[0] >= n_act:  # the output level
                 return z, pre[first:], in_sq[first:]
             idx = np.asarray(nodes)
-            if offset is not None:
-                z = z + offset[idx - first]
             feeds = jnp.zeros((n_act, len(nodes)), self.weights.dtype).at[src, dst].set(1.0)
             in_sq = in_sq.at[idx].set(a**2 @ feeds)
             pre = pre.at[idx].set(z)
-            a = a.at[idx].set(jax.nn.relu(z) if pattern is None else pattern[idx - first] * z)
+            act = jax.nn.relu(z) if pattern is None else pattern[idx - first] * z
+            a = a.at[idx].set(act if offset is None else act + offset[idx - first])
         raise AssertionError("unreachable: the last level holds the outputs")
 
     def in_out_squares(self):

@@ -105,11 +105,11 @@ class MLP(AbstractReLUNet):
         for W, b in zip(self.weights[:-1], self.biases, strict=True):
             z = W @ a if b is None else W @ a + b
             width = z.shape[0]
-            if offset is not None:
-                z = z + offset[start : start + width]
             sqs.append(jnp.broadcast_to(jnp.sum(a**2) + (0.0 if b is None else 1.0), z.shape))
             pres.append(z)
             a = jax.nn.relu(z) if pattern is None else pattern[start : start + width] * z
+            if offset is not None:
+                a = a + offset[start : start + width]
             start += width
         return self.weights[-1] @ a, jnp.concatenate(pres), jnp.concatenate(sqs)
 

@@ -82,9 +82,9 @@ class ShallowReLU(AbstractReLUNet):
 
     def masked_forward(self, x, pattern=None, offset=None):
         z = self.hidden_preactivations(x)
-        if offset is not None:
-            z = z + offset
         a = jax.nn.relu(z) if pattern is None else pattern * z
+        if offset is not None:
+            a = a + offset
         in_sq = jnp.broadcast_to(jnp.sum(x**2) + (0.0 if self.b is None else 1.0), z.shape)
         return self.V @ a, z, in_sq
 

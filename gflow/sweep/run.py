@@ -9,6 +9,7 @@ resumed), runs each, reduces it to one row of metrics (docs/theory.md §4, see
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import equinox as eqx
@@ -51,6 +52,8 @@ def run_sweep(
     i_part, n_parts = part
     if not (0 <= i_part < n_parts):
         raise ValueError(f"part must be i/N with 0 <= i < N, got {i_part}/{n_parts}.")
+    if config.methods is not None:
+        return _run_methods(config, out_dir, resume, part, progress)
     config.check_precision()
     data, teacher = dataset(config)
     check_config(config, data)  # the user's network and data: checked before anything is written
@@ -114,6 +117,24 @@ def run_sweep(
     )
 
 
+def _run_methods(config: SweepConfig, out_dir: str, resume: bool, part: tuple[int, int], progress: bool) -> dict:
+    """Each method of ``config.methods`` as its own sweep in ``out_dir/<method>`` (the same
+    initializations: they depend only on the shared fields); once all are complete, their
+    rows form ``out_dir/runs.parquet`` with a ``method`` column (:func:`store.merge_methods`)."""
+    subs = config.per_method()
+    for _, sub in subs:  # every method's network and data checked before anything is written
+        sub.check_precision()
+        check_config(sub, dataset(sub)[0])
+    store.open_store(out_dir, config.to_dict(), resume)
+    results = [run_sweep(sub, os.path.join(out_dir, name), resume, part=part, progress=progress) for name, sub in subs]
+    complete = all(r["complete"] for r in results)
+    if complete:
+        store.merge_methods(out_dir, [name for name, _ in subs])
+    total = {k: sum(r[k] for r in results) for k in ("ran", "seconds", "executed", "useful", "failures")}
+    rate = total["ran"] / total["seconds"] if total["seconds"] > 0 else float("nan")
+    return dict(out_dir=out_dir, complete=complete, rate=rate, **total)
+
+
 def _mesh_put(tree, n_dev: int):
     """Spread the leading (slot) axis over all devices; no-op on one device."""
     if n_dev == 1:
@@ -169,7 +190,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
         p0 = jax.tree_util.tree_map(lambda x: x[queue_pos[:n_out]], queue)
         values = jax.tree_util.tree_map(np.asarray, finalize(stepper, final, p0, jnp.arange(n_out)))
         values.update(
-            grad_evals=problem.grad_evals(values["steps"], 1, values.get("pins"), values.get("unpins")),
+            grad_evals=problem.grad_evals(values["steps"], 1, values.get("pins"), values.get("unpins"), values.get("jumps")),
             index=np.asarray(indices + [indices[-1]] * (n_out - n)),
         )
         counters["executed"] += int(np.sum(chunk.executed))

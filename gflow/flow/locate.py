@@ -1,0 +1,183 @@
+r"""Located activation changes: integrate a ReLU flow one smooth piece at a time.
+
+Between two changes of the activation pattern ``P_kj = [z_kj > 0]`` (unit k, training
+point j, ``z_kj`` its pre-activation) the flow ``d theta/dt = -grad L`` is the flow of a
+polynomial field, the network with every ``relu(z_kj)`` replaced by ``P_kj z_kj``. Where
+some ``z_kj`` changes sign the field jumps, by ``J_kj = |s_kj| |u_kj|`` in unit k's incoming
+block (``s_kj = dL/d relu(z_kj)``, the signal reaching the unit; ``u_kj`` its input vector, so
+``dz_kj/dw_in(k) = u_kj``). A Runge-Kutta step across the jump has an error of order
+``J_kj dt`` whatever the tolerance: the solver rejects, shrinks, and chatters through.
+
+Here each step integrates the field of the pattern at its start, continued smoothly past
+the kinks (:class:`LocatedSolver`: the pattern is Diffrax's ``args`` of the fields of
+:mod:`gflow.flow.field`). After the step, :class:`LocatingController` compares the
+pattern at both ends. A pair that changed sign was continued past its kink for a time
+``tau = dt |z1| / |z1 - z0|`` (secant on the smooth piece), which puts an error
+``J_kj tau`` into ``w_in(k)``. When that exceeds ``locate_tol (atol + rtol ||w_in(k)||)``
+the step is rejected and retried to end just past the first such crossing (half the
+allowed error past it, by the secant); otherwise it is accepted (crossings whose jump the
+tolerance absorbs -- the ``O(1/n)`` ones of a single point among many -- cost nothing).
+A pair that crossed within that allowed time of the step's start was on its kink already
+(just located, or held there by an attractive kink, where the flow slides): it is not
+located again, so a sliding mode never makes a sequence of ever shorter steps.
+An accepted step that changed the pattern is a jump (``made_jump``): the next step starts
+a new piece with a fresh first stage. Pairs inside the sliding band of
+:func:`gflow.flow.field.sliding_field` are left to the sliding field.
+
+Counted in the controller state: ``located`` (steps rejected to locate a crossing) and
+``jumps`` (accepted steps that changed the pattern; each costs one more evaluation of a
+first-same-as-last solver).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Int
+
+from .controller import FloorPIDController, FloorState
+from .wrappers import ForwardingSolver
+
+__all__ = ["Locator", "LocatedSolver", "LocatingController", "LocateState", "can_locate"]
+
+
+def can_locate(model) -> bool:
+    """Whether ``model`` implements ``masked_forward`` (the ReLU interface's smooth pieces)."""
+    try:
+        params = eqx.filter(model, eqx.is_inexact_array)
+        x = jnp.zeros((getattr(model, "in_size", 1),), jax.tree_util.tree_leaves(params)[0].dtype)
+        eqx.filter_eval_shape(lambda m, x: m.masked_forward(x), model, x)
+        return True
+    except (NotImplementedError, AttributeError, TypeError, ValueError):
+        return False
+
+
+class Locator(eqx.Module):
+    """Pre-activations, signals and input norms of a ReLU net on the training data.
+
+    **Fields:** ``static`` (the network's non-parameter part), ``x``, ``y`` (training data),
+    ``loss_fn``, ``locate_tol``, ``slide_tol`` (sliding band factor, or ``None``), ``rtol``,
+    ``atol``.
+    """
+
+    static: Any = eqx.field(static=True)
+    x: Array
+    y: Array
+    loss_fn: Callable = eqx.field(static=True)
+    locate_tol: Array
+    slide_tol: Array | None
+    rtol: Array
+    atol: Array
+
+    def pre(self, params) -> Array:
+        """``z_kj``, shape ``(units, n)``."""
+        model = eqx.combine(params, self.static)
+        return jax.vmap(lambda xi: model.masked_forward(xi)[1])(self.x).T
+
+    def pattern(self, params) -> Array:
+        """``P_kj = [z_kj > 0]`` in the parameters' dtype."""
+        z = self.pre(params)
+        return (z > 0).astype(z.dtype)
+
+    def parts(self, params):
+        """``(z, s, |u|^2)`` each ``(units, n)`` (``s_kj = dL/d relu(z_kj)``: the signal that
+        reaches the unit, whichever side of its kink), and ``||w_in||^2`` per unit."""
+        model = eqx.combine(params, self.static)
+        units = model.in_out_squares()[0].shape[-1]
+        offsets = jnp.zeros((self.x.shape[0], units), self.x.dtype)
+
+        def loss(off):
+            out, z, u_sq = jax.vmap(lambda xi, oi: model.masked_forward(xi, None, oi))(self.x, off)
+            return self.loss_fn(out, self.y), (z, u_sq)
+
+        s, (z, u_sq) = jax.grad(loss, has_aux=True)(offsets)
+        return z.T, s.T, u_sq.T, model.in_out_squares()[0]
+
+
+class LocatedSolver(ForwardingSolver):
+    """Wraps a solver: every step integrates the field of the activation pattern at its
+    start (passed to the field as ``args``), continued smoothly past the kinks."""
+
+    solver: diffrax.AbstractSolver
+    locator: Locator
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        return self.solver.step(terms, t0, t1, y0, self.locator.pattern(y0), solver_state, made_jump)
+
+
+class LocateState(NamedTuple):
+    """State of :class:`LocatingController`: the floor PID's state and the counters."""
+
+    floor: FloorState
+    located: Int[Array, ""]
+    jumps: Int[Array, ""]
+
+
+class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
+    """:class:`gflow.flow.controller.FloorPIDController` that also ends steps at activation
+    changes whose jump the tolerance does not absorb (module docstring)."""
+
+    inner: FloorPIDController
+    locator: Locator
+
+    @property
+    def rtol(self):  # pyright: ignore[reportIncompatibleVariableOverride]
+        return self.inner.rtol
+
+    @property
+    def atol(self):  # pyright: ignore[reportIncompatibleVariableOverride]
+        return self.inner.atol
+
+    @property
+    def norm(self):  # pyright: ignore[reportIncompatibleVariableOverride]
+        return self.inner.norm
+
+    def wrap(self, direction):
+        return self
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        tnext, state = self.inner.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        zero = jnp.array(0, jnp.int32)
+        return tnext, LocateState(state, zero, zero)
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
+        floor_state, located, jumps = controller_state
+        keep, next_t0, next_t1, made_jump, new_floor, result = self.inner.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, floor_state
+        )
+        loc = self.locator
+        z0 = loc.pre(y0)
+        z1, s, u_sq, w_sq = loc.parts(y1_candidate)
+        crossed = (z1 > 0) != (z0 > 0)
+        dt = t1 - t0
+        gap = jnp.abs(z1 - z0)
+        safe_gap = jnp.where(gap > 0, gap, 1.0)
+        jump = jnp.abs(s) * jnp.sqrt(u_sq)  # J_kj
+        allowed = (loc.locate_tol * (loc.atol + loc.rtol * jnp.sqrt(w_sq)))[:, None]
+        err = jump * dt * jnp.abs(z1) / safe_gap
+        slack = allowed / jnp.where(jump > 0, jump, 1.0)  # the time the tolerance allows past a kink
+        # a pair that crossed within that time of t0 started on its kink (an attractive kink held
+        # by the flow, or one just located): nothing to locate, its chatter is the error control's
+        bad = crossed & (err > allowed) & (dt * jnp.abs(z0) / safe_gap > slack)
+        if loc.slide_tol is not None:  # pairs held on their kink by the sliding field
+            band = (loc.slide_tol * (loc.atol + loc.rtol * jnp.sqrt(w_sq)))[:, None] * jnp.sqrt(u_sq)
+            bad = bad & (jnp.abs(z1) > band)
+        # just past the first bad crossing: secant time of the crossing + half the allowed overshoot
+        t_cross = dt * jnp.abs(z0) / safe_gap + 0.5 * slack
+        t_loc = t0 + jnp.min(jnp.where(bad, t_cross, dt))
+        floor = self.inner._floor(t0, floor_state.span)
+        locate = jnp.any(bad) & ~floor_state.at_dtmin
+        t_loc = jnp.maximum(jnp.minimum(t_loc, jnp.where(keep, t1, next_t1)), t0 + floor)
+        next_t0 = jnp.where(locate, t0, next_t0)
+        next_t1 = jnp.where(locate, t_loc, next_t1)
+        new_floor = new_floor._replace(at_dtmin=jnp.where(locate, t_loc - t0 <= floor, new_floor.at_dtmin))
+        keep = keep & ~locate
+        jump_now = keep & jnp.any(crossed)
+        made_jump = made_jump | jump_now
+        state = LocateState(new_floor, located + locate.astype(jnp.int32), jumps + jump_now.astype(jnp.int32))
+        return keep, next_t0, next_t1, made_jump, state, result

@@ -162,6 +162,16 @@ def test_sweep_config_file(text, name, tmp_path, cli):
     cli(["sweep", "c.toml", "--out", "out"], name)
 
 
+@pytest.mark.parametrize("array,bad", [("x", NAN), ("x", INF), ("y", NAN), ("y", -INF)])
+def test_sweep_data_file_must_be_finite(array, bad, tmp_path, cli):
+    arrays = dict(x=np.ones((4, 2)), y=np.ones(4))
+    arrays[array][1] = bad
+    np.savez(tmp_path / "d.npz", **arrays)
+    (tmp_path / "c.toml").write_text('data = "d.npz"\n')
+    line = cli(["sweep", "c.toml", "--out", "out"], "config field 'data'")
+    assert f"{array} must hold finite numbers" in line
+
+
 def test_sweep_paths(tmp_path, cli):
     (tmp_path / "c.toml").write_text('name = "ok"\n')
     (tmp_path / "file").write_text("x")

@@ -110,6 +110,8 @@ def as_dataset(value, what: str, field: str = "data") -> Dataset:
     for name, arr in (("x", x), ("y", y), ("x_test", x_test), ("y_test", y_test)):
         if arr is not None and not np.issubdtype(np.asarray(arr).dtype, np.number):
             raise ValueError(f"config field {field!r}: {what}: {name} must be numeric, got {np.asarray(arr).dtype}.")
+        if arr is not None and not np.all(np.isfinite(np.asarray(arr))):
+            raise ValueError(f"config field {field!r}: {what}: {name} must hold finite numbers only, not NaN or inf.")
     try:
         return Dataset(x, y, x_test, y_test)
     except ValueError as err:

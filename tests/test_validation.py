@@ -152,6 +152,7 @@ FILE_CASES = [
     ("width = \n", "not valid TOML"),
     ("colour = 'red'\n", "unknown config field 'colour'"),
     (b"\x80\x81\xfe\xff\x00binary", "CONFIG must be a TOML file"),
+    ('method = "sgd"\nn_data = 8\nbatch_size = 100\n', "config field 'batch_size'"),  # needs the data
 ]
 
 

@@ -313,6 +313,14 @@ def _merge(out_dir: str) -> int:
     config = manifest.get("config") if isinstance(manifest, dict) else None
     if not isinstance(config, dict):
         raise InputError(f"{path} must hold the sweep's config (a 'config' table); it has none.")
+    if isinstance(config.get("methods"), dict):  # each method's sweep, then their rows together
+        for name in config["methods"]:
+            _merge(os.path.join(out_dir, name))
+        table = store.merge_methods(out_dir, list(config["methods"]))
+        print(
+            f"merged {table.num_rows} rows of {len(config['methods'])} methods into {os.path.join(out_dir, store.RUNS)}"
+        )
+        return 0
     for field in ("n_inits", "chunk_size"):
         Int(1)(config.get(field), f"{store.MANIFEST} config field {field!r}")
     n_chunks = store.n_chunks_of(config)

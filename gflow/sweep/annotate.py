@@ -45,6 +45,12 @@ def annotate(out_dir: str, recover_tol: float | str = "data") -> pa.Table:
     """
     manifest = store.read_manifest(out_dir)
     cfg = SweepConfig.from_dict(manifest["config"])
+    if cfg.methods is not None:  # each method's sweep, then their rows together
+        parts = []
+        for name, _ in cfg.methods:
+            part = annotate(os.path.join(out_dir, name), recover_tol)
+            parts.append(part.add_column(0, "method", pa.array([name] * part.num_rows)))
+        return pa.concat_tables(parts)
     if cfg.data != "teacher_student" or cfg.model != "shallow" or cfg.bias:
         raise ValueError(
             f"{out_dir}: annotate re-scores teacher-student sweeps of shallow nets without biases "

@@ -50,6 +50,11 @@ class SweepConfig:
       ``n_save`` (saved times at which drift and labels are checked)
     - ``save_trajectories``: also keep every network's parameters at the ``n_save`` saved times
       (``trajectories/chunk-NNNNNN.npz`` next to each chunk's rows; :func:`load_trajectory`)
+    - ``methods``: several methods from the same initializations, instead of ``method``: a list
+      of names (``["flow", "gd", "adam"]``) or, in TOML, one table per method with its own
+      options (``[methods.adam]`` then ``lr = 1e-2``; options: :data:`METHOD_OPTIONS`). Each
+      method runs as its own sweep in ``<out>/<method>/``; the rows of all of them form one
+      table with a ``method`` column (:func:`gflow.sweep.store.read_runs`)
     """
 
     name: str = "sweep"
@@ -89,6 +94,7 @@ class SweepConfig:
     n_save: int = 11
     recover_tol: float = 1e-3
     save_trajectories: bool = False
+    methods: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] | None = None
 
     def __post_init__(self):
         def bad(field, allowed, wrong_type=False):
@@ -111,7 +117,7 @@ class SweepConfig:
         optional = dict(loss="", delta=None, delta_signs=None, signs=None)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("model", "data") or (f.name in optional and value == optional[f.name]):
+            if f.name in ("model", "data", "methods") or (f.name in optional and value == optional[f.name]):
                 continue
             if f.name == "signs" and isinstance(value, str):
                 if value == "random":
@@ -138,6 +144,10 @@ class SweepConfig:
             bad("events", "empty unless method is flow")
         object.__setattr__(self, "events", tuple(self.events))
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        if self.methods is not None:
+            if self.method != "flow":
+                bad("method", "left out when methods is set (give each method in methods)")
+            object.__setattr__(self, "methods", _methods(self.methods, self))
         for field in ("delta", "signs"):
             if isinstance(getattr(self, field), list):
                 object.__setattr__(self, field, tuple(getattr(self, field)))
@@ -170,6 +180,16 @@ class SweepConfig:
         """``"module:name"`` of the model factory (recorded in every row), or ``None``."""
         return None if self.model_factory is None else callable_name(self.model_factory)
 
+    def per_method(self) -> list[tuple[str, "SweepConfig"]]:
+        """``(name, config)`` of each method of ``methods``: this config with ``method`` and
+        that method's options set (``[(method, self)]`` without ``methods``)."""
+        if self.methods is None:
+            return [(self.method, self)]
+        return [
+            (name, dataclasses.replace(self, methods=None, method=name, **dict(options)))
+            for name, options in self.methods
+        ]
+
     @property
     def loss_name(self) -> str:
         return self.loss or ("bce" if self.data == "breast_cancer" else "mse")
@@ -188,6 +208,10 @@ class SweepConfig:
                 d[field] = callable_name(d[field])
         if isinstance(self.data, str) and self.data.endswith(".npz"):
             d["data_sha256"] = npz_digest(self.data)
+        if self.methods is not None:
+            d["methods"] = {
+                name: {k: list(v) if isinstance(v, tuple) else v for k, v in opts} for name, opts in self.methods
+            }
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
     @classmethod
@@ -225,4 +249,42 @@ class SweepConfig:
         return cls.from_dict(d)
 
 
-_OMIT_AT_DEFAULT = {"recover_tol": 1e-3, "delta_signs": None, "save_trajectories": False}
+_OMIT_AT_DEFAULT = {"recover_tol": 1e-3, "delta_signs": None, "save_trajectories": False, "methods": None}
+
+METHOD_OPTIONS = ("solver", "rtol", "atol", "max_steps", "kinks", "lr", "steps", "batch_size")
+"""The fields a method of ``methods`` may set for itself (the others are shared by all)."""
+
+
+def _methods(value, cfg: SweepConfig) -> tuple:
+    """``methods`` as ``((name, ((option, value), ...)), ...)``, checked: a non-empty list of
+    distinct method names, or a table ``name -> {option: value}``."""
+    name = "config field 'methods'"
+    allowed = 'a non-empty list of distinct methods, e.g. ["flow", "gd", "adam"], or one table per method'
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        items = [(v, {}) for v in value]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        items = [(k, dict(v)) for k, v in value]  # the normalized form itself
+    else:
+        fail(name, allowed, value, wrong_type=True)
+    names = [k for k, _ in items]
+    if not items or len(set(names)) != len(names):
+        fail(name, allowed, names)
+    out = []
+    for method, options in items:
+        FIELDS["method"](method, f"{name} entry")
+        if not isinstance(options, dict):
+            fail(f"config field 'methods.{method}'", "a table of options", options, wrong_type=True)
+        for key, v in options.items():
+            if key not in METHOD_OPTIONS:
+                fail(
+                    f"config field 'methods.{method}'", "a table whose keys are among " + ", ".join(METHOD_OPTIONS), key
+                )
+            FIELDS[key](v, f"config field 'methods.{method}.{key}'")
+        if method == "flow" and options.get("solver", cfg.solver) == "euler":
+            fail(f"config field 'methods.{method}.solver'", "an adaptive solver", "euler")
+        if method != "flow" and cfg.events:
+            fail("config field 'events'", "empty unless every method is flow", list(cfg.events))
+        out.append((method, tuple(sorted(options.items()))))
+    return tuple(out)

@@ -208,6 +208,25 @@ def merge(out_dir: str, n_chunks: int | None = None) -> pa.Table:
     return table
 
 
+def merge_methods(out_dir: str, methods: list[str]) -> pa.Table:
+    """``runs.parquet`` of a sweep with ``methods``: the rows of each method's sweep
+    (``out_dir/<method>``) with a ``method`` column first, ordered by ``index`` then by the
+    order of ``methods``."""
+    table = _methods_table(out_dir, methods, annotated=False)
+    atomic_write(os.path.join(out_dir, RUNS), lambda tmp: pq.write_table(table, tmp))
+    return table
+
+
+def _methods_table(out_dir: str, methods: list[str], annotated: bool) -> pa.Table:
+    tables = []
+    for m in methods:
+        t = read_runs(os.path.join(out_dir, m), annotated)
+        tables.append(t.add_column(0, "method", pa.array([m] * t.num_rows, pa.string())))
+    table = pa.concat_tables(tables, promote_options="default")
+    rank = np.repeat(np.arange(len(methods)), [t.num_rows for t in tables])
+    return table.take(pa.array(np.lexsort((rank, table["index"].to_numpy()))))
+
+
 def read_manifest(out_dir: str) -> dict:
     """A sweep folder's ``manifest.json`` as a dict: ``config`` (the fields of
     :class:`gflow.sweep.SweepConfig`), ``config_hash``, and the environment that ran it
@@ -234,13 +253,17 @@ def read_runs(out_dir: str, annotated: bool = True) -> pa.Table:
 
     If ``gflow sweep annotate`` re-scored the sweep (``annotations.parquet``), its columns
     replace the run's (``recovered``) or are added (``recover_tol``); ``annotated=False``
-    gives the rows as run."""
+    gives the rows as run. A sweep with ``methods``: the rows of every method, with a
+    ``method`` column, ordered by ``index`` then method."""
     path = os.path.join(out_dir, RUNS)
     if not os.path.exists(path):
         config = read_manifest(out_dir)["config"]
         n, done = n_chunks_of(config), len(done_chunks(out_dir))
         hint = f"run gflow sweep merge {out_dir}" if done == n else "run the remaining parts first"
         raise ValueError(f"{out_dir} has no {RUNS}: {done} of {n} chunks are done; {hint}.")
+    methods = read_manifest(out_dir)["config"].get("methods")
+    if methods is not None:  # each method's rows as that sweep shows them (annotated or not)
+        return _methods_table(out_dir, list(methods), annotated)
     table = pq.read_table(path)
     notes = os.path.join(out_dir, ANNOTATIONS)
     if not annotated or not os.path.exists(notes):

@@ -25,6 +25,9 @@ BLOCKS = re.findall(r"^```python\n(.*?)^```", _readme(), flags=re.S | re.M)
 EXPECTED = {
     'print(read_runs("results/toy-64").num_rows)': "64",
     'load_trajectory("results/toy-8", 3)': "(11,) (11, 2, 2)",
+    'aggregate([("final_loss", "count")])': (
+        "[{'method': 'flow', 'final_loss_count': 4}, {'method': 'gd', 'final_loss_count': 4}]"
+    ),
 }
 
 

@@ -192,6 +192,8 @@ def test_sweep_merge(tmp_path, cli):
     cli(["sweep", "merge", "file"], "DIR")
     cli(["sweep", "merge", "missing"], "DIR")
     cli(["sweep", "merge", "."], "DIR")
+    cli(["sweep", "report", "file"], "DIR")
+    cli(["sweep", "report", "missing"], "DIR")
     for name, manifest in [
         ("noconfig", b'{"config_hash": "abc"}'),
         ("notjson", b"{not json"),

@@ -251,6 +251,8 @@ def _report(args) -> int:
     dirs = args.args[1:]
     if not dirs:
         raise ValueError("usage: gflow sweep report DIR [DIR2 ...] [--by COLUMN] [--json] [--out DIR].")
+    for d in dirs:
+        in_folder(d, "gflow sweep report DIR")
     paths, summary = report.write_report(dirs, by=args.by, out_dir=args.out, solved=args.solved)
     if args.json:
         print(json.dumps(summary, indent=1))

@@ -135,6 +135,9 @@ from .topology import (
     dag_rigid_edges as dag_rigid_edges,
 )
 from .topology import (
+    data_resolution as data_resolution,
+)
+from .topology import (
     effective_label as effective_label,
 )
 from .topology import (
@@ -159,9 +162,6 @@ from .topology import (
     obstruction_probability_mc as obstruction_probability_mc,
 )
 from .topology import (
-    data_resolution as data_resolution,
-)
-from .topology import (
     permute as permute,
 )
 from .topology import (
@@ -175,6 +175,9 @@ from .topology import (
 )
 from .topology import (
     singular_subnetworks as singular_subnetworks,
+)
+from .topology import (
+    teacher_geometry as teacher_geometry,
 )
 from .trajectory import Status as Status
 from .trajectory import Trajectory as Trajectory

@@ -9,8 +9,7 @@ import pytest
 
 import gflow as gf
 from gflow.cli import main
-from gflow.sweep import SweepConfig, run_sweep
-from gflow.sweep import store
+from gflow.sweep import SweepConfig, run_sweep, store
 from gflow.sweep.annotate import annotate
 
 # 16 students of width 4 against the default teacher (width 2), 100 points, to t = 30: some

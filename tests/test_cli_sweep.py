@@ -5,8 +5,9 @@ import os
 
 import pyarrow.parquet as pq
 
+import gflow as gf
 from gflow.cli import main
-from gflow.sweep import store
+from gflow.sweep import dataset, store
 from gflow.sweep.config import SweepConfig
 
 TINY = """\
@@ -32,6 +33,20 @@ def test_example_config_is_valid(tmp_path, capsys):
     path.write_text(capsys.readouterr().out)
     cfg = SweepConfig.from_toml(str(path))
     assert cfg.name == "toy-obstruction" and cfg.kinks == "auto" and cfg.events == ()
+
+
+def test_teacher_student_example(tmp_path, capsys):
+    """The teacher-student example is a valid config with three methods, inits as drawn (no
+    relocation), and a teacher chosen by conditions that its geometry meets."""
+    assert main(["sweep", "--example", "teacher_student"]) == 0
+    path = tmp_path / "ts.toml"
+    path.write_text(capsys.readouterr().out)
+    cfg = SweepConfig.from_toml(str(path))
+    assert [name for name, _ in cfg.methods] == ["flow", "gd", "adam"]
+    assert cfg.delta is None and cfg.signs is None and cfg.data == "teacher_student"
+    _, teacher = dataset(cfg)
+    geometry = gf.teacher_geometry(teacher)
+    assert geometry["min_strength"] >= 0.3 and geometry["min_angle"] >= 30.0
 
 
 def test_sweep_cli_runs_parts_and_merges(tmp_path, capsys):

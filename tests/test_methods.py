@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from gflow.cli import main
-from gflow.sweep import SweepConfig, run_sweep
-from gflow.sweep import store
+from gflow.sweep import SweepConfig, run_sweep, store
 
 BASE = dict(data="teacher_student", n_data=40, width=3, n_inits=5, chunk_size=3, t1=2.0, slots=4, n_save=3)
 TOML = """\

@@ -45,6 +45,41 @@ save_trajectories = false  # true: also keep every network at the n_save times (
 """
 
 
+TEACHER_STUDENT = """\
+# gflow sweep config (TOML), teacher-student. Run: gflow sweep ts.toml --out results/ts
+name = "teacher-student"
+data = "teacher_student"     # x ~ N(0, I_2), y = teacher(x) + noise * N(0, 1)
+teacher_width = 2            # the teacher: a ShallowReLU(2, teacher_width) drawn with teacher_seed
+teacher_seed = 1234
+teacher_min_strength = 0.3   # from teacher_seed on, the first teacher with every |a_j| ||u_j|| >= 0.3
+teacher_min_angle = 30.0     # and kink lines >= 30 degrees apart (0, 0: take teacher_seed's as drawn)
+noise = 0.0
+n_data = 200                 # training points (and as many test points)
+width = 4                    # the student
+bias = false                 # reachable and recovered are defined for nets without biases
+init = "kaiming"             # the inits as drawn: no delta/signs, so nothing is relocated
+# delta = -1.0               # relocate every neuron to this conserved value (Prop. 4)
+# signs = "random"           # output-weight signs after relocating
+t1 = 20.0
+rtol = 1e-6                  # the flow's final losses bottom out near rtol^2: compare above that floor
+atol = 1e-6
+recover_tol = 1e-3           # recovered: canonical forms within this (re-score: gflow sweep annotate DIR)
+n_inits = 500
+seed = 0
+slots = 32
+chunk_size = 500
+
+# one table per method, same inits (drop these for the flow alone); rows get a method column
+[methods.flow]
+[methods.gd]
+lr = 0.05
+[methods.adam]
+lr = 0.01
+"""
+
+EXAMPLES = {"toy": EXAMPLE, "teacher_student": TEACHER_STUDENT}
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser(
         "sweep",
@@ -71,7 +106,13 @@ def add_parsers(sub) -> None:
         help="continue a sweep in the same folder (default) or refuse to touch existing results",
     )
     p.add_argument("--part", default="0/1", help="run part i of N (chunks c with c %% N == i), e.g. 2/8")
-    p.add_argument("--example", action="store_true", help="print a documented example config")
+    p.add_argument(
+        "--example",
+        nargs="?",
+        const="toy",
+        choices=tuple(EXAMPLES),
+        help="print a documented example config: toy (default) or teacher_student",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     c = p.add_argument_group(
         'cluster (submitit: pip install "gflow[cluster]")',
@@ -149,7 +190,7 @@ def _part(text: str) -> tuple[int, int]:
 
 def run_sweep_cli(args) -> int:
     if args.example:
-        print(EXAMPLE, end="")
+        print(EXAMPLES[args.example], end="")
         return 0
     flags = os.environ.get("XLA_FLAGS")
     if args.devices is not None or not sets_host_devices(flags):
@@ -292,10 +333,11 @@ def _print_notices(caught) -> None:
     """A network without known conserved quantities: its notice as one line (once); other
     warnings as Python shows them."""
     from ..conservation import NoConservedQuantities
+    from ..sweep.run import WeakTeacher
 
     notices = set()
     for w in caught:
-        if issubclass(w.category, NoConservedQuantities):
+        if issubclass(w.category, (NoConservedQuantities, WeakTeacher)):
             text = str(w.message).removeprefix("gflow: ")
             if text not in notices:
                 notices.add(text)

@@ -34,7 +34,10 @@ class SweepConfig:
       (arrays ``x``, ``y``, optional ``x_test``, ``y_test``; a path relative to the working
       directory) or ``"package.module:factory"`` (a callable ``() -> gflow.Dataset`` or
       ``(x, y)``); ``n_data`` (toy/teacher size),
-      ``teacher_width``/``teacher_seed``/``noise`` (teacher-student, shallow teacher),
+      ``teacher_width``/``teacher_seed``/``noise`` (teacher-student, shallow teacher;
+      ``teacher_min_strength``/``teacher_min_angle``: use the first seed from ``teacher_seed``
+      on whose teacher has every ``|a_j| ||u_j||`` and every angle between kink lines, in
+      degrees, at least these, :func:`gflow.teacher_geometry`),
       ``recover_tol`` (tolerance of the ``recovered`` column: :func:`gflow.recovered`, default 1e-3)
     - loss: ``mse`` | ``bce`` | ``cross_entropy`` (default: bce for breast_cancer, else mse)
     - method: ``flow`` (``solver``, ``rtol``, ``atol``, ``max_steps``, ``project``, ``kinks`` as in
@@ -66,6 +69,8 @@ class SweepConfig:
     n_data: int = 1000
     teacher_width: int = 2
     teacher_seed: int = 1234
+    teacher_min_strength: float = 0.0
+    teacher_min_angle: float = 0.0
     noise: float = 0.0
     loss: str = ""
     method: str = "flow"
@@ -249,7 +254,14 @@ class SweepConfig:
         return cls.from_dict(d)
 
 
-_OMIT_AT_DEFAULT = {"recover_tol": 1e-3, "delta_signs": None, "save_trajectories": False, "methods": None}
+_OMIT_AT_DEFAULT = {
+    "recover_tol": 1e-3,
+    "delta_signs": None,
+    "save_trajectories": False,
+    "methods": None,
+    "teacher_min_strength": 0.0,
+    "teacher_min_angle": 0.0,
+}
 
 METHOD_OPTIONS = ("solver", "rtol", "atol", "max_steps", "kinks", "lr", "steps", "batch_size")
 """The fields a method of ``methods`` may set for itself (the others are shared by all)."""

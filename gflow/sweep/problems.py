@@ -18,6 +18,7 @@ from ..invariants import conserved, relocate
 from ..nets.base import AbstractReLUNet
 from ..nets.mlp import MLP
 from ..nets.shallow import ShallowReLU
+from ..topology.symmetry import teacher_geometry
 from .config import SweepConfig
 from .user import as_dataset, callable_name, check_model, load_npz
 
@@ -41,9 +42,34 @@ def dataset(cfg: SweepConfig):
         return toy(n=cfg.n_data, key=jr.PRNGKey(cfg.seed)), None
     if cfg.data == "breast_cancer":
         return breast_cancer(seed=cfg.seed), None
-    in_size = 2
-    teacher = ShallowReLU(in_size, cfg.teacher_width, key=jr.PRNGKey(cfg.teacher_seed))
-    return teacher_student(teacher, cfg.n_data, jr.PRNGKey(cfg.teacher_seed + 1), noise=cfg.noise), teacher
+    seed = teacher_seed(cfg)
+    teacher = _teacher(cfg, seed)
+    return teacher_student(teacher, cfg.n_data, jr.PRNGKey(seed + 1), noise=cfg.noise), teacher
+
+
+def _teacher(cfg: SweepConfig, seed: int) -> ShallowReLU:
+    return ShallowReLU(2, cfg.teacher_width, key=jr.PRNGKey(seed))
+
+
+_TEACHER_SEARCH = 1000
+
+
+def teacher_seed(cfg: SweepConfig) -> int:
+    """The seed of a teacher-student sweep's teacher: ``teacher_seed``, or with
+    ``teacher_min_strength``/``teacher_min_angle`` the first seed from it on whose teacher
+    meets both (:func:`gflow.teacher_geometry`; ``ValueError`` if none of the next 1000 does)."""
+    if not (cfg.teacher_min_strength or cfg.teacher_min_angle):
+        return cfg.teacher_seed
+    for seed in range(cfg.teacher_seed, cfg.teacher_seed + _TEACHER_SEARCH):
+        g = teacher_geometry(_teacher(cfg, seed))
+        if g["min_strength"] >= cfg.teacher_min_strength and g["min_angle"] >= cfg.teacher_min_angle:
+            return seed
+    raise ValueError(
+        f"no teacher of width {cfg.teacher_width} with seed in [{cfg.teacher_seed}, "
+        f"{cfg.teacher_seed + _TEACHER_SEARCH}) has every |a_j| ||u_j|| >= {cfg.teacher_min_strength} and kink "
+        f"lines >= {cfg.teacher_min_angle} degrees apart: relax config fields 'teacher_min_strength' and "
+        "'teacher_min_angle'."
+    )
 
 
 def make_init(cfg: SweepConfig, data, i):

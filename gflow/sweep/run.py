@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 
 import equinox as eqx
 import jax
@@ -25,10 +26,11 @@ from ..discrete import _save_slots, run_optimizer
 from ..flow.batched import _AXIS, FlowStepper, finalize, run_chunk, start_chunk
 from ..flow.solve import solve_flow
 from ..losses import get_loss
+from ..topology.symmetry import teacher_geometry
 from ..trajectory import Status, at_time
 from . import store
 from .config import SweepConfig
-from .problems import _params_fn, check_config, dataset, flow_problem, make_init, saved_times
+from .problems import _params_fn, check_config, dataset, flow_problem, make_init, saved_times, teacher_seed
 from .rows import _rows_from
 
 __all__ = ["run_sweep"]
@@ -60,7 +62,7 @@ def run_sweep(
     if config.model_factory is not None:
         model0 = make_init(config, data, 0)
         warn_if_absent(conservation_of(model0), model0, stacklevel=2)
-    store.open_store(out_dir, config.to_dict(), resume)
+    store.open_store(out_dir, config.to_dict(), resume, _teacher_entry(config, teacher))
     n_chunks = math.ceil(config.n_inits / config.chunk_size)
     done = store.done_chunks(out_dir)
     todo = [c for c in range(n_chunks) if c % n_parts == i_part and c not in done]
@@ -115,6 +117,36 @@ def run_sweep(
         rate=len(queue) / elapsed if elapsed > 0 else float("nan"),
         **counters,
     )
+
+
+class WeakTeacher(UserWarning):
+    """A teacher-student sweep's teacher has a kink the data barely show."""
+
+
+# below these, a drawn teacher is flagged (the gallery's reachability figure selects teachers
+# with every |a_j| ||u_j|| >= 0.3 and kink lines >= 30 degrees apart)
+_WEAK_STRENGTH, _CLOSE_ANGLE = 0.3, 30.0
+
+
+def _teacher_entry(config: SweepConfig, teacher) -> dict | None:
+    """The manifest's ``teacher``: seed, weights and :func:`gflow.teacher_geometry`; warns
+    (:class:`WeakTeacher`) about a weak or crowded teacher unless the config chose it by
+    ``teacher_min_strength``/``teacher_min_angle``."""
+    if teacher is None:
+        return None
+    geometry = teacher_geometry(teacher)
+    chosen = config.teacher_min_strength or config.teacher_min_angle
+    if not chosen and (geometry["min_strength"] < _WEAK_STRENGTH or geometry["min_angle"] < _CLOSE_ANGLE):
+        warnings.warn(
+            f"gflow: the teacher (teacher_seed {config.teacher_seed}) has its weakest kink at |a_j| ||u_j|| = "
+            f"{geometry['min_strength']:.3g} and kink lines {geometry['min_angle']:.3g} degrees apart; the data "
+            f"barely show such a kink, yet reachable counts it. Set teacher_min_strength = {_WEAK_STRENGTH} and "
+            f"teacher_min_angle = {_CLOSE_ANGLE:g} to draw one that meets both.",
+            WeakTeacher,
+            stacklevel=3,
+        )
+    W, V = (np.asarray(x, dtype=float).tolist() for x in (teacher.W, teacher.V))
+    return dict(teacher=dict(seed=teacher_seed(config), W=W, V=V, **geometry))
 
 
 def _run_methods(config: SweepConfig, out_dir: str, resume: bool, part: tuple[int, int], progress: bool) -> dict:

@@ -94,11 +94,12 @@ def environment() -> dict:
     )
 
 
-def open_store(out_dir: str, config: dict, resume: bool) -> None:
+def open_store(out_dir: str, config: dict, resume: bool, extra: dict | None = None) -> None:
     """Create ``out_dir`` with a manifest, or check that an existing one has the same config.
 
     A different config in the same folder is refused (``ValueError``); ``resume=False`` on
-    a folder with results is refused too, so nothing is overwritten by accident.
+    a folder with results is refused too, so nothing is overwritten by accident. ``extra``:
+    more entries for a new manifest (e.g. ``teacher``), derived from the config.
     """
     if check_same_config(out_dir, config):
         if not resume and done_chunks(out_dir):
@@ -107,7 +108,7 @@ def open_store(out_dir: str, config: dict, resume: bool) -> None:
                 "or choose another --out folder."
             )
         return
-    manifest = dict(config=config, config_hash=config_hash(config), **environment())
+    manifest = dict(config=config, config_hash=config_hash(config), **(extra or {}), **environment())
     atomic_json(os.path.join(out_dir, MANIFEST), manifest)
 
 

@@ -43,3 +43,4 @@ from .symmetry import equivalent as equivalent
 from .symmetry import permute as permute
 from .symmetry import reachable as reachable
 from .symmetry import recovered as recovered
+from .symmetry import teacher_geometry as teacher_geometry

@@ -26,6 +26,7 @@ __all__ = [
     "reachable",
     "recovered",
     "data_resolution",
+    "teacher_geometry",
 ]
 
 TOL = 1e-8
@@ -155,6 +156,27 @@ def data_resolution(x) -> float:
         raise ValueError(f"data_resolution needs 2-d inputs of shape (n, 2) with n >= 1, got shape {x.shape}.")
     angles = np.sort(np.mod(np.arctan2(x[:, 1], x[:, 0]), np.pi))
     return float(np.diff(np.concatenate([angles, [angles[0] + np.pi]])).max())
+
+
+def teacher_geometry(teacher: ShallowReLU) -> dict:
+    r"""What decides how hard a teacher ``sum_j a_j relu(u_j . x)`` (``e = 1``, no biases) is to
+    learn and to recognize: ``a_plus``/``a_minus``, its convex and concave kinks (``a_j > 0``,
+    ``a_j < 0``; the counts :func:`reachable` compares with the student's pathological neurons);
+    ``min_strength = min_j |a_j| ||u_j||``, the size of its weakest kink (the jump of the
+    gradient across it); ``min_angle``, the smallest angle in degrees between two kink lines
+    ``{x: u_j . x = 0}`` (modulo 180; 180 for one neuron). A kink of strength near 0 is nearly
+    absent from the data, two kinks a few degrees apart are hard to tell apart from a finite
+    sample: :func:`recovered` and :func:`reachable` then judge a teacher the data barely show."""
+    U, a = np.asarray(teacher.W, dtype=float), np.asarray(teacher.V[0], dtype=float)
+    norms = np.linalg.norm(U, axis=1)
+    N = U / np.maximum(norms, np.finfo(float).tiny)[:, None]
+    cos = np.clip(np.abs(N @ N.T), 0.0, 1.0)[~np.eye(len(a), dtype=bool)]
+    return dict(
+        a_plus=int(np.sum(a > 0)),
+        a_minus=int(np.sum(a < 0)),
+        min_strength=float(np.min(np.abs(a) * norms)),
+        min_angle=float(np.degrees(np.arccos(np.max(cos)))) if cos.size else 180.0,
+    )
 
 
 def recovered(student: ShallowReLU, teacher: ShallowReLU, tol: float = 1e-3) -> bool:

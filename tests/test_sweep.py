@@ -98,7 +98,7 @@ def test_failures_become_statuses(tmp_path):
     failed = [r for r in rows if r["status"] != "successful"]
     assert 0 < len(failed) < len(rows)
     for r, ref in zip(rows, reference, strict=True):
-        if ref["steps"] < limit:  # equal; floats to round-off (slots run at other batch widths)
+        if ref["steps"] <= limit:  # equal (one needing exactly `limit` steps ends); floats to round-off
             assert r.keys() == ref.keys()
             for key, value in ref.items():
                 assert (

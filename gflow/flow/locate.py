@@ -19,7 +19,10 @@ allowed error past it, by the secant); otherwise it is accepted (crossings whose
 tolerance absorbs -- the ``O(1/n)`` ones of a single point among many -- cost nothing).
 A pair that crossed within that allowed time of the step's start was on its kink already
 (just located, or held there by an attractive kink, where the flow slides): it is not
-located again, so a sliding mode never makes a sequence of ever shorter steps.
+located again, and neither is a pair that the previous accepted step took across its kink
+(it chatters on an attractive kink: without the sliding field, deep nets, the error
+control handles it as it does for the plain field), so a sliding mode never makes a
+sequence of ever shorter steps.
 An accepted step that changed the pattern is a jump (``made_jump``): the next step starts
 a new piece with a fresh first stage. Pairs inside the sliding band of
 :func:`gflow.flow.field.sliding_field` are left to the sliding field.
@@ -38,7 +41,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Int
+from jaxtyping import Array, Bool, Int
 
 from .controller import FloorPIDController, FloorState
 from .wrappers import ForwardingSolver
@@ -111,11 +114,13 @@ class LocatedSolver(ForwardingSolver):
 
 
 class LocateState(NamedTuple):
-    """State of :class:`LocatingController`: the floor PID's state and the counters."""
+    """State of :class:`LocatingController`: the floor PID's state, the counters and the
+    (unit, point) pairs whose sign the last accepted step changed."""
 
     floor: FloorState
     located: Int[Array, ""]
     jumps: Int[Array, ""]
+    changed: Bool[Array, "units n"]
 
 
 class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
@@ -143,10 +148,11 @@ class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
         tnext, state = self.inner.init(terms, t0, t1, y0, dt0, args, func, error_order)
         zero = jnp.array(0, jnp.int32)
-        return tnext, LocateState(state, zero, zero)
+        changed = jnp.zeros(self.locator.pre(y0).shape, bool)
+        return tnext, LocateState(state, zero, zero, changed)
 
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
-        floor_state, located, jumps = controller_state
+        floor_state, located, jumps, changed = controller_state
         keep, next_t0, next_t1, made_jump, new_floor, result = self.inner.adapt_step_size(
             t0, t1, y0, y1_candidate, args, y_error, error_order, floor_state
         )
@@ -163,7 +169,9 @@ class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
         slack = allowed / jnp.where(jump > 0, jump, 1.0)  # the time the tolerance allows past a kink
         # a pair that crossed within that time of t0 started on its kink (an attractive kink held
         # by the flow, or one just located): nothing to locate, its chatter is the error control's
-        bad = crossed & (err > allowed) & (dt * jnp.abs(z0) / safe_gap > slack)
+        # a pair that crossed back right after the last accepted step crossed it chatters on an
+        # attractive kink (no sliding field): left to the error control, as the plain field is
+        bad = crossed & (err > allowed) & (dt * jnp.abs(z0) / safe_gap > slack) & ~changed
         if loc.slide_tol is not None:  # pairs held on their kink by the sliding field
             band = (loc.slide_tol * (loc.atol + loc.rtol * jnp.sqrt(w_sq)))[:, None] * jnp.sqrt(u_sq)
             bad = bad & (jnp.abs(z1) > band)
@@ -179,5 +187,8 @@ class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
         keep = keep & ~locate
         jump_now = keep & jnp.any(crossed)
         made_jump = made_jump | jump_now
-        state = LocateState(new_floor, located + locate.astype(jnp.int32), jumps + jump_now.astype(jnp.int32))
+        changed = jnp.where(keep, crossed, changed)
+        state = LocateState(
+            new_floor, located + locate.astype(jnp.int32), jumps + jump_now.astype(jnp.int32), changed
+        )
         return keep, next_t0, next_t1, made_jump, state, result

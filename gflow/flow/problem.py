@@ -208,7 +208,9 @@ def _solver_instance(solver) -> diffrax.AbstractSolver:
     return SOLVERS[solver]()
 
 
-def resolve_kinks(kinks: str, model, data, loss_fn, rtol, atol, pin_tol=None, slide_tol=None, adaptive=True):
+def resolve_kinks(
+    kinks: str, model, data, loss_fn, rtol, atol, pin_tol=None, slide_tol=None, adaptive=True, implicit=False
+):
     """``(pinning, slide_tol, locate)`` of a ``kinks`` mode.
 
     ``"pin"``: pin collapsed neurons (:class:`gflow.flow.pinning.Pinning`); ``"slide"``: the
@@ -218,7 +220,8 @@ def resolve_kinks(kinks: str, model, data, loss_fn, rtol, atol, pin_tol=None, sl
     Pinning and sliding need a network with ``kink_handling`` (one hidden layer:
     ``ShallowReLU``; ``ValueError`` otherwise, or when the exact escape check of ``"pin"`` is
     too large, see :func:`gflow.flow.pinning.escape_oracle`); location needs an
-    :class:`gflow.AbstractReLUNet` with ``masked_forward`` and adaptive steps. ``"auto"``:
+    :class:`gflow.AbstractReLUNet` with ``masked_forward``, adaptive steps and an explicit
+    solver (Diffrax hands an implicit solver's root finder its tolerances only unwrapped). ``"auto"``:
     ``"pin+slide+locate"`` for a ``kink_handling`` network with adaptive steps (without
     ``pin`` when the escape check is too large), ``"locate"`` for other ReLU networks with
     adaptive steps, ``"none"`` otherwise (fixed steps: their chatter the tolerance bands do
@@ -229,23 +232,23 @@ def resolve_kinks(kinks: str, model, data, loss_fn, rtol, atol, pin_tol=None, sl
     dtype = jnp.result_type(float)
     slide = jnp.asarray(_DEFAULT_SLIDE_TOL if slide_tol is None else slide_tol, dtype)
     handled = getattr(model, "kink_handling", False)
-    locatable = isinstance(model, AbstractReLUNet) and can_locate(model)
+    locatable = isinstance(model, AbstractReLUNet) and not implicit and can_locate(model)
     if kinks == "none" or (kinks == "auto" and not adaptive):
         return None, None, False
     if kinks == "auto":
         if not handled:
             return None, None, locatable
         try:
-            return make_pinning(model, data, loss_fn, rtol, atol, pin_tol), slide, True
+            return make_pinning(model, data, loss_fn, rtol, atol, pin_tol), slide, locatable
         except ValueError:
-            return None, slide, True
+            return None, slide, locatable
     parts = kinks.split("+")
     if ("pin" in parts or "slide" in parts) and not handled:
         raise ValueError(f"kinks={kinks!r} supports ShallowReLU models only, got {type(model).__name__}.")
     if "locate" in parts and not locatable:
         raise ValueError(
-            f"kinks={kinks!r} needs a ReLU network implementing gflow.AbstractReLUNet.masked_forward, "
-            f"got {type(model).__name__}."
+            f"kinks={kinks!r} needs an explicit solver and a ReLU network implementing "
+            f"gflow.AbstractReLUNet.masked_forward, got {type(model).__name__}."
         )
     if "locate" in parts and not adaptive:
         raise ValueError(f"kinks={kinks!r} needs adaptive steps (no step_size).")
@@ -321,7 +324,10 @@ def make_problem(
         raise ValueError(f"on_event must be one of {', '.join(ON_EVENT)}; got {on_event!r}.")
     loss_fn = get_loss(loss)
     adaptive = step_size is None
-    pinning, slide, locate = resolve_kinks(kinks, model, data, loss_fn, rtol, atol, pin_tol, slide_tol, adaptive)
+    implicit = isinstance(base, diffrax.AbstractImplicitSolver)
+    pinning, slide, locate = resolve_kinks(
+        kinks, model, data, loss_fn, rtol, atol, pin_tol, slide_tol, adaptive, implicit
+    )
     dtype = ts.dtype
     static = eqx.partition(model, eqx.is_inexact_array)[1]
     locator = None

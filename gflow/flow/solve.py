@@ -155,10 +155,13 @@ def gradient_flow(
     - ``project``: after every step, project exactly back onto ``Q(delta(0))`` (Prop. 4).
     - ``kinks``: how ReLU kinks are integrated (:mod:`gflow.kinks`). ``"pin"``: a collapsed
       neuron is pinned at ``w = 0`` while the Clarke flow keeps it there; ``"slide"``: the
-      Filippov sliding field on attractive kinks; ``"pin+slide"``: both; ``"none"``: the
-      plain field ``-grad L``. ``"auto"`` (default): ``"pin+slide"`` for a ``ShallowReLU``
-      with adaptive steps (``"slide"`` if its escape check is too large to tabulate),
-      ``"none"`` otherwise.
+      Filippov sliding field on attractive kinks; ``"locate"``: steps end at the activation
+      changes whose jump the tolerance does not absorb, and the next step starts a new smooth
+      piece (:mod:`gflow.flow.locate`); combinations ``"pin+slide"``, ``"slide+locate"``,
+      ``"pin+slide+locate"``; ``"none"``: the plain field ``-grad L``. ``"auto"`` (default):
+      ``"pin+slide+locate"`` for a ``ShallowReLU`` with adaptive steps (without ``pin`` if its
+      escape check is too large to tabulate), ``"locate"`` for other ReLU networks with
+      adaptive steps, ``"none"`` otherwise.
     - ``pin_tol``: a neuron with ``delta < 0`` is a pin candidate when
       ``||w|| <= pin_tol sqrt(-delta)``; default ``sqrt(max(rtol, atol))``.
     - ``slide_tol``: a kink ``w_k . z_j = 0`` is reached when ``|w_k . z_j| <=
@@ -186,7 +189,7 @@ def gradient_flow(
     **Returns:** a :class:`Trajectory`. Failures (``max_steps_reached``,
     ``dt_min_reached``, ``nonfinite``, and the nonlinear-solver failures of implicit methods)
     are its ``status``; nothing raises.
-    ``stats`` also holds the kink diagnostics: ``dtmin_steps``, ``pattern_changes``,
+    ``stats`` also holds the kink diagnostics: ``dtmin_steps``, ``located``, ``jumps``, ``pattern_changes``,
     ``max_flips``, ``sliding``, ``pins``, ``unpins``, ``pinned``, ``first_pin_time``.
     """
     problem = make_problem(

@@ -100,7 +100,14 @@ def main():
             + [f"{tk[k] * 1e6:.1f} ({tk[k] / t['plain']:.2f}×)" for k in ("dense", "gated")]
         )
         print(rows[-1], flush=True)
-    header = ["problem", "plain µs", "dense, none in band", "gated, none in band", "dense, one on kink", "gated, one on kink"]
+    header = [
+        "problem",
+        "plain µs",
+        "dense, none in band",
+        "gated, none in band",
+        "dense, one on kink",
+        "gated, one on kink",
+    ]
     body = (
         "Microseconds per field evaluation (best of 7 compiled loops of "
         f"{args.reps} evaluations; ratio to the plain gradient in brackets). rtol = atol = {TOL:g}, "

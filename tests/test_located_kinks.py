@@ -8,13 +8,12 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from helpers import tree_allclose
 from scipy.integrate import solve_ivp
 
 import gflow as gf
 from gflow.flow.field import dense_sliding_field, flow_field, pattern_field, sliding_field
 from gflow.flow.problem import make_problem
-from gflow.flow.solve import solve_flow
-from helpers import tree_allclose
 
 
 def _nets(key):
@@ -99,15 +98,19 @@ def test_gated_sliding_field_equals_the_dense_one(getkey):
         assert tree_allclose(sliding_field(*args)(0.0, p, None), dense_sliding_field(*args)(0.0, p, None))
 
 
+def _kink_event(unpack, x, k, j):
+    return lambda t, th, P: unpack(th)[0][k] @ x[j]
+
+
 def _scipy_piecewise(model, data, t1, rtol):
     """An independent reference: the shallow MSE flow (no bias) integrated piece by piece with
     SciPy's DOP853, the pattern fixed on each piece and every kink located by SciPy's events."""
     x, y = np.asarray(data.x_train), np.asarray(data.y_train).reshape(-1)
     n = len(x)
-    l, d = model.W.shape
+    width, d = model.W.shape
 
     def unpack(th):
-        return th[: l * d].reshape(l, d), th[l * d :]
+        return th[: width * d].reshape(width, d), th[width * d :]
 
     def field(t, th, P):
         W, v = unpack(th)
@@ -126,10 +129,10 @@ def _scipy_piecewise(model, data, t1, rtol):
         P = (H > 0).astype(float)
         # pairs on their kink right now take the side the flow leaves to (both fields agree on it)
         events = []
-        for k in range(l):
+        for k in range(width):
             for j in range(n):
                 if abs(H[k, j]) > 1e-12:
-                    ev = (lambda k, j: lambda t, th, P: unpack(th)[0][k] @ x[j])(k, j)
+                    ev = _kink_event(unpack, x, k, j)
                     ev.terminal = True
                     events.append(ev)
         sol = solve_ivp(field, (t, t1), th, method="DOP853", rtol=rtol, atol=rtol, args=(P,), events=events)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from equinox.internal import unvmap_any
 
 from ..losses import full_batch_loss
-from equinox.internal import unvmap_any
 
 __all__ = ["flow_field", "pattern_field", "sliding_field", "dense_sliding_field"]
 
@@ -98,8 +98,9 @@ def sliding_field(static, data, loss_fn, slide_tol, rtol, atol, gated: bool = Tr
     ``slide_tol=None``: no sliding (the one-sided field only). The band test is one
     comparison per (neuron, point); the correction (two more products over all pairs) runs
     only when some pair is in the band (under ``vmap``: when some member has one), which at
-    tight tolerances is a small fraction of the evaluations (``benchmarks/kinks_field_cost.py``). ``gated=False`` always corrects over every pair
-    (:func:`dense_sliding_field`, the previous implementation, kept as the reference).
+    tight tolerances is a small fraction of the evaluations (``benchmarks/kinks_field_cost.py``).
+    ``gated=False`` always corrects over every pair (:func:`dense_sliding_field`, the previous
+    implementation, kept as the reference).
     """
     x, y = data.x_train, data.y_train
     z_sq = jnp.sum(x**2, axis=1) + (0.0 if static.b is None else 1.0)

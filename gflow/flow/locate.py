@@ -130,6 +130,10 @@ class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
     inner: FloorPIDController
     locator: Locator
 
+    def __init__(self, inner: FloorPIDController, locator: Locator):
+        self.inner = inner
+        self.locator = locator
+
     @property
     def rtol(self):  # pyright: ignore[reportIncompatibleVariableOverride]
         return self.inner.rtol
@@ -188,7 +192,5 @@ class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
         jump_now = keep & jnp.any(crossed)
         made_jump = made_jump | jump_now
         changed = jnp.where(keep, crossed, changed)
-        state = LocateState(
-            new_floor, located + locate.astype(jnp.int32), jumps + jump_now.astype(jnp.int32), changed
-        )
+        state = LocateState(new_floor, located + locate.astype(jnp.int32), jumps + jump_now.astype(jnp.int32), changed)
         return keep, next_t0, next_t1, made_jump, state, result

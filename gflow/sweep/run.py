@@ -222,7 +222,9 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
         p0 = jax.tree_util.tree_map(lambda x: x[queue_pos[:n_out]], queue)
         values = jax.tree_util.tree_map(np.asarray, finalize(stepper, final, p0, jnp.arange(n_out)))
         values.update(
-            grad_evals=problem.grad_evals(values["steps"], 1, values.get("pins"), values.get("unpins")),
+            grad_evals=problem.grad_evals(
+                values["steps"], 1, values.get("pins"), values.get("unpins"), values.get("jumps")
+            ),
             index=np.asarray(indices + [indices[-1]] * (n_out - n)),
         )
         counters["executed"] += int(np.sum(chunk.executed))

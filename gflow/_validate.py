@@ -372,7 +372,7 @@ def in_file(path: str, name: str, *, folder: bool = False) -> str:
     """A file (or, with ``folder=True``, a folder) to read: exists, is of that kind and is readable."""
     kind, other = ("folder", "file") if folder else ("file", "folder")
     if not os.path.exists(path):
-        raise InputError(f"{name}: {kind} not found: {path}.")
+        raise InputError(f"{name}: file not found: {path}." if not folder else f"{name}: {path} does not exist.")
     if os.path.isdir(path) != folder:
         raise InputError(f"{name} must be a {kind}, not a {other}; got {path!r}.")
     if not os.access(path, os.R_OK):

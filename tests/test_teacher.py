@@ -1,6 +1,7 @@
 """Teacher-student as a first-class problem (issue 23): the teacher's geometry, selection by
 conditions, the warning for a weak teacher and the teacher in the manifest."""
 
+import json
 import math
 import warnings
 
@@ -10,6 +11,7 @@ import pytest
 from topo_nets import shallow
 
 import gflow as gf
+from gflow.cli import main
 from gflow.sweep import SweepConfig, dataset, run_sweep, store
 from gflow.sweep.problems import teacher_seed
 from gflow.sweep.run import WeakTeacher
@@ -59,3 +61,18 @@ def test_weak_teacher_warns_and_the_manifest_holds_the_teacher(tmp_path):
     np.testing.assert_array_equal(entry["W"], np.asarray(teacher.W))
     np.testing.assert_array_equal(entry["V"], np.asarray(teacher.V))
     assert {k: entry[k] for k in ("a_plus", "a_minus", "min_strength", "min_angle")} == gf.teacher_geometry(teacher)
+
+
+def test_gflow_run_teacher_student(capsys):
+    """``gflow run --data teacher_student`` trains against the teacher a sweep with the same
+    fields draws, and reports reachable (the theory's predicate) and recovered."""
+    argv = ["run", "--data", "teacher_student", "--n", "32", "--width", "3", "--method", "gd", "--t1", "0.2"]
+    assert main([*argv, "--teacher-seed", "7", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["reachable"] in (True, False) and summary["recovered"] is False  # 20 GD steps from Kaiming
+    data, teacher = dataset(SweepConfig(data="teacher_student", n_data=32, teacher_seed=7))
+    key = jr.PRNGKey(1)  # gflow run draws the student with PRNGKey(--seed + 1), --seed 0
+    student = gf.ShallowReLU(2, 3, key=key)
+    assert summary["reachable"] == gf.reachable(teacher, student)
+    ref = gf.train(student, data, "mse", "gd", lr=1e-2, steps=20)  # t1 / lr steps, as gflow run takes
+    assert summary["final_loss"] == pytest.approx(float(ref.loss[-1]), rel=1e-12)

@@ -50,8 +50,25 @@ def add_parsers(sub) -> None:
     run.add_argument(
         "--signs", type=value("--signs", "signs"), help="force output-weight signs after relocating, e.g. 1,-1"
     )
-    run.add_argument("--data", default="toy", help="toy | breast_cancer (default toy)")
-    run.add_argument("--n", type=value("--n", "n_data"), default=1000, help="toy data set size (default 1000)")
+    run.add_argument("--data", default="toy", help="toy | breast_cancer | teacher_student (default toy)")
+    run.add_argument(
+        "--n", type=value("--n", "n_data"), default=1000, help="toy / teacher-student data set size (default 1000)"
+    )
+    run.add_argument(
+        "--teacher-width",
+        type=value("--teacher-width", "teacher_width"),
+        default=2,
+        help="teacher_student: the teacher's hidden width (default 2)",
+    )
+    run.add_argument(
+        "--teacher-seed",
+        type=value("--teacher-seed", "teacher_seed"),
+        default=1234,
+        help="teacher_student: the teacher is drawn with this seed (default 1234)",
+    )
+    run.add_argument(
+        "--noise", type=value("--noise", "noise"), default=0.0, help="teacher_student: label noise std (default 0)"
+    )
     run.add_argument(
         "--loss",
         type=value("--loss", "loss"),
@@ -125,7 +142,7 @@ def _check(args) -> None:
     from ..data import DATASETS
     from ..flow.events import parse_events
 
-    Choice(DATASETS)(args.data, "--data")
+    Choice((*DATASETS, "teacher_student"))(args.data, "--data")
     for field in ("method", "solver", "kinks", "on_event"):
         FIELDS[field](getattr(args, field), "--" + field.replace("_", "-"))
     try:
@@ -147,8 +164,14 @@ def _dataset(args):
     from ..data import breast_cancer, toy
 
     if args.data == "toy":
-        return toy(n=args.n, key=jr.PRNGKey(args.seed)), "mse"
-    return breast_cancer(seed=args.seed), "bce"
+        return toy(n=args.n, key=jr.PRNGKey(args.seed)), "mse", None
+    if args.data == "teacher_student":  # the teacher and data a sweep with these fields draws
+        from ..sweep import SweepConfig, dataset
+
+        fields = dict(n_data=args.n, teacher_width=args.teacher_width, teacher_seed=args.teacher_seed)
+        data, teacher = dataset(SweepConfig(data="teacher_student", noise=args.noise, **fields))
+        return data, "mse", teacher
+    return breast_cancer(seed=args.seed), "bce", None
 
 
 def _model(args, data):
@@ -176,7 +199,7 @@ def run_one(args) -> int:
     from ..discrete import train
     from ..flow.solve import gradient_flow
 
-    data, default_loss = _dataset(args)
+    data, default_loss, teacher = _dataset(args)
     n_train = int(data.x_train.shape[0])
     if args.batch_size is not None and args.batch_size > n_train:
         raise InputError(f"--batch-size must be at most the training set size ({n_train}); got {args.batch_size}.")
@@ -205,6 +228,10 @@ def run_one(args) -> int:
             model, data, loss, args.method, lr=args.lr, steps=steps, batch_size=args.batch_size, n_save=args.n_save
         )
     summary = traj.summary()
+    if teacher is not None and args.model == "shallow" and not args.bias:
+        from ..topology.symmetry import reachable, recovered
+
+        summary.update(reachable=bool(reachable(teacher, model)), recovered=bool(recovered(traj.final, teacher)))
     if args.out:
         traj.save(args.out)
         summary["out"] = args.out

@@ -175,7 +175,12 @@ def _as_gflow_mlp(net):
 def test_eqx_mlp_flow_equals_gflow_mlp(name):
     _, _, shape = CASES[name]
     net, a = _flow(name)
-    b = gf.gradient_flow(_as_gflow_mlp(net), _data(shape), "mse", t1=_t1(name), rtol=TOL, atol=TOL, n_save=6)
+    # the same kink mode on both sides: an equinox MLP is recognized as a ReLU net (conserved
+    # quantities) but has no masked_forward, so "auto" does not locate its crossings, while it
+    # does for gf.MLP (issue 16; recognized nets are left for later)
+    b = gf.gradient_flow(
+        _as_gflow_mlp(net), _data(shape), "mse", t1=_t1(name), rtol=TOL, atol=TOL, n_save=6, kinks="none"
+    )
     assert int(a.stats["steps"]) == int(b.stats["steps"])
     np.testing.assert_allclose(a.loss, b.loss, rtol=0, atol=1e-10)
     np.testing.assert_allclose(a.conserved, b.conserved, rtol=0, atol=1e-10)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 __all__ = ["Dataset", "breast_cancer", "toy", "teacher_student", "DATASETS"]
 
@@ -59,6 +59,19 @@ class Dataset(eqx.Module):
     @property
     def has_test(self) -> bool:
         return self.x_test is not None
+
+    @property
+    def is_population(self) -> bool:
+        """``False``: a finite sample (a :class:`gflow.GaussianPopulation` answers ``True``)."""
+        return False
+
+    def loss(self, model, loss_fn) -> Scalar:
+        """The full-batch training loss ``L(theta) = loss_fn(f_theta(x_i) for all i, y)``.
+
+        Every flow, optimizer and sweep reads a data object's loss through this method, so
+        a :class:`gflow.GaussianPopulation` (whose ``loss`` is the closed-form expectation)
+        can stand wherever a ``Dataset`` does."""
+        return loss_fn(jax.vmap(model)(self.x_train), self.y_train)
 
 
 def _pair(x, y, split):

@@ -58,25 +58,25 @@ def run_optimizer(
     """Jitted core of :func:`train`: returns the saved models (leading axis ``n_saved``)."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt = make_optimizer(optimizer, lr, momentum)
-    n = data.x_train.shape[0]
     steps = slot.shape[0] - 1
 
-    def batch_loss(p, idx):
-        x, y = (data.x_train, data.y_train) if idx is None else (data.x_train[idx], data.y_train[idx])
-        return full_batch_loss(eqx.combine(p, static), x, y, loss_fn)
-
-    def indices(step):
+    def batch_loss(p, step):
+        model = eqx.combine(p, static)
         if batch_size is None:
-            return None
+            return data.loss(model, loss_fn)
+        if data.is_population:  # online SGD: a fresh draw from the population at every step
+            return data.sample(batch_size, jr.fold_in(key, step)).loss(model, loss_fn)
+        n = data.x_train.shape[0]
         per_epoch = n // batch_size
         perm = jr.permutation(jr.fold_in(key, step // per_epoch), n)
-        return jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * batch_size, batch_size)
+        idx = jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * batch_size, batch_size)
+        return full_batch_loss(model, data.x_train[idx], data.y_train[idx], loss_fn)
 
     buffer = jax.tree_util.tree_map(lambda x: jnp.zeros((n_saved + 1, *x.shape), x.dtype).at[0].set(x), params)
 
     def body(carry, step):
         p, state, buf = carry
-        g = jax.grad(batch_loss)(p, indices(step))
+        g = jax.grad(batch_loss)(p, step)
         # Optax's own arithmetic (e.g. Adam's bias correction, a float to the power of its int32
         # step count) relies on JAX's standard promotion; gflow's code does not
         with jax.numpy_dtype_promotion("standard"):
@@ -107,6 +107,9 @@ def train(
     """Train ``model`` with a discrete optimizer and record a :class:`Trajectory`.
 
     **Arguments:**
+    - ``data``: a :class:`gflow.Dataset` or a :class:`gflow.GaussianPopulation` (full-batch
+      steps then follow the exact gradient of the expected loss; SGD draws a fresh sample of
+      ``batch_size`` from the population at every step: online SGD).
     - ``optimizer``: ``gd`` (full batch), ``sgd`` (minibatches of ``batch_size``, default
       32, drawn by reshuffling the training set every epoch with ``key``), ``momentum``
       (heavy ball, coefficient ``momentum``), ``adam``, or any ``optax.GradientTransformation``
@@ -129,11 +132,14 @@ def train(
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     if not isinstance(n_save, (int, np.integer)) or n_save < 2:
         raise ValueError(f"n_save must be an integer >= 2, got {n_save!r}.")
-    n = data.x_train.shape[0]
+    n = None if data.is_population else data.x_train.shape[0]
     if opt_name == "sgd" and batch_size is None:
-        batch_size = min(32, n)
-    if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and 1 <= batch_size <= n):
-        raise ValueError(f"batch_size must be an integer in [1, {n}] (the training set size), got {batch_size!r}.")
+        batch_size = 32 if n is None else min(32, n)
+    if batch_size is not None and not (
+        isinstance(batch_size, (int, np.integer)) and 1 <= batch_size and (n is None or batch_size <= n)
+    ):
+        limit = "a positive integer" if n is None else f"an integer in [1, {n}] (the training set size)"
+        raise ValueError(f"batch_size must be {limit}, got {batch_size!r}.")
     key = jr.PRNGKey(0) if key is None else key
     loss_fn = get_loss(loss)
     laws = conservation_of(model, conserved)

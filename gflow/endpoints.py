@@ -49,7 +49,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray, PyTree, Scalar
 
 from .invariants import conserved, rescale
-from .losses import full_batch_loss, get_loss
+from .losses import get_loss
 from .nets import ShallowReLU
 
 __all__ = ["Endpoint", "classify_endpoint", "data_objective", "KINDS"]
@@ -106,18 +106,15 @@ _OBJECTIVES: dict = {}
 def data_objective(loss: str | Callable = "mse") -> Callable[[Any, Any], Scalar]:
     """The objective ``(model, data) -> L`` of a data object, for :func:`classify_endpoint`.
 
-    ``data.loss(model, loss_fn)`` when the data object has a ``loss`` method (a
-    :class:`gflow.population.GaussianPopulation`), else the full-batch loss on
-    ``data.x_train``. One function per loss, so repeated calls reuse compiled code.
+    ``data.loss(model, loss_fn)``: the full-batch loss of a :class:`gflow.Dataset`, the
+    closed-form expectation of a :class:`gflow.GaussianPopulation`. One function per loss, so
+    repeated calls reuse compiled code.
     """
     loss_fn = get_loss(loss)
     if loss_fn not in _OBJECTIVES:
 
         def objective(model, data):
-            method = getattr(data, "loss", None)
-            if callable(method):
-                return method(model, loss_fn)
-            return full_batch_loss(model, data.x_train, data.y_train, loss_fn)
+            return data.loss(model, loss_fn)
 
         _OBJECTIVES[loss_fn] = objective
     return _OBJECTIVES[loss_fn]

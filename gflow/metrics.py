@@ -77,10 +77,11 @@ def summarize(acc: dict) -> dict:
 
 
 def loss_columns(model0, model1, data, loss_fn) -> dict:
-    """Initial and final full-batch train (and, if present, test) losses of a row."""
+    """Initial and final full-batch train (and, if present, test) losses of a row; for a
+    Gaussian population, the expected loss (``data.loss``)."""
     cols = dict(
-        initial_loss=full_batch_loss(model0, data.x_train, data.y_train, loss_fn),
-        final_loss=full_batch_loss(model1, data.x_train, data.y_train, loss_fn),
+        initial_loss=data.loss(model0, loss_fn),
+        final_loss=data.loss(model1, loss_fn),
     )
     if data.has_test:
         cols["initial_test_loss"] = full_batch_loss(model0, data.x_test, data.y_test, loss_fn)

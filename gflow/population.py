@@ -189,6 +189,11 @@ class GaussianPopulation(eqx.Module):
     def has_test(self) -> bool:
         return False
 
+    @property
+    def is_population(self) -> bool:
+        """``True``: no training points; the loss is the expectation (kink handling is off)."""
+        return True
+
     def loss(self, model: ShallowReLU, loss_fn=mse) -> Scalar:
         """The expected loss of ``model``: :func:`population_loss` (only ``mse`` is available)."""
         if get_loss(loss_fn) is not mse:

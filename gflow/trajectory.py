@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import Any, cast
 
 import diffrax
 import equinox as eqx
@@ -82,6 +82,9 @@ class Trajectory(eqx.Module):
     - ``status``: a :class:`Status` item.
     - ``conserved_source`` (static): where ``conserved`` came from -- ``"interface"``,
       ``"equinox"``, ``"user"`` or ``"none"`` (:class:`gflow.conservation.Conservation`).
+    - ``endpoint``: for a flow run to convergence (``t1=inf``), the polished, classified end
+      point (:class:`gflow.Endpoint`); else ``None``. :meth:`save` keeps its numbers (in
+      ``stats``), not the polished network or the spectrum.
     """
 
     ts: Float[Array, " T"]
@@ -92,6 +95,7 @@ class Trajectory(eqx.Module):
     stats: dict[str, Array]
     status: Status  # a Status item
     conserved_source: str = eqx.field(static=True, default="interface")
+    endpoint: Any = None
 
     @property
     def final(self):
@@ -132,6 +136,8 @@ class Trajectory(eqx.Module):
         if self.test_loss is not None:
             out["final_test_loss"] = float(self.test_loss[-1])
         out.update({k: _plain(v) for k, v in self.stats.items()})
+        if self.endpoint is not None:
+            out["endpoint"] = self.endpoint.kind
         return out
 
     def save(self, path: str) -> None:
@@ -212,7 +218,7 @@ def evaluate(ts, models, data, loss_fn, stats, status, laws: Conservation | None
     def full_loss(p, x, y):
         return full_batch_loss(eqx.combine(p, static), x, y, loss_fn)
 
-    loss = jax.vmap(full_loss, in_axes=(0, None, None))(params, data.x_train, data.y_train)
+    loss = jax.vmap(lambda p: data.loss(eqx.combine(p, static), loss_fn))(params)
     test = None
     if data.has_test:
         test = jax.vmap(full_loss, in_axes=(0, None, None))(params, data.x_test, data.y_test)

@@ -50,7 +50,7 @@ def add_parsers(sub) -> None:
     run.add_argument(
         "--signs", type=value("--signs", "signs"), help="force output-weight signs after relocating, e.g. 1,-1"
     )
-    run.add_argument("--data", default="toy", help="toy | breast_cancer | teacher_student (default toy)")
+    run.add_argument("--data", default="toy", help="toy | breast_cancer | teacher_student | toy_population (default toy)")
     run.add_argument(
         "--n", type=value("--n", "n_data"), default=1000, help="toy / teacher-student data set size (default 1000)"
     )
@@ -142,7 +142,7 @@ def _check(args) -> None:
     from ..data import DATASETS
     from ..flow.events import parse_events
 
-    Choice((*DATASETS, "teacher_student"))(args.data, "--data")
+    Choice((*DATASETS, "teacher_student", "toy_population"))(args.data, "--data")
     for field in ("method", "solver", "kinks", "on_event"):
         FIELDS[field](getattr(args, field), "--" + field.replace("_", "-"))
     try:
@@ -171,6 +171,10 @@ def _dataset(args):
         fields = dict(n_data=args.n, teacher_width=args.teacher_width, teacher_seed=args.teacher_seed)
         data, teacher = dataset(SweepConfig(data="teacher_student", noise=args.noise, **fields))
         return data, "mse", teacher
+    if args.data == "toy_population":
+        from ..population import toy_population
+
+        return toy_population(), "mse", None
     return breast_cancer(seed=args.seed), "bce", None
 
 
@@ -200,8 +204,8 @@ def run_one(args) -> int:
     from ..flow.solve import gradient_flow
 
     data, default_loss, teacher = _dataset(args)
-    n_train = int(data.x_train.shape[0])
-    if args.batch_size is not None and args.batch_size > n_train:
+    n_train = None if data.is_population else int(data.x_train.shape[0])
+    if args.batch_size is not None and n_train is not None and args.batch_size > n_train:
         raise InputError(f"--batch-size must be at most the training set size ({n_train}); got {args.batch_size}.")
     model = _model(args, data)
     loss = args.loss or default_loss

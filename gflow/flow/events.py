@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -184,32 +184,40 @@ class EventContext(eqx.Module):
     the reference signs / alive units at ``t0``."""
 
     static: object = eqx.field(static=True)
-    x: jax.Array
-    y: jax.Array
+    data: Any
+    x: jax.Array  # the inputs neuron_dies checks
     signs0: jax.Array
     alive0: jax.Array
     loss_fn: Callable[..., Any] = eqx.field(static=True)
     vf: Callable[..., Any] = eqx.field(static=True)
 
     def loss(self, params):
-        # eqx.combine is typed to return a PyTree; here it rebuilds the (callable) network
-        model = cast(Callable[..., Any], eqx.combine(params, self.static))
-        return self.loss_fn(jax.vmap(model)(self.x), self.y)
+        return self.data.loss(eqx.combine(params, self.static), self.loss_fn)
 
     def field(self, params):
         return self.vf(0.0, params, None)
 
 
+def _probe_inputs(data):
+    """The inputs on which ``neuron_dies`` reads pre-activations: the training points; a Gaussian
+    population has none (``make_problem`` refuses the event there), and ``+-e_i`` stand in."""
+    if getattr(data, "is_population", False):
+        eye = jnp.eye(data.in_size, dtype=jnp.result_type(float))
+        return jnp.concatenate([eye, -eye])
+    return data.x_train
+
+
 def make_context(model, data, loss_fn, vf) -> EventContext:
     params, static = eqx.partition(model, eqx.is_inexact_array)
+    x = _probe_inputs(data)
     if isinstance(model, AbstractReLUNet):
-        signs0, alive0 = jnp.sign(output_weights(model)), _max_preactivation(model, data.x_train) > 0
+        signs0, alive0 = jnp.sign(output_weights(model)), _max_preactivation(model, x) > 0
     else:  # any eqx.Module: only the loss and gradient-norm events (make_problem checks)
         signs0, alive0 = jnp.zeros((0,)), jnp.zeros((0,), bool)
     return EventContext(
         static=static,
-        x=data.x_train,
-        y=data.y_train,
+        data=data,
+        x=x,
         signs0=signs0,
         alive0=alive0,
         loss_fn=loss_fn,

@@ -15,16 +15,16 @@ import jax
 import jax.numpy as jnp
 from equinox.internal import unvmap_any
 
-from ..losses import full_batch_loss
-
 __all__ = ["flow_field", "pattern_field", "sliding_field", "dense_sliding_field"]
 
 
 def flow_field(static, data, loss_fn):
-    """The vector field ``(t, params, args) -> -grad L(params)`` for Diffrax (``args`` ignored)."""
+    """The vector field ``(t, params, args) -> -grad L(params)`` for Diffrax (``args`` ignored),
+    ``L = data.loss(model, loss_fn)`` (a finite sample's full-batch loss or a population's
+    closed-form expectation)."""
 
     def field(t, params, args):
-        g = jax.grad(lambda p: full_batch_loss(eqx.combine(p, static), data.x_train, data.y_train, loss_fn))(params)
+        g = jax.grad(lambda p: data.loss(eqx.combine(p, static), loss_fn))(params)
         return jax.tree_util.tree_map(jnp.negative, g)
 
     return field

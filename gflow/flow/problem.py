@@ -229,12 +229,21 @@ def resolve_kinks(
     proportional to the tolerance on breast cancer (9-19 rtol against 31-5800 rtol), but on the
     toy's many points it costs more steps in sweeps (256 inits, ``t1 = 100``, rtol 1e-5: p99
     792 against 251 steps), see docs/guides/exact-flows.md.
+    A Gaussian population (``data.is_population``) has a smooth loss and no training points:
+    ``"auto"`` is ``"none"`` there, and the other modes raise ``ValueError``.
     """
     if kinks not in KINKS:
         raise ValueError(f"kinks must be one of {', '.join(KINKS)}; got {kinks!r}.")
     dtype = jnp.result_type(float)
     slide = jnp.asarray(_DEFAULT_SLIDE_TOL if slide_tol is None else slide_tol, dtype)
     handled = getattr(model, "kink_handling", False)
+    if getattr(data, "is_population", False):  # a closed-form expectation is smooth: no data kinks
+        if kinks not in ("auto", "none"):
+            raise ValueError(
+                f"kinks={kinks!r} acts on the kinks of training points; a Gaussian population loss has none "
+                "(it is smooth), so use kinks='auto' or 'none'."
+            )
+        return None, None, False
     locatable = isinstance(model, AbstractReLUNet) and not implicit and can_locate(model)
     if kinks == "none" or (kinks == "auto" and not adaptive):
         return None, None, False
@@ -323,6 +332,11 @@ def make_problem(
                 f"event {structural[0]} reads hidden units: it needs a network implementing gflow.AbstractReLUNet, "
                 f"got {type(model).__name__}."
             )
+    if getattr(data, "is_population", False) and any(e.name == "neuron_dies" for e in events):
+        raise ValueError(
+            "event neuron_dies reads pre-activations on training points; a Gaussian population has none "
+            "(a bias-free unit is inactive on all inputs only at w = 0, a set the flow crosses, not enters)."
+        )
     if on_event not in ON_EVENT:
         raise ValueError(f"on_event must be one of {', '.join(ON_EVENT)}; got {on_event!r}.")
     loss_fn = get_loss(loss)

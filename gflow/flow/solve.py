@@ -21,6 +21,7 @@ from .controller import controller_stats
 from .events import make_context, solve_with_events
 from .pinning import pin_stats
 from .problem import FlowProblem, make_problem
+from .steady import STEADY_MAX_STEPS, check_steady, classify_end, endpoint_stats, is_inf, steady_events, steady_times
 
 __all__ = ["gradient_flow", "solve_flow"]
 
@@ -109,7 +110,9 @@ def _solve_flow(problem: FlowProblem, model) -> Trajectory:
         kink = pin_stats((None, (counters["pins"], counters["unpins"], counters["first_pin_time"])), final, delta)
     stats.update(kink)
     models = eqx.combine(ys, static)
-    if isinstance(model, AbstractReLUNet):  # hidden pre-activations: the interface only
+    if getattr(problem.data, "is_population", False):  # no training points, no pattern to flip
+        stats.update(pattern_changes=zero, max_flips=zero, sliding=jnp.zeros((), bool))
+    elif isinstance(model, AbstractReLUNet):  # hidden pre-activations: the interface only
         stats.update(activation_stats(models, problem.data.x_train))
     stats.update(event_stats)
     return evaluate(ts_out, models, problem.data, problem.loss_fn, stats, flow_status(result), problem.laws)
@@ -136,15 +139,28 @@ def gradient_flow(
     events: Sequence | None = None,
     on_event: str = "stop",
     conserved: Callable | None = None,
+    gtol: float = 1e-6,
+    t_max: float = 1e5,
+    classify: dict | None = None,
 ) -> Trajectory:
     """Integrate the exact gradient flow ``d theta/dt = -grad L(theta)`` from ``model``.
 
-    ``L`` is the full-batch ``loss`` (a name or a callable ``(pred, y) -> scalar``) on
-    ``data.x_train``. Along the exact flow every ``c_h`` of :func:`gflow.conserved` is
-    constant (docs/theory.md §1-2); the trajectory records them so the solver's drift shows.
+    ``L`` is ``data.loss(model, loss)``: the full-batch ``loss`` (a name or a callable
+    ``(pred, y) -> scalar``) on ``data.x_train``, or for a :class:`gflow.GaussianPopulation`
+    the expected loss in closed form (a smooth loss: kink handling is off). Along the exact
+    flow every ``c_h`` of :func:`gflow.conserved` is constant (docs/theory.md §1-2); the
+    trajectory records them so the solver's drift shows.
 
     **Arguments:**
     - ``t1``: final time (or give ``ts``, the saved times; the solve runs ``ts[0] -> ts[-1]``).
+      ``t1=float("inf")``: integrate to convergence (:mod:`gflow.flow.steady`): until
+      ``||grad L|| <= gtol`` (default ``1e-6``; the event ``grad_norm_below``, index 0 of the
+      events) or ``t = t_max`` (default ``1e5``; ``max_steps`` default ``2^18``), saving at 0 and
+      ``n_save - 1`` log-spaced times; then Newton-polish and classify the end point with
+      :func:`gflow.classify_endpoint` (``classify``: its keyword options; ``min_loss``
+      defaults to the population's ``noise^2 e / 2``, else 0). The result is in
+      ``Trajectory.endpoint`` and, as numbers, in ``stats`` (``grad_norm_final``, ``hess_min``,
+      ``n_negative``, ``n_zero``, ``critical``, ``converged``, ...).
     - ``solver``: one of ``euler`` (fixed step), ``heun``, ``tsit5``, ``dopri5``, ``dopri8``,
       ``kvaerno5`` (implicit), or any ``diffrax.AbstractSolver`` instance. Adaptive with a PID
       controller at ``rtol``/``atol`` unless ``step_size`` is given (``euler`` defaults to ``t1/1000``).
@@ -192,6 +208,11 @@ def gradient_flow(
     ``stats`` also holds the kink diagnostics: ``dtmin_steps``, ``located``, ``jumps``, ``pattern_changes``,
     ``max_flips``, ``sliding``, ``pins``, ``unpins``, ``pinned``, ``first_pin_time``.
     """
+    steady = is_inf(t1)
+    if steady:
+        check_steady(gtol, t_max, ts, on_event)
+        ts, t1, events = steady_times(t_max, n_save), None, steady_events(gtol, events)
+        max_steps = STEADY_MAX_STEPS if max_steps is None else max_steps
     problem = make_problem(
         model, data, loss, t1, solver=solver, rtol=rtol, atol=atol, n_save=n_save, ts=ts, max_steps=max_steps,
         project=project, step_size=step_size, kinks=kinks, pin_tol=pin_tol, slide_tol=slide_tol, dtmin=dtmin,
@@ -201,4 +222,12 @@ def gradient_flow(
     start = time.perf_counter()
     traj = jax.block_until_ready(solve_flow(problem, model))
     wall = jnp.asarray(time.perf_counter() - start, problem.ts.dtype)
-    return eqx.tree_at(lambda t: t.stats["wall_time"], traj, wall)
+    traj = eqx.tree_at(lambda t: t.stats["wall_time"], traj, wall)
+    if steady:
+        end = classify_end(traj.final, data, loss, classify)
+        numbers = {k: jnp.asarray(v) for k, v in endpoint_stats(end).items() if k != "endpoint"}
+        numbers["converged"] = traj.stats["event"] == 0
+        traj = eqx.tree_at(
+            lambda t: (t.stats, t.endpoint), traj, ({**traj.stats, **numbers}, end), is_leaf=lambda x: x is None
+        )
+    return traj

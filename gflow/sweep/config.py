@@ -19,6 +19,7 @@ __all__ = ["SweepConfig", "METHODS", "MODELS"]
 
 
 METHODS = ("flow", *OPTIMIZERS)
+SWEEP_DATA = (*DATASETS, "teacher_student", "toy_population", "teacher_student_population")
 MODELS = ("shallow", "mlp")
 
 
@@ -30,7 +31,9 @@ class SweepConfig:
       network: ``"package.module:factory"`` (Python API: the callable itself), a callable
       ``key -> eqx.Module`` called with initialization ``i``'s key (the key the built-in
       networks are drawn with, :func:`gflow.sweep.problems.make_init`)
-    - data: ``toy`` | ``breast_cancer`` | ``teacher_student``, or your own: ``"file.npz"``
+    - data: ``toy`` | ``breast_cancer`` | ``teacher_student``, their Gaussian populations
+      ``toy_population`` | ``teacher_student_population`` (the expected loss in closed form,
+      :mod:`gflow.population`; ``n_data`` unused, kinks off), or your own: ``"file.npz"``
       (arrays ``x``, ``y``, optional ``x_test``, ``y_test``; a path relative to the working
       directory) or ``"package.module:factory"`` (a callable ``() -> gflow.Dataset`` or
       ``(x, y)``); ``n_data`` (toy/teacher size),
@@ -114,8 +117,8 @@ class SweepConfig:
             resolve("data", self.data, (os.getcwd(),))
         elif isinstance(self.data, str) and self.data.endswith(".npz"):
             load_npz(self.data)
-        elif self.data not in (*DATASETS, "teacher_student"):
-            allowed = "one of " + ", ".join((*DATASETS, "teacher_student")) + ", a file.npz or 'package.module:factory'"
+        elif self.data not in SWEEP_DATA:
+            allowed = "one of " + ", ".join(SWEEP_DATA) + ", a file.npz or 'package.module:factory'"
             bad("data", allowed, wrong_type=not isinstance(self.data, str))
         # every other field by its rule (gflow._validate.FIELDS, shared with the command line);
         # the values are kept as given (normalizing them would change the config hash of old stores)

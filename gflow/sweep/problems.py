@@ -18,6 +18,7 @@ from ..invariants import conserved, relocate
 from ..nets.base import AbstractReLUNet
 from ..nets.mlp import MLP
 from ..nets.shallow import ShallowReLU
+from ..population import gaussian_population, toy_population
 from ..topology.symmetry import teacher_geometry
 from .config import SweepConfig
 from .user import as_dataset, callable_name, check_model, load_npz
@@ -40,10 +41,14 @@ def dataset(cfg: SweepConfig):
         return load_npz(cfg.data), None
     if cfg.data == "toy":
         return toy(n=cfg.n_data, key=jr.PRNGKey(cfg.seed)), None
+    if cfg.data == "toy_population":
+        return toy_population(), None
     if cfg.data == "breast_cancer":
         return breast_cancer(seed=cfg.seed), None
     seed = teacher_seed(cfg)
     teacher = _teacher(cfg, seed)
+    if cfg.data == "teacher_student_population":
+        return gaussian_population(teacher, noise=cfg.noise), teacher
     return teacher_student(teacher, cfg.n_data, jr.PRNGKey(seed + 1), noise=cfg.noise), teacher
 
 
@@ -122,6 +127,10 @@ def check_config(cfg: SweepConfig, data) -> None:
         )
     factory = cfg.model_factory
     if factory is None:
+        if data.is_population and (cfg.model != "shallow" or cfg.bias):
+            raise ValueError(
+                f"config field 'data': {cfg.data} has a closed-form loss for model = shallow without bias only."
+            )
         return
     model = check_model(factory, jr.split(jr.PRNGKey(cfg.seed))[0], data)
     if cfg.delta is not None and isinstance(model, AbstractReLUNet):
@@ -129,6 +138,11 @@ def check_config(cfg: SweepConfig, data) -> None:
     if cfg.signs is not None:
         raise ValueError("config field 'signs' must be absent for a model factory (only delta can relocate it).")
     name = type(model).__name__
+    if data.is_population and not (isinstance(model, ShallowReLU) and model.b is None):
+        raise ValueError(
+            f"config field 'model': a Gaussian population's loss has a closed form for a bias-free ShallowReLU only; "
+            f"the factory returns {name}{' with biases' if isinstance(model, ShallowReLU) else ''}."
+        )
     if cfg.delta is not None and not isinstance(model, AbstractReLUNet):
         raise ValueError(
             f"config field 'delta' needs a network implementing gflow.AbstractReLUNet; the factory returns {name}."

@@ -258,7 +258,8 @@ def _run_discrete(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit
     """Discrete optimizers: fixed step counts, so groups of ``slots`` inits vmap directly."""
 
     saved, slot = _save_slots(cfg.n_steps, cfg.n_save)
-    batch = cfg.batch_size or (min(32, data.x_train.shape[0]) if cfg.method == "sgd" else None)
+    n_data = 32 if data.is_population else data.x_train.shape[0]
+    batch = cfg.batch_size or (min(32, n_data) if cfg.method == "sgd" else None)
     dtype = jnp.result_type(float)
     n = cfg.n_steps
 

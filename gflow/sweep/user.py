@@ -18,6 +18,7 @@ from typing import cast
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..data import Dataset
@@ -139,7 +140,8 @@ def check_model(factory: Callable, key, data: Dataset) -> eqx.Module:
         raise ValueError(f"config field 'model': factory {name} returned a {type(model).__name__}, not an eqx.Module.")
     if not jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array)):
         raise ValueError(f"config field 'model': factory {name} returned a network with no parameters.")
-    x0 = data.x_train[0]
+    population = data.is_population  # no points: one input and target shape from the sizes
+    x0 = jnp.zeros(data.in_size, jnp.result_type(float)) if population else data.x_train[0]
     try:
         out = eqx.filter_eval_shape(cast(Callable, model), x0)
     except Exception as err:  # noqa: BLE001 -- the user's network
@@ -147,7 +149,7 @@ def check_model(factory: Callable, key, data: Dataset) -> eqx.Module:
             f"config field 'model': the network of {name} cannot be applied to one input of shape {x0.shape} "
             f"({type(err).__name__})."
         ) from None
-    want = data.y_train.shape[1:]
+    want = (data.out_size,) if population else data.y_train.shape[1:]
     if getattr(out, "shape", None) != want:
         raise ValueError(
             f"config field 'model': the network of {name} returns shape {getattr(out, 'shape', None)} for one input, "

@@ -97,19 +97,20 @@ class Int(Rule):
 
 class Real(Rule):
     """A finite real number (not a boolean), ``> 0`` (``low="positive"``), ``>= 0``
-    (``"non-negative"``) or any (``None``)."""
+    (``"non-negative"``) or any (``None``); ``inf=True`` also accepts ``+inf``."""
 
-    def __init__(self, low: str | None = "positive"):
-        self.low = low
+    def __init__(self, low: str | None = "positive", inf: bool = False):
+        self.low, self.inf = low, inf
         self.allowed = {"positive": "a positive finite number", "non-negative": "a finite number >= 0"}.get(
             low or "", "a finite number"
-        )
+        ) + (" or inf" if inf else "")
 
     def __call__(self, value, name):
         if not _is_real(value):
             fail(name, self.allowed, value, wrong_type=True)
         value = float(value)
-        if not math.isfinite(value) or (self.low == "positive" and value <= 0) or (self.low and value < 0):
+        finite = math.isfinite(value) or (self.inf and value == math.inf)
+        if not finite or (self.low == "positive" and value <= 0) or (self.low and value < 0):
             fail(name, self.allowed, value)
         return value
 
@@ -281,7 +282,9 @@ FIELDS: dict[str, Rule] = dict(
     lr=Real(),
     steps=Int(0),
     batch_size=Int(0),
-    t1=Real(),
+    t1=Real(inf=True),  # inf: run the flow to convergence (gflow.flow.steady)
+    gtol=Real(),
+    t_max=Real(),
     n_inits=Int(1),
     init=Choice(("kaiming", "xavier")),
     delta=Reals(),

@@ -1,6 +1,7 @@
 """A Gaussian population wherever a Dataset goes: the flow, discrete optimizers and sweeps
 (gflow.population); its flow is the n -> infinity limit of finite-sample flows."""
 
+import json
 import os
 
 import jax.random as jr
@@ -163,3 +164,41 @@ def test_t1_inf_option_errors():
     ):
         with pytest.raises(ValueError, match=match):
             gf.gradient_flow(model, pop, "mse", float("inf"), **kwargs)
+
+
+@pytest.mark.slow  # ~50 s: compiling the vmapped event solve
+def test_t1_inf_sweep_rows_equal_single_solves(tmp_path):
+    """A sweep with t1 = inf: each row's end point columns are those of gradient_flow(t1=inf)
+    on its init (same steps, same class, same flat-direction count; polished losses and
+    Hessian minima agree to rounding, ~1e-16, as the end states agree to ~1e-15)."""
+    cfg = SweepConfig(data="toy_population", width=2, n_inits=4, t1=float("inf"), slots=2, chunk_size=4, n_save=6)
+    run_sweep(cfg, str(tmp_path), progress=False)
+    rows = pq.read_table(os.path.join(tmp_path, store.RUNS)).to_pylist()
+    data, _ = dataset(cfg)
+    for r in rows:
+        model = make_init(cfg, data, r["index"])
+        s = gf.gradient_flow(
+            model, data, "mse", float("inf"), rtol=cfg.rtol, atol=cfg.atol, n_save=cfg.n_save
+        ).summary()
+        assert r["converged"] and s["converged"] and r["critical"]
+        assert (r["endpoint"], r["steps"], r["n_zero"], r["n_negative"], r["n_units"]) == (
+            s["endpoint"],
+            s["steps"],
+            s["n_zero"],
+            s["n_negative"],
+            s["n_units"],
+        )
+        assert abs(r["endpoint_loss"] - s["endpoint_loss"]) < 1e-14
+        assert abs(r["hess_min"] - s["hess_min"]) < 1e-12 and r["grad_norm_final"] < 1e-13
+        assert r["reachable"] in (True, False)  # toy_population rows carry the teacher flags
+
+
+def test_cli_run_t1_inf(capsys):
+    from gflow.cli import main
+
+    assert main(["run", "--data", "toy_population", "--width", "2", "--t1", "inf", "--n-save", "6", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["converged"] and summary["endpoint"] in ("global_min", "local_min", "saddle")
+    assert summary["grad_norm_final"] < 1e-13
+    assert main(["run", "--t1", "inf", "--method", "gd"]) == 2
+    assert "needs --method flow" in capsys.readouterr().err

@@ -104,7 +104,7 @@ def add_parsers(sub) -> None:
         default=None,
         help="absolute floor on the step size (steps at it are accepted and counted; default: 100 eps max(|t|, t1))",
     )
-    run.add_argument("--t1", type=value("--t1", "t1"), default=10.0, help="final time (default 10)")
+    run.add_argument("--t1", type=value("--t1", "t1"), default=10.0, help="final time (default 10; inf: to convergence)")
     run.add_argument("--lr", type=value("--lr", "lr"), default=1e-2, help="learning rate of a discrete optimizer")
     run.add_argument("--steps", type=value("--steps", "steps"), default=0, help="optimizer steps (default 0: t1/lr)")
     run.add_argument("--batch-size", type=value("--batch-size", Int(1)), help="minibatch size for sgd (default 32)")
@@ -149,6 +149,8 @@ def _check(args) -> None:
         parse_events(args.event)
     except ValueError as err:
         raise InputError(f"--event: {err}") from None
+    if args.t1 == math.inf and args.method != "flow":
+        raise InputError("--t1 inf (run to convergence) needs --method flow.")
     if args.signs is not None and args.delta is None:
         raise InputError("--signs needs --delta (signs are forced after relocating).")
     hidden = (args.width,) if args.model == "shallow" else args.hidden

@@ -21,7 +21,16 @@ from .controller import controller_stats
 from .events import make_context, solve_with_events
 from .pinning import pin_stats
 from .problem import FlowProblem, make_problem
-from .steady import STEADY_MAX_STEPS, check_steady, classify_end, endpoint_stats, is_inf, steady_events, steady_times
+from .steady import (
+    STEADY_MAX_STEPS,
+    check_steady,
+    classify_end,
+    default_gtol,
+    endpoint_stats,
+    is_inf,
+    steady_events,
+    steady_times,
+)
 
 __all__ = ["gradient_flow", "solve_flow"]
 
@@ -139,7 +148,7 @@ def gradient_flow(
     events: Sequence | None = None,
     on_event: str = "stop",
     conserved: Callable | None = None,
-    gtol: float = 1e-6,
+    gtol: float | None = None,
     t_max: float = 1e5,
     classify: dict | None = None,
 ) -> Trajectory:
@@ -154,13 +163,14 @@ def gradient_flow(
     **Arguments:**
     - ``t1``: final time (or give ``ts``, the saved times; the solve runs ``ts[0] -> ts[-1]``).
       ``t1=float("inf")``: integrate to convergence (:mod:`gflow.flow.steady`): until
-      ``||grad L|| <= gtol`` (default ``1e-6``; the event ``grad_norm_below``, index 0 of the
-      events) or ``t = t_max`` (default ``1e5``; ``max_steps`` default ``2^18``), saving at 0 and
-      ``n_save - 1`` log-spaced times; then Newton-polish and classify the end point with
+      ``||grad L|| <= gtol`` (default ``max(1e-6, 100 max(rtol, atol))``, what the solver
+      can resolve; the event ``grad_norm_below``, index 0 of the events) or ``t = t_max``
+      (default ``1e5``; ``max_steps`` default ``2^18``), saving at 0 and ``n_save - 1``
+      log-spaced times; then Newton-polish and classify the end point with
       :func:`gflow.classify_endpoint` (``classify``: its keyword options; ``min_loss``
       defaults to the population's ``noise^2 e / 2``, else 0). The result is in
-      ``Trajectory.endpoint`` and, as numbers, in ``stats`` (``grad_norm_final``, ``hess_min``,
-      ``n_negative``, ``n_zero``, ``critical``, ``converged``, ...).
+      ``Trajectory.endpoint`` and, as numbers, in ``stats`` (``grad_norm_final``,
+      ``hess_min``, ``n_negative``, ``n_zero``, ``critical``, ``converged``, ...).
     - ``solver``: one of ``euler`` (fixed step), ``heun``, ``tsit5``, ``dopri5``, ``dopri8``,
       ``kvaerno5`` (implicit), or any ``diffrax.AbstractSolver`` instance. Adaptive with a PID
       controller at ``rtol``/``atol`` unless ``step_size`` is given (``euler`` defaults to ``t1/1000``).
@@ -210,6 +220,7 @@ def gradient_flow(
     """
     steady = is_inf(t1)
     if steady:
+        gtol = default_gtol(rtol, atol) if gtol is None else gtol
         check_steady(gtol, t_max, ts, on_event)
         ts, t1, events = steady_times(t_max, n_save), None, steady_events(gtol, events)
         max_steps = STEADY_MAX_STEPS if max_steps is None else max_steps

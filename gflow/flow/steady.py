@@ -7,8 +7,8 @@ the fast initial descent, plateaus near saddles, the slow exponential approach t
 saved times after the event hold the state there. The end state is then polished by Newton's
 method and classified by :func:`gflow.classify_endpoint` (global minimum, local minimum, strict
 saddle). ``gtol`` only has to put Newton in its basin: the solver's accepted states sit within
-about ``atol`` of the flow, so ``||grad L||`` cannot go much below ``lambda_max atol``; the
-polish then reaches ``1e-13`` or below.
+about ``atol`` of the flow, so ``||grad L||`` cannot go much below ``lambda_max atol``
+(:func:`default_gtol`); the polish then reaches ``1e-13`` or below.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .events import GradNormBelow, parse_events
 
 __all__ = [
     "is_inf",
+    "default_gtol",
     "check_steady",
     "steady_times",
     "steady_events",
@@ -36,6 +37,13 @@ _DECADES = 7
 def is_inf(t1) -> bool:
     """Whether ``t1`` asks for integration to convergence (``float("inf")``)."""
     return isinstance(t1, (int, float, np.integer, np.floating)) and bool(np.isposinf(t1))
+
+
+def default_gtol(rtol: float, atol: float) -> float:
+    """``max(1e-6, 100 max(rtol, atol))``: the solver's accepted states sit within about
+    ``atol + rtol |theta|`` of the flow, so near a minimum ``||grad L||`` stalls at about
+    ``lambda_max`` times that and a smaller ``gtol`` would never be met."""
+    return max(1e-6, 100.0 * max(float(rtol), float(atol)))
 
 
 def check_steady(gtol, t_max, ts, on_event) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Callable
@@ -48,7 +49,12 @@ class SweepConfig:
       attractive kinks for shallow nets), ``events`` (e.g. ``["loss_below=1e-3", "neuron_dies"]``,
       see :mod:`gflow.events`) and ``on_event`` (``stop`` | ``record``), or an optimizer
       ``gd`` | ``sgd`` | ``momentum`` | ``adam`` (``lr``, ``steps`` = t1/lr if 0, ``batch_size``)
-    - t1, n_inits, init (``kaiming`` | ``xavier``), ``delta`` (relocate every unit to it; a number,
+    - t1 (``inf``, method flow: run each flow to convergence, ``||grad L|| <= gtol`` (default
+      ``max(1e-6, 100 max(rtol, atol))``) or ``t = t_max`` (default 1e5), then polish and
+      classify its end point: columns ``endpoint``, ``endpoint_loss``, ``grad_norm_final``,
+      ``hess_min``, ``n_negative``, ``n_zero``, ``critical``, ``converged``, ... as
+      :func:`gflow.gradient_flow` with ``t1=inf``),
+      n_inits, init (``kaiming`` | ``xavier``), ``delta`` (relocate every unit to it; a number,
       a list, or none), ``delta_signs`` (``random``: each unit's delta gets a random sign, so
       ``|delta_k| = delta``; or none), ``signs`` (output-weight signs: ``random`` | a list of +-1 |
       none), seed, precision (64 | 32)
@@ -89,6 +95,8 @@ class SweepConfig:
     steps: int = 0
     batch_size: int = 0
     t1: float = 10.0
+    gtol: float | None = None
+    t_max: float = 1e5
     n_inits: int = 64
     init: str = "kaiming"
     delta: float | tuple[float, ...] | None = None
@@ -122,7 +130,7 @@ class SweepConfig:
             bad("data", allowed, wrong_type=not isinstance(self.data, str))
         # every other field by its rule (gflow._validate.FIELDS, shared with the command line);
         # the values are kept as given (normalizing them would change the config hash of old stores)
-        optional = dict(loss="", delta=None, delta_signs=None, signs=None)
+        optional = dict(loss="", delta=None, delta_signs=None, signs=None, gtol=None)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name in ("model", "data", "methods") or (f.name in optional and value == optional[f.name]):
@@ -132,6 +140,11 @@ class SweepConfig:
                     continue
                 bad("signs", "'random' or a non-empty list of +1/-1 values")
             FIELDS[f.name](value, f"config field {f.name!r}")
+        if self.t1 == math.inf:  # run to convergence (gflow.flow.steady)
+            if self.method != "flow":
+                bad("t1", "a positive finite number for a discrete optimizer (inf: method flow only)")
+            if self.on_event != "stop":
+                bad("on_event", "stop when t1 = inf (the run ends at the steady-state event)")
         if self.method == "flow" and self.solver == "euler":
             bad("solver", "an adaptive solver for sweeps (heun, tsit5, dopri5, dopri8, kvaerno5)")
         if self.signs is not None and self.delta is None:
@@ -264,6 +277,8 @@ _OMIT_AT_DEFAULT = {
     "methods": None,
     "teacher_min_strength": 0.0,
     "teacher_min_angle": 0.0,
+    "gtol": None,
+    "t_max": 1e5,
 }
 
 METHOD_OPTIONS = ("solver", "rtol", "atol", "max_steps", "kinks", "lr", "steps", "batch_size")

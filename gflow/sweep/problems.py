@@ -14,11 +14,12 @@ from .._validate import InputError, per_unit
 from ..data import breast_cancer, teacher_student, toy
 from ..discrete import _save_slots
 from ..flow.problem import FlowProblem, make_problem, save_times
+from ..flow.steady import default_gtol, is_inf, steady_events, steady_times
 from ..invariants import conserved, relocate
 from ..nets.base import AbstractReLUNet
 from ..nets.mlp import MLP
 from ..nets.shallow import ShallowReLU
-from ..population import gaussian_population, toy_population
+from ..population import gaussian_population, toy_population, toy_teacher
 from ..topology.symmetry import teacher_geometry
 from .config import SweepConfig
 from .user import as_dataset, callable_name, check_model, load_npz
@@ -41,8 +42,8 @@ def dataset(cfg: SweepConfig):
         return load_npz(cfg.data), None
     if cfg.data == "toy":
         return toy(n=cfg.n_data, key=jr.PRNGKey(cfg.seed)), None
-    if cfg.data == "toy_population":
-        return toy_population(), None
+    if cfg.data == "toy_population":  # its target is a teacher: rows get reachable / recovered
+        return toy_population(), toy_teacher()
     if cfg.data == "breast_cancer":
         return breast_cancer(seed=cfg.seed), None
     seed = teacher_seed(cfg)
@@ -110,6 +111,8 @@ def saved_times(cfg: SweepConfig) -> np.ndarray:
     """The times at which a sweep checks drift and labels (and saves trajectories): ``n_save``
     times on [0, t1] for flows; for discrete optimizers ``lr * step`` at the saved steps."""
     if cfg.method == "flow":
+        if is_inf(cfg.t1):
+            return steady_times(cfg.t_max, cfg.n_save)
         return np.asarray(save_times(cfg.t1, cfg.n_save, None))
 
     return np.asarray(_save_slots(cfg.n_steps, cfg.n_save)[0]) * cfg.lr
@@ -191,8 +194,12 @@ def _batch_params(init_cfg: SweepConfig, data, indices):
 def flow_problem(cfg: SweepConfig, data) -> FlowProblem:
     """The sweep's :class:`gflow.flow.FlowProblem` (kink set-up from initialization 0; the
     engine and the event path replace the conserved values per initialization)."""
+    t1, ts, events = cfg.t1, None, list(cfg.events)
+    if is_inf(t1):  # to convergence: as gradient_flow(t1=inf)
+        gtol = default_gtol(cfg.rtol, cfg.atol) if cfg.gtol is None else cfg.gtol
+        t1, ts, events = None, steady_times(cfg.t_max, cfg.n_save), steady_events(gtol, events)
     return make_problem(
-        make_init(cfg, data, 0), data, cfg.loss_name, cfg.t1, solver=cfg.solver, rtol=cfg.rtol, atol=cfg.atol,
-        n_save=cfg.n_save, max_steps=cfg.max_steps, project=cfg.project, kinks=cfg.kinks, events=list(cfg.events),
+        make_init(cfg, data, 0), data, cfg.loss_name, t1, solver=cfg.solver, rtol=cfg.rtol, atol=cfg.atol,
+        n_save=cfg.n_save, ts=ts, max_steps=cfg.max_steps, project=cfg.project, kinks=cfg.kinks, events=events,
         on_event=cfg.on_event,
     )  # fmt: skip

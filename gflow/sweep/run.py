@@ -25,6 +25,7 @@ from ..conservation import conservation_of, warn_if_absent
 from ..discrete import _save_slots, run_optimizer
 from ..flow.batched import _AXIS, FlowStepper, finalize, run_chunk, start_chunk
 from ..flow.solve import solve_flow
+from ..flow.steady import classify_end, endpoint_stats, is_inf
 from ..losses import get_loss
 from ..topology.symmetry import teacher_geometry
 from ..trajectory import Status, at_time
@@ -99,7 +100,12 @@ def run_sweep(
     # Each chunk runs on its own from fresh slots: its rows are then bitwise the same whether
     # the sweep runs whole, resumed or split into parts (a batch's round-off depends on which
     # slots run side by side, so sharing slots across chunks would break this).
-    run = _run_discrete if config.method != "flow" else _run_flow_events if config.events else _run_flow
+    if config.method != "flow":
+        run = _run_discrete
+    elif is_inf(config.t1):
+        run = _run_flow_steady
+    else:
+        run = _run_flow_events if config.events else _run_flow
     chunks = [list(range(c * config.chunk_size, min((c + 1) * config.chunk_size, config.n_inits))) for c in todo]
     if chunks:
         run(config, data, teacher, chunks, emit, counters)
@@ -298,15 +304,41 @@ def _run_flow_events(cfg: SweepConfig, data, teacher, chunks: list[list[int]], e
     _run_batched(cfg, data, teacher, chunks, emit, counters, solve_one, slot_steps=lambda values: values["steps"])
 
 
+def _run_flow_steady(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict) -> None:
+    """Exact flows to convergence (``t1 = inf``): the event path with the steady-state event
+    first, then each row's end point polished and classified on the host
+    (:func:`gflow.flow.steady.classify_end`), as :func:`gflow.gradient_flow` does."""
+    problem = flow_problem(cfg, data)
+    params_static = _params_fn(cfg, data)[1]
+
+    def solve_one(model0, loss_fn):
+        traj = solve_flow(problem.with_delta(problem.conserved(model0)), model0)
+        keep = ("steps", "accepted", "rejected", "grad_evals", "dtmin_steps", "event", "event_time")
+        stats = {k: v for k, v in traj.stats.items() if k in keep or k.startswith("t_")}
+        if problem.pinning is not None:
+            stats.update({k: traj.stats[k] for k in ("pins", "unpins", "pinned")})
+        return traj.models, traj.status._value, traj.ts[-1], stats
+
+    def endpoint_columns(values, j) -> dict:
+        final = eqx.combine(jax.tree_util.tree_map(lambda x: jnp.asarray(x[j]), values["final_params"]), params_static)
+        cols = endpoint_stats(classify_end(final, data, cfg.loss_name))
+        return dict(cols, converged=bool(values["event"][j] == 0))
+
+    _run_batched(
+        cfg, data, teacher, chunks, emit, counters, solve_one, slot_steps=lambda v: v["steps"], extra=endpoint_columns
+    )
+
+
 def _run_batched(
-    cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict, solve_one, slot_steps
+    cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict, solve_one, slot_steps, extra=None
 ) -> None:
     """Groups of ``slots`` initializations of each chunk through ``vmap(solve_one)`` (compiled
     once for all chunks); each run is reduced to a row by folding :mod:`gflow.metrics` over
     its saved models.
 
     ``solve_one(model0, loss_fn) -> (saved models, status value, t_reached, stats)``;
-    ``slot_steps(values)`` gives the steps each member took (for the useful-work counters)."""
+    ``slot_steps(values)`` gives the steps each member took (for the useful-work counters);
+    ``extra(values, j)``: more columns for row ``j`` (computed on the host)."""
 
     params_of, static = _params_fn(cfg, data)
     loss_fn = get_loss(cfg.loss_name)
@@ -357,4 +389,8 @@ def _run_batched(
             steps = np.broadcast_to(slot_steps(values), (width,))
             counters["executed"] += int(steps.max()) * width
             counters["useful"] += int(steps[: len(idx)].sum())
-            emit(_rows_from(values, np.arange(len(idx)), cfg, teacher, static, dict(wall=wall)))
+            rows = _rows_from(values, np.arange(len(idx)), cfg, teacher, static, dict(wall=wall))
+            if extra is not None:
+                for j, row in enumerate(rows):
+                    row.update(extra(values, j))
+            emit(rows)

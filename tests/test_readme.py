@@ -28,6 +28,7 @@ EXPECTED = {
     'aggregate([("final_loss", "count")])': (
         "[{'method': 'flow', 'final_loss_count': 4}, {'method': 'gd', 'final_loss_count': 4}]"
     ),
+    'print(end.kind, f"{end.loss:.6f}", end.n_zero, end.n_units)': "local_min 0.182067 2 2",
 }
 
 

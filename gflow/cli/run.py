@@ -50,7 +50,9 @@ def add_parsers(sub) -> None:
     run.add_argument(
         "--signs", type=value("--signs", "signs"), help="force output-weight signs after relocating, e.g. 1,-1"
     )
-    run.add_argument("--data", default="toy", help="toy | breast_cancer | teacher_student | toy_population (default toy)")
+    run.add_argument(
+        "--data", default="toy", help="toy | breast_cancer | teacher_student | toy_population (default toy)"
+    )
     run.add_argument(
         "--n", type=value("--n", "n_data"), default=1000, help="toy / teacher-student data set size (default 1000)"
     )
@@ -104,7 +106,9 @@ def add_parsers(sub) -> None:
         default=None,
         help="absolute floor on the step size (steps at it are accepted and counted; default: 100 eps max(|t|, t1))",
     )
-    run.add_argument("--t1", type=value("--t1", "t1"), default=10.0, help="final time (default 10; inf: to convergence)")
+    run.add_argument(
+        "--t1", type=value("--t1", "t1"), default=10.0, help="final time (default 10; inf: to convergence)"
+    )
     run.add_argument("--lr", type=value("--lr", "lr"), default=1e-2, help="learning rate of a discrete optimizer")
     run.add_argument("--steps", type=value("--steps", "steps"), default=0, help="optimizer steps (default 0: t1/lr)")
     run.add_argument("--batch-size", type=value("--batch-size", Int(1)), help="minibatch size for sgd (default 32)")
@@ -202,11 +206,12 @@ def _model(args, data):
 def run_one(args) -> int:
     _check(args)
     set_precision(args.precision)
+    from ..data import Dataset
     from ..discrete import train
     from ..flow.solve import gradient_flow
 
     data, default_loss, teacher = _dataset(args)
-    n_train = None if data.is_population else int(data.x_train.shape[0])
+    n_train = int(data.x_train.shape[0]) if isinstance(data, Dataset) else None  # a population: no limit
     if args.batch_size is not None and n_train is not None and args.batch_size > n_train:
         raise InputError(f"--batch-size must be at most the training set size ({n_train}); got {args.batch_size}.")
     model = _model(args, data)

@@ -22,6 +22,7 @@ from ..data import Dataset
 from ..invariants import project as project_model
 from ..losses import get_loss
 from ..nets.base import AbstractReLUNet
+from ..population import GaussianPopulation
 from .controller import FloorPIDController, default_max_steps
 from .events import ON_EVENT, parse_events
 from .field import flow_field, pattern_field, sliding_field
@@ -104,7 +105,7 @@ class FlowProblem(eqx.Module):
     """
 
     static: object = eqx.field(static=True)
-    data: Dataset
+    data: Dataset | GaussianPopulation
     loss_fn: Callable = eqx.field(static=True)
     ts: jnp.ndarray
     rtol: jnp.ndarray
@@ -270,7 +271,7 @@ def resolve_kinks(
 
 def make_problem(
     model,
-    data: Dataset,
+    data: Dataset | GaussianPopulation,
     loss,
     t1=None,
     *,

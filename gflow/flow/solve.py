@@ -15,6 +15,7 @@ from .._callbacks import checks_as_data
 from ..conservation import warn_if_absent
 from ..data import Dataset
 from ..nets.base import AbstractReLUNet
+from ..population import GaussianPopulation
 from ..trajectory import Trajectory, evaluate, flow_status
 from .activations import activation_stats
 from .controller import controller_stats
@@ -119,7 +120,7 @@ def _solve_flow(problem: FlowProblem, model) -> Trajectory:
         kink = pin_stats((None, (counters["pins"], counters["unpins"], counters["first_pin_time"])), final, delta)
     stats.update(kink)
     models = eqx.combine(ys, static)
-    if getattr(problem.data, "is_population", False):  # no training points, no pattern to flip
+    if not isinstance(problem.data, Dataset):  # a population: no training points, no pattern to flip
         stats.update(pattern_changes=zero, max_flips=zero, sliding=jnp.zeros((), bool))
     elif isinstance(model, AbstractReLUNet):  # hidden pre-activations: the interface only
         stats.update(activation_stats(models, problem.data.x_train))
@@ -129,7 +130,7 @@ def _solve_flow(problem: FlowProblem, model) -> Trajectory:
 
 def gradient_flow(
     model: eqx.Module,
-    data: Dataset,
+    data: Dataset | GaussianPopulation,
     loss: str | Callable,
     t1: float | None = None,
     *,

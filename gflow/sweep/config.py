@@ -33,8 +33,8 @@ class SweepConfig:
       ``key -> eqx.Module`` called with initialization ``i``'s key (the key the built-in
       networks are drawn with, :func:`gflow.sweep.problems.make_init`)
     - data: ``toy`` | ``breast_cancer`` | ``teacher_student``, their Gaussian populations
-      ``toy_population`` | ``teacher_student_population`` (the expected loss in closed form,
-      :mod:`gflow.population`; ``n_data`` unused, kinks off), or your own: ``"file.npz"``
+      ``toy_population`` | ``teacher_student_population`` (closed-form expectations,
+      :mod:`gflow.population`; ``n_data`` unused, no kink handling), or your own: ``"file.npz"``
       (arrays ``x``, ``y``, optional ``x_test``, ``y_test``; a path relative to the working
       directory) or ``"package.module:factory"`` (a callable ``() -> gflow.Dataset`` or
       ``(x, y)``); ``n_data`` (toy/teacher size),

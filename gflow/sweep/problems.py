@@ -4,6 +4,8 @@ saved times."""
 
 from __future__ import annotations
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -123,7 +125,7 @@ def check_config(cfg: SweepConfig, data) -> None:
     ``eqx.Module`` that maps one input to one target's shape, and relocation (``delta``)
     is asked only of a network implementing :class:`gflow.AbstractReLUNet`. One-sentence
     ``ValueError`` naming the config field otherwise."""
-    n_train = int(data.x_train.shape[0])
+    n_train = math.inf if data.is_population else int(data.x_train.shape[0])  # a population: fresh draws
     if cfg.method != "flow" and cfg.batch_size > n_train:
         raise InputError(
             f"config field 'batch_size' must be at most the training set size ({n_train}); got {cfg.batch_size}."

@@ -43,6 +43,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from .. import topology
+from ..data import Dataset
 from ..nets.shallow import ShallowReLU
 from ..sweep.config import SweepConfig
 from ..sweep.problems import dataset
@@ -97,7 +98,9 @@ STRICT_TOL = 1e-3
 def data_resolution(p: dict, seed: int) -> float:
     """The largest gap (radians) between consecutive directions of the training inputs taken
     modulo pi: inside it a kink line can move without changing any training prediction."""
-    return topology.data_resolution(dataset(cell_config(p, seed, 1, 0, 0, STRICT_TOL))[0].x_train)
+    data = dataset(cell_config(p, seed, 1, 0, 0, STRICT_TOL))[0]
+    assert isinstance(data, Dataset)  # the toy sample
+    return topology.data_resolution(data.x_train)
 
 
 def cell_config(p: dict, seed: int, P: int, M: int, F: int, tol: float):

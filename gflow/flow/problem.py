@@ -349,7 +349,7 @@ def make_problem(
     dtype = ts.dtype
     static = eqx.partition(model, eqx.is_inexact_array)[1]
     locator = None
-    if locate:
+    if locate and isinstance(data, Dataset):  # never a population (resolve_kinks)
         locator = Locator(
             static=static,
             x=data.x_train,

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._atomic import atomic_write
+from ..data import Dataset
 from ..topology.symmetry import data_resolution, recovered
 from . import store
 from .config import SweepConfig
@@ -59,7 +60,9 @@ def annotate(out_dir: str, recover_tol: float | str = "data") -> pa.Table:
     cfg.check_precision()
     runs = store.read_runs(out_dir, annotated=False)
     data, teacher = dataset(cfg)
-    tol = data_resolution(data.x_train) if recover_tol == "data" else recover_tol
+    if recover_tol == "data" and not isinstance(data, Dataset):
+        raise ValueError("recover_tol 'data' reads the training inputs; a Gaussian population has none: give a number.")
+    tol = data_resolution(data.x_train) if isinstance(data, Dataset) and recover_tol == "data" else recover_tol
     if not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and np.isfinite(tol) and tol > 0):
         raise ValueError(f"recover_tol must be a positive number or 'data', got {recover_tol!r}.")
     networks = store.read_networks(out_dir, store.n_chunks_of(manifest["config"]))

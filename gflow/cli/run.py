@@ -239,7 +239,9 @@ def run_one(args) -> int:
             model, data, loss, args.method, lr=args.lr, steps=steps, batch_size=args.batch_size, n_save=args.n_save
         )
     summary = traj.summary()
-    if teacher is not None and args.model == "shallow" and not args.bias:
+    from ..nets.shallow import ShallowReLU
+
+    if teacher is not None and isinstance(model, ShallowReLU) and not args.bias:
         from ..topology.symmetry import reachable, recovered
 
         summary.update(reachable=bool(reachable(teacher, model)), recovered=bool(recovered(traj.final, teacher)))

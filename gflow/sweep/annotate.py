@@ -60,6 +60,7 @@ def annotate(out_dir: str, recover_tol: float | str = "data") -> pa.Table:
     cfg.check_precision()
     runs = store.read_runs(out_dir, annotated=False)
     data, teacher = dataset(cfg)
+    assert teacher is not None  # teacher-student data, checked above
     if recover_tol == "data" and not isinstance(data, Dataset):
         raise ValueError("recover_tol 'data' reads the training inputs; a Gaussian population has none: give a number.")
     tol = data_resolution(data.x_train) if isinstance(data, Dataset) and recover_tol == "data" else recover_tol

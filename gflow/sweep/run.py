@@ -89,7 +89,8 @@ def run_sweep(
                 rows_c = sorted(pending.pop(c), key=lambda r: r["index"])
                 index = [r["index"] for r in rows_c]
                 # written first: a chunk's rows exist only with its networks (and trajectories)
-                store.write_networks(out_dir, c, index, *zip(*[r.pop("_networks") for r in rows_c], strict=True))
+                networks = [r.pop("_networks") for r in rows_c]
+                store.write_networks(out_dir, c, index, [n[0] for n in networks], [n[1] for n in networks])
                 if config.save_trajectories:
                     store.write_trajectories(out_dir, c, index, ts_saved, [r.pop("_states") for r in rows_c])
                 store.write_chunk(out_dir, c, rows_c)

@@ -292,7 +292,13 @@ def _run_flow_events(cfg: SweepConfig, data, teacher, chunks: list[list[int]], e
     """Exact flows with events: groups of ``slots`` inits through ``vmap`` of the same jitted
     solve as :func:`gflow.flow.gradient_flow` (the continuous-batching engine does not locate
     events, so a group runs until its slowest member ends)."""
-    problem = flow_problem(cfg, data)
+    solve_one = _single_solve(flow_problem(cfg, data))
+    _run_batched(cfg, data, teacher, chunks, emit, counters, solve_one, slot_steps=lambda values: values["steps"])
+
+
+def _single_solve(problem):
+    """``solve_one`` of :func:`_run_batched` for exact flows: the jitted single solve of
+    :func:`gflow.flow.gradient_flow` from ``model0``'s own conserved values."""
 
     def solve_one(model0, loss_fn):
         traj = solve_flow(problem.with_delta(problem.conserved(model0)), model0)
@@ -302,7 +308,7 @@ def _run_flow_events(cfg: SweepConfig, data, teacher, chunks: list[list[int]], e
             stats.update({k: traj.stats[k] for k in ("pins", "unpins", "pinned")})
         return traj.models, traj.status._value, traj.ts[-1], stats
 
-    _run_batched(cfg, data, teacher, chunks, emit, counters, solve_one, slot_steps=lambda values: values["steps"])
+    return solve_one
 
 
 def _run_flow_steady(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, counters: dict) -> None:
@@ -311,14 +317,7 @@ def _run_flow_steady(cfg: SweepConfig, data, teacher, chunks: list[list[int]], e
     (:func:`gflow.flow.steady.classify_end`), as :func:`gflow.gradient_flow` does."""
     problem = flow_problem(cfg, data)
     params_static = _params_fn(cfg, data)[1]
-
-    def solve_one(model0, loss_fn):
-        traj = solve_flow(problem.with_delta(problem.conserved(model0)), model0)
-        keep = ("steps", "accepted", "rejected", "grad_evals", "dtmin_steps", "event", "event_time")
-        stats = {k: v for k, v in traj.stats.items() if k in keep or k.startswith("t_")}
-        if problem.pinning is not None:
-            stats.update({k: traj.stats[k] for k in ("pins", "unpins", "pinned")})
-        return traj.models, traj.status._value, traj.ts[-1], stats
+    solve_one = _single_solve(problem)
 
     def endpoint_columns(values, j) -> dict:
         final = eqx.combine(jax.tree_util.tree_map(lambda x: jnp.asarray(x[j]), values["final_params"]), params_static)

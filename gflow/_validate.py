@@ -298,6 +298,7 @@ FIELDS: dict[str, Rule] = dict(
     n_save=Int(2),
     recover_tol=Real(),
     save_trajectories=Bool(),
+    curves=Bool(),
     dtmin=Real("non-negative"),
     tol=Real("non-negative"),
 )

@@ -199,6 +199,10 @@ ROW_DECIDING = {
     "methods": st.lists(st.sampled_from(["flow", "gd", "adam"]), min_size=1, max_size=3, unique=True).map(tuple),
     "teacher_min_strength": st.floats(0.01, 1.0, **FLOAT),
     "teacher_min_angle": st.floats(1.0, 60.0, **FLOAT),
+    "save_times": st.just("log"),
+    "curves": st.just(True),
+    "gtol": st.floats(1e-12, 1e-2, **FLOAT),
+    "t_max": st.floats(1.0, 1e6, **FLOAT),
 }
 
 # A valid config in which every alternative above is valid too (teacher data, flow,
@@ -246,7 +250,8 @@ ALTERNATIVE = dict(
     kinks="none", events=("neuron_dies",), on_event="record", lr=2e-2, steps=5, batch_size=8, t1=10.5, n_inits=9,
     init="xavier", delta=(0.5, -0.5), delta_signs=None, signs=(1.0, -1.0), seed=4, precision=32, slots=31,
     chunk_size=5, n_save=12, recover_tol=1e-4, save_trajectories=True, methods=("flow", "gd"),
-    teacher_min_strength=0.3, teacher_min_angle=30.0,
+    teacher_min_strength=0.3, teacher_min_angle=30.0, save_times="log", curves=True,
+    gtol=1e-7, t_max=1e4,
 )  # fmt: skip
 
 

@@ -41,6 +41,8 @@ slots = 32                 # trajectories advanced in parallel, over all devices
 steps_per_call = 32        # first step budget per jitted call (doubled while calls take < 0.2 s; no effect on the rows)
 chunk_size = 256           # rows per chunk file: the unit of resumption and of --part
 n_save = 11                # saved times at which drift and component labels are checked
+save_times = "linear"      # linear | log (0, then log-spaced from t1/1000) | a list of n_save times from 0 to t1
+curves = false             # true: loss, test loss and gradient norm at the saved times, as list columns
 save_trajectories = false  # true: also keep every network at the n_save times (trajectories/*.npz)
 """
 

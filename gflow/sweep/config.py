@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Callable
 
 import jax
+import numpy as np
 
 from .._validate import FIELDS, InputError, fail, in_file, per_unit
 from ..data import DATASETS
@@ -62,6 +63,10 @@ class SweepConfig:
       ``n_save`` (saved times at which drift and labels are checked)
     - ``save_trajectories``: also keep every network's parameters at the ``n_save`` saved times
       (``trajectories/chunk-NNNNNN.npz`` next to each chunk's rows; :func:`load_trajectory`)
+    - ``save_times``: where the ``n_save`` saved times lie on [0, t1] (flows): ``"linear"``
+      (default), ``"log"`` (0, then log-spaced from t1/1000) or a list from 0 to t1;
+      ``curves``: also store, per row, the train (test) loss and gradient norm at those times
+      (list columns ``curve_t``, ``curve_loss``, ``curve_test_loss``, ``curve_grad_norm``)
     - ``methods``: several methods from the same initializations, instead of ``method``: a list
       of names (``["flow", "gd", "adam"]``) or, in TOML, one table per method with its own
       options (``[methods.adam]`` then ``lr = 1e-2``; options: :data:`METHOD_OPTIONS`). Each
@@ -111,6 +116,8 @@ class SweepConfig:
     recover_tol: float = 1e-3
     save_trajectories: bool = False
     methods: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] | None = None
+    save_times: str | tuple[float, ...] = "linear"
+    curves: bool = False
 
     def __post_init__(self):
         def bad(field, allowed, wrong_type=False):
@@ -133,7 +140,9 @@ class SweepConfig:
         optional = dict(loss="", delta=None, delta_signs=None, signs=None, gtol=None)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("model", "data", "methods") or (f.name in optional and value == optional[f.name]):
+            if f.name in ("model", "data", "methods", "save_times") or (
+                f.name in optional and value == optional[f.name]
+            ):
                 continue
             if f.name == "signs" and isinstance(value, str):
                 if value == "random":
@@ -165,6 +174,7 @@ class SweepConfig:
             bad("events", "empty unless method is flow")
         object.__setattr__(self, "events", tuple(self.events))
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        object.__setattr__(self, "save_times", _save_times(self.save_times, self))
         if self.methods is not None:
             if self.method != "flow":
                 bad("method", "left out when methods is set (give each method in methods)")
@@ -279,7 +289,31 @@ _OMIT_AT_DEFAULT = {
     "teacher_min_angle": 0.0,
     "gtol": None,
     "t_max": 1e5,
+    "save_times": "linear",
+    "curves": False,
 }
+
+
+def _save_times(value, cfg: SweepConfig):
+    """``save_times``: ``"linear"``, ``"log"`` (flows, finite ``t1``) or a strictly increasing
+    list of ``n_save`` times from 0 to ``t1`` (flows)."""
+    name = "config field 'save_times'"
+    flows = cfg.method == "flow" or cfg.methods is not None
+    if isinstance(value, str) and value in ("linear", "log"):
+        if value == "log" and not (flows and math.isfinite(cfg.t1)):
+            fail(name, "linear for discrete optimizers and t1 = inf", value)
+        return value
+    allowed = f'"linear", "log" or a strictly increasing list of n_save = {cfg.n_save} times from 0 to t1 = {cfg.t1}'
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        fail(name, allowed, value, wrong_type=True)
+    ts = np.asarray(value, dtype=float)
+    ok = len(ts) == cfg.n_save and np.all(np.isfinite(ts)) and np.all(np.diff(ts) > 0)
+    if not (ok and ts[0] == 0.0 and ts[-1] == cfg.t1 and flows):
+        fail(name, allowed + " (flows only)", list(value))
+    return tuple(float(v) for v in value)
+
 
 METHOD_OPTIONS = ("solver", "rtol", "atol", "max_steps", "kinks", "lr", "steps", "batch_size")
 """The fields a method of ``methods`` may set for itself (the others are shared by all)."""

@@ -110,11 +110,17 @@ def make_init(cfg: SweepConfig, data, i):
 
 
 def saved_times(cfg: SweepConfig) -> np.ndarray:
-    """The times at which a sweep checks drift and labels (and saves trajectories): ``n_save``
-    times on [0, t1] for flows; for discrete optimizers ``lr * step`` at the saved steps."""
+    """The times at which a sweep checks drift and labels (and saves trajectories and curves):
+    for flows ``n_save`` times on [0, t1], evenly spaced (``save_times = "linear"``), 0 then
+    log-spaced from ``t1/1000`` (``"log"``), or the config's list; for discrete optimizers
+    ``lr * step`` at the saved steps."""
     if cfg.method == "flow":
         if is_inf(cfg.t1):
             return steady_times(cfg.t_max, cfg.n_save)
+        if cfg.save_times == "log":  # 0, then n_save - 1 times log-spaced over [t1 / 1000, t1]
+            return np.concatenate([[0.0], np.geomspace(cfg.t1 / 1000, cfg.t1, cfg.n_save - 1)])
+        if cfg.save_times != "linear":
+            return np.asarray(cfg.save_times, dtype=float)
         return np.asarray(save_times(cfg.t1, cfg.n_save, None))
 
     return np.asarray(_save_slots(cfg.n_steps, cfg.n_save)[0]) * cfg.lr
@@ -197,6 +203,8 @@ def flow_problem(cfg: SweepConfig, data) -> FlowProblem:
     """The sweep's :class:`gflow.flow.FlowProblem` (kink set-up from initialization 0; the
     engine and the event path replace the conserved values per initialization)."""
     t1, ts, events = cfg.t1, None, list(cfg.events)
+    if cfg.save_times != "linear":
+        ts = saved_times(cfg)
     if is_inf(t1):  # to convergence: as gradient_flow(t1=inf)
         gtol = default_gtol(cfg.rtol, cfg.atol) if cfg.gtol is None else cfg.gtol
         t1, ts, events = None, steady_times(cfg.t_max, cfg.n_save), steady_events(gtol, events)

@@ -31,6 +31,7 @@ from ..topology.symmetry import teacher_geometry
 from ..trajectory import Status, at_time
 from . import store
 from .config import SweepConfig
+from .curves import curve_columns
 from .problems import _params_fn, check_config, dataset, flow_problem, make_init, saved_times, teacher_seed
 from .rows import _rows_from
 
@@ -75,7 +76,7 @@ def run_sweep(
     start = time.perf_counter()
     counters = dict(executed=0, useful=0, failures=0)
     pending: dict[int, list[dict]] = {c: [] for c in todo}
-    ts_saved = saved_times(config) if config.save_trajectories else None
+    ts_saved = saved_times(config) if config.save_trajectories or config.curves else None
 
     def emit(rows, ticks=None):
         """Rows of finished trajectories; ``ticks``: trajectories to add to the progress bar
@@ -88,11 +89,16 @@ def run_sweep(
             if len(pending[c]) == expected:
                 rows_c = sorted(pending.pop(c), key=lambda r: r["index"])
                 index = [r["index"] for r in rows_c]
+                if config.curves:
+                    curves = curve_columns(config, data, ts_saved, [r["_states"] for r in rows_c])
+                    for r, cols in zip(rows_c, curves, strict=True):
+                        r.update(cols)
                 # written first: a chunk's rows exist only with its networks (and trajectories)
                 networks = [r.pop("_networks") for r in rows_c]
                 store.write_networks(out_dir, c, index, [n[0] for n in networks], [n[1] for n in networks])
-                if config.save_trajectories:
-                    store.write_trajectories(out_dir, c, index, ts_saved, [r.pop("_states") for r in rows_c])
+                states = [r.pop("_states") for r in rows_c] if "_states" in rows_c[0] else None
+                if config.save_trajectories and states is not None:
+                    store.write_trajectories(out_dir, c, index, ts_saved, states)
                 store.write_chunk(out_dir, c, rows_c)
         if bar is not None:
             bar.update(len(rows) if ticks is None else ticks)
@@ -196,7 +202,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
     it (results/benchmarks/time_to_result.md)."""
     params_of, static = _params_fn(cfg, data)
     problem = flow_problem(cfg, data)
-    stepper = FlowStepper(problem=problem, save_states=cfg.save_trajectories)
+    stepper = FlowStepper(problem=problem, save_states=cfg.save_trajectories or cfg.curves)
     n_dev = jax.device_count()
     mesh = jax.make_mesh((n_dev,), (_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
     n_out = cfg.chunk_size  # result buffer per device, by chunk-local index
@@ -365,7 +371,7 @@ def _run_batched(
                 status=jnp.where(ok, status, Status.nonfinite._value),
                 t_reached=t_reached,
             )
-            if cfg.save_trajectories:
+            if cfg.save_trajectories or cfg.curves:
                 row["states"] = eqx.filter(models, eqx.is_inexact_array)
             return row
 

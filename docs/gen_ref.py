@@ -132,7 +132,7 @@ def config_page() -> str:
         "`[sweep]`) or `SweepConfig(field=value, ...)` in Python. An unknown field or a value outside "
         "the allowed ones is refused before anything runs or any folder is made, with one sentence naming "
         "the field (`ValueError` in Python; a `TypeError` too for a value of the wrong type). Types are "
-        "strict: `true` is not an integer, `\"yes\"` is not a boolean, and NaN or infinity is never a "
+        'strict: `true` is not an integer, `"yes"` is not a boolean, and NaN or infinity is never a '
         "number; `delta` holds one value or one per hidden unit, `signs` one value or one per unit of "
         "the last hidden layer, each +1 or -1.\n\n",
         "## Fields\n\n",

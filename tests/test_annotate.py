@@ -4,6 +4,8 @@ import dataclasses
 import math
 import os
 
+import equinox as eqx
+import jax
 import numpy as np
 import pytest
 
@@ -83,3 +85,23 @@ def test_data_resolution_closed_form():
     assert gf.data_resolution(x) == pytest.approx(math.radians(80.0), abs=1e-12)
     with pytest.raises(ValueError, match="shape"):
         gf.data_resolution(np.ones((4, 3)))
+
+
+def test_recover_distance_is_the_threshold(base):
+    """``recover_distance`` is the smallest grid tolerance at which ``recovered`` holds:
+    ``recovered`` at it and not a quarter decade below (checked from the stored networks
+    with :func:`gflow.recovered` directly)."""
+    from gflow.sweep.annotate import recover_distance
+    from gflow.sweep.problems import _init_structure
+
+    notes = annotate(base, 1e-3)
+    distances = notes.column("recover_distance").to_pylist()
+    assert all(math.isfinite(d) for d in distances)  # every run gets near the teacher at some scale
+    data, teacher = gf.sweep.dataset(CFG)
+    treedef, static = _init_structure(CFG, data)
+    nets = store.read_networks(base, 2)
+    for r, d in enumerate(distances):
+        leaves = [nets[f"final_{k}"][r] for k in range(treedef.num_leaves)]
+        student = eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static)
+        assert recover_distance(student, teacher) == d
+        assert gf.recovered(student, teacher, d) and not gf.recovered(student, teacher, d / 10**0.25)

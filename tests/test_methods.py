@@ -117,3 +117,12 @@ def test_methods_in_the_hash():
     assert store.config_hash(a.to_dict()) != store.config_hash(b.to_dict())
     assert "methods" not in SweepConfig(**BASE).to_dict()  # older stores keep their hash
     assert SweepConfig.from_dict(b.to_dict()) == b
+
+
+def test_report_on_a_methods_folder(methods_sweep, tmp_path):
+    """``gflow sweep report OUT`` on a sweep with methods compares its methods side by side."""
+    from gflow.sweep.report import write_report
+
+    _, out = methods_sweep
+    _, summary = write_report([out], out_dir=str(tmp_path))
+    assert [os.path.basename(s["path"]) for s in summary["sweeps"]] == ["flow", "gd", "adam"]

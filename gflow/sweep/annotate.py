@@ -25,7 +25,7 @@ from . import store
 from .config import SweepConfig
 from .problems import _init_structure, dataset
 
-__all__ = ["annotate"]
+__all__ = ["annotate", "recover_distance"]
 
 
 def annotate(out_dir: str, recover_tol: float | str = "data") -> pa.Table:
@@ -41,7 +41,8 @@ def annotate(out_dir: str, recover_tol: float | str = "data") -> pa.Table:
     stay ``False``, as in the sweep itself.
 
     Writes ``out_dir/annotations.parquet`` (columns ``index``, ``recovered``,
-    ``recover_tol``; replaced by the next call) and returns it. The result equals the
+    ``recover_tol`` and ``recover_distance``, :func:`recover_distance`; replaced by the next
+    call) and returns it. The result equals the
     ``recovered`` column of the same sweep run with ``recover_tol`` set to that value.
     """
     manifest = store.read_manifest(out_dir)
@@ -72,12 +73,34 @@ def annotate(out_dir: str, recover_tol: float | str = "data") -> pa.Table:
     if not np.array_equal(networks["index"], index):
         raise ValueError(f"{out_dir}: the stored networks do not match the rows of runs.parquet.")
     finite = np.isfinite(runs.column("final_loss").to_numpy())
-    flags = []
+    flags, distance = [], []
     for r in range(len(index)):
         leaves = [networks[f"final_{k}"][r] for k in range(treedef.num_leaves)]
         student = eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static)
         flags.append(bool(finite[r] and recovered(student, teacher, float(tol))))
-    table = pa.table(dict(index=index, recovered=flags, recover_tol=np.full(len(index), float(tol))))
+        distance.append(recover_distance(student, teacher) if finite[r] else float("inf"))
+    columns = dict(index=index, recovered=flags, recover_tol=np.full(len(index), float(tol)))
+    table = pa.table(dict(columns, recover_distance=distance))
     table = table.replace_schema_metadata({"recover_tol": json.dumps(recover_tol)})
     atomic_write(os.path.join(out_dir, store.ANNOTATIONS), lambda tmp: pq.write_table(table, tmp))
     return table
+
+
+# tolerances 10^(k/4), 1e-12 ... 10: a quarter decade apart
+_GRID = 10.0 ** (np.arange(-48, 5) / 4)
+
+
+def recover_distance(student, teacher) -> float:
+    """How far a student is from the teacher's function, as a tolerance: the smallest
+    ``tol`` of the grid ``10^(k/4)`` in [1e-12, 10] at which :func:`gflow.recovered` holds
+    (``inf`` if none), found by bisection (``recovered`` holds for every larger tolerance of
+    the grid in the cases it is used for: a looser tolerance only drops more small neurons
+    and matches more loosely). ``recovered(student, teacher, tol)`` is then
+    ``recover_distance <= tol`` up to the grid's quarter-decade resolution."""
+    if not recovered(student, teacher, float(_GRID[-1])):
+        return float("inf")
+    lo, hi = -1, len(_GRID) - 1  # recovered fails at lo (or lo is below the grid), holds at hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if recovered(student, teacher, float(_GRID[mid])) else (mid, hi)
+    return float(_GRID[hi])

@@ -92,12 +92,21 @@ def read_sweep(path: str) -> Sweep:
     return Sweep(path=path, manifest=manifest, rows=rows)
 
 
+def _method_folders(path: str) -> list[str]:
+    """A sweep with ``methods`` stands for its methods' sweeps, side by side; others as given."""
+    manifest = os.path.join(path, store.MANIFEST)
+    methods = store.read_manifest(path)["config"].get("methods") if os.path.exists(manifest) else None
+    return [os.path.join(path, m) for m in methods] if isinstance(methods, dict) else [path]
+
+
 def load_sweeps(paths: list[str], by: str | None = None) -> tuple[list[Sweep], str | None]:
     """Read and check the sweeps of a report; returns them and the grouping column.
 
-    ``ValueError`` when a folder is missing, not a sweep, unfinished, given twice, or when
+    A folder of a sweep with ``methods`` stands for its methods' sweeps. ``ValueError`` when
+    a folder is missing, not a sweep, unfinished, given twice, or when
     two sweeps run different problems (config fields outside ``HOW_FIELDS`` differ), or
     when ``by`` is not a column of every sweep or has more than ``MAX_GROUPS`` values."""
+    paths = [q for p in paths for q in _method_folders(p)]
     if len({os.path.realpath(p) for p in paths}) != len(paths):
         raise ValueError("a sweep folder is given twice.")
     sweeps = [read_sweep(p) for p in paths]

@@ -113,8 +113,9 @@ def test_cache_folder_info_and_clear(tmp_path, monkeypatch, capsys):
 
 
 def test_sweep_traces_each_width_once(tmp_path, monkeypatch, caplog):
-    """A sweep of several chunks traces the engine's step loop once per compiled width (the
-    ladder's rungs), never again for the same shapes: later chunks reuse the programs."""
+    """A sweep of several chunks traces the engine's step loop once per compiled width (full
+    chunks run at ``slots``, the last, smaller one at a narrower rung of the ladder), never
+    again for the same shapes: later chunks reuse the programs."""
     import logging
 
     import gflow.sweep.run as engine
@@ -129,7 +130,7 @@ def test_sweep_traces_each_width_once(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(engine, "run_chunk", spy)
     caplog.set_level(logging.DEBUG, logger="jax._src.dispatch")
-    cfg = SweepConfig(n_data=48, width=3, delta=0.5, t1=1.0, rtol=1e-6, atol=1e-6, n_inits=8, slots=4,
+    cfg = SweepConfig(n_data=48, width=3, delta=0.5, t1=1.0, rtol=1e-6, atol=1e-6, n_inits=10, slots=4,
                       chunk_size=4, n_save=3)  # fmt: skip
     engine.run_sweep(cfg, str(tmp_path), progress=False)
     traces = [r for r in caplog.records if r.getMessage().startswith("Finished tracing run_chunk ")]

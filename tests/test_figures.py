@@ -15,7 +15,14 @@ def _written(name: str) -> bool:
     return os.path.exists(os.path.join(FIGURE_DIR, f"{FIGURES[name]}.py"))
 
 
-@pytest.mark.parametrize("name", list(FIGURES))
+# Two quick figures in the default run (a sweep figure and a single-flow one); the others, 10-20 s
+# each on 2 cores, run with -m slow to keep the default suite within its CI budget.
+DEFAULT_FIGURES = ("toy_obstruction", "breast_cancer")
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in DEFAULT_FIGURES else pytest.param(n, marks=pytest.mark.slow) for n in FIGURES]
+)
 def test_quick_figure_writes_png_and_pdf(name, tmp_path):
     if not _written(name):
         pytest.skip(f"gflow/figures/{FIGURES[name]}.py is not written yet")

@@ -105,3 +105,20 @@ def test_recover_distance_is_the_threshold(base):
         student = eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static)
         assert recover_distance(student, teacher) == d
         assert gf.recovered(student, teacher, d) and not gf.recovered(student, teacher, d / 10**0.25)
+
+
+def test_recovered_at_the_data_resolution(base):
+    """``gf.recovered(..., tol="data", x=x)`` is ``recovered`` at ``data_resolution(x)``, as
+    the annotation with ``--recover-tol data`` counts it; without ``x`` it is refused."""
+    from gflow.sweep.problems import _init_structure
+
+    data, teacher = gf.sweep.dataset(CFG)
+    treedef, static = _init_structure(CFG, data)
+    nets = store.read_networks(base, 2)
+    notes = annotate(base, "data").column("recovered").to_pylist()
+    for r, flag in enumerate(notes):
+        leaves = [nets[f"final_{k}"][r] for k in range(treedef.num_leaves)]
+        student = eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static)
+        assert gf.recovered(student, teacher, "data", x=data.x_train) == flag
+    with pytest.raises(ValueError, match="'data' with the inputs x"):
+        gf.recovered(student, teacher, "data")

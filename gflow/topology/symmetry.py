@@ -179,13 +179,19 @@ def teacher_geometry(teacher: ShallowReLU) -> dict:
     )
 
 
-def recovered(student: ShallowReLU, teacher: ShallowReLU, tol: float = 1e-3) -> bool:
+def recovered(student: ShallowReLU, teacher: ShallowReLU, tol: float | str = 1e-3, x=None) -> bool:
     """Did a trained ``student`` reach the ``teacher``'s function up to symmetry?
 
     Canonical forms agree within ``tol`` after dropping near-zero neurons (those with
     ``||v_k|| ||(w_k, b_k)|| <= tol``, e.g. pathological neurons switched off by the flow).
     The default ``tol`` suits a flow run to a small loss; :func:`equivalent` is the exact test.
+    ``tol="data"`` with the training inputs ``x`` (shape ``(n, 2)``) judges at the data's
+    resolution, :func:`data_resolution`: what the data cannot tell apart counts as equal.
     """
+    if isinstance(tol, str):
+        if tol != "data" or x is None:
+            raise ValueError(f"tol must be a positive number, or 'data' with the inputs x; got {tol!r}.")
+        tol = data_resolution(x)
     return equivalent(student, teacher, tol)
 
 

@@ -109,7 +109,7 @@ def parts_to_run(n_chunks: int, n_parts: int, done: set[int]) -> list[int]:
 
 def _import_submitit():
     try:
-        import submitit  # noqa: PLC0415 - optional extra
+        import submitit  # noqa: PLC0415  # pyright: ignore[reportMissingImports] - optional extra (cluster)
     except ImportError:
         raise ValueError(f"--slurm and --executor need submitit, the optional extra 'cluster': {INSTALL}.") from None
     return submitit
@@ -124,7 +124,7 @@ def sbatch_script(name: str, out_dir: str, n_tasks: int, options: ClusterOptions
     runs the ``a``-th part to run; the merge job's script has the same options, no array,
     and ``--dependency=afterok:<array id>``)."""
     _import_submitit()
-    from submitit.slurm.slurm import _make_sbatch_string  # what SlurmExecutor writes
+    from submitit.slurm.slurm import _make_sbatch_string  # pyright: ignore[reportMissingImports]
 
     folder = os.path.join(os.path.abspath(out_dir), LOGS)
     params = options.slurm_parameters(name)

@@ -124,9 +124,9 @@ def test_sweep_traces_each_width_once(tmp_path, monkeypatch, caplog):
     widths = []
     original = engine.run_chunk
 
-    def spy(stepper, mesh, group, chunk, n_steps, stop_live):
+    def spy(stepper, mesh, group, chunk, n_steps):
         widths.append(chunk.slots.index.shape[0])
-        return original(stepper, mesh, group, chunk, n_steps, stop_live)
+        return original(stepper, mesh, group, chunk, n_steps)
 
     monkeypatch.setattr(engine, "run_chunk", spy)
     caplog.set_level(logging.DEBUG, logger="jax._src.dispatch")

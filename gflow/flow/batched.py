@@ -9,8 +9,7 @@ times), so a slot reproduces a single ``gradient_flow`` solve.
 A chunk of initializations is dealt into one queue per device (``shard_map``: no
 communication but two scalar sums per step). Inside one jitted loop each device steps its
 slots, parks finished ones in a result buffer and refills free slots from its queue; the
-host only sees the chunk again when the queues are empty and the live slots fit a
-narrower compiled width (it then compacts them) or after a step budget (progress bar).
+host only sees the chunk again when every slot is done or after a step budget (progress bar).
 """
 
 from __future__ import annotations
@@ -256,15 +255,14 @@ def start_chunk(stepper: FlowStepper, mesh, width: int, n_out: int, queue, qinde
 
 
 @eqx.filter_jit
-def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, stop_live) -> Chunk:
+def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps) -> Chunk:
     """Advance all slots by up to ``n_steps`` steps, refilling finished ones from the queue
     (in groups of ``group`` per device, once that many are free or the queue's rest fits).
 
-    Returns once every queue is empty and at most ``stop_live`` slots (over all devices) are
-    still live — time to compact them into a narrower width — or after ``n_steps``."""
+    Returns once every queue is empty and no slot is live, or after ``n_steps``."""
     dynamic, static = eqx.partition(stepper, eqx.is_array)
 
-    def local(dynamic, n_steps, stop_live, c: Chunk):
+    def local(dynamic, n_steps, c: Chunk):
         stepper = eqx.combine(dynamic, static)
         width, n_out = c.slots.index.shape[0], c.written.shape[0]
         n_queue = _count(c.qindex >= 0)
@@ -273,7 +271,7 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, sto
             i, c = carry
             live = jax.lax.psum(_count(c.slots.index >= 0), _AXIS)
             left = jax.lax.psum(n_queue - c.next[0], _AXIS)
-            return (i < n_steps) & ((left > 0) | (live > stop_live))
+            return (i < n_steps) & ((left > 0) | (live > 0))
 
         def refill(slots, nxt):
             free = slots.index < 0
@@ -316,7 +314,7 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps, sto
 
         return jax.lax.while_loop(cond, body, (jnp.asarray(0), c))[1]
 
-    return _spread(local, mesh, 3)(dynamic, n_steps, stop_live, chunk)
+    return _spread(local, mesh, 2)(dynamic, n_steps, chunk)
 
 
 @eqx.filter_jit

@@ -223,7 +223,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
         while n_written < n:
             group = max(1, width // n_dev // _GROUP)
             t_call = time.perf_counter()
-            chunk = run_chunk(stepper, mesh, group, chunk, jnp.asarray(n_steps), jnp.asarray(0))
+            chunk = run_chunk(stepper, mesh, group, chunk, jnp.asarray(n_steps))
             written = int(chunk.written.sum())
             # return to the host (progress bar) about every 0.2 s: rows do not depend on it
             n_steps *= 2 if time.perf_counter() - t_call < _CALL_SECONDS else 1

@@ -27,6 +27,7 @@ __all__ = ["cache_dir", "cache_info", "clear_cache", "enable_compilation_cache"]
 _OFF = ("0", "false", "no", "off")
 # what JAX writes there: "<program>-<sha256>-cache" (and "-atime") files, the GPU autotuning folder
 _ENTRY = re.compile(r".+-[0-9a-f]{64}(-[a-z]+)?$")
+_TRACE = re.compile(r"[0-9a-f]{64}\.trace(\.[0-9]+\.tmp)?$")  # gflow's saved executables (traces/)
 _AUTOTUNE = "xla_gpu_per_fusion_autotune_cache_dir"
 
 
@@ -64,6 +65,9 @@ def enable_compilation_cache(path: str | None = None, *, min_compile_time: float
         return None
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_time)
+    from . import _traces
+
+    _traces.enable(path)
     return path
 
 
@@ -79,8 +83,9 @@ def cache_info(path: str | None = None) -> dict:
 
 
 def clear_cache(path: str | None = None) -> dict:
-    """Delete the compiled programs in the cache folder (default: :func:`cache_dir`), and nothing
-    else, whatever the folder is; returns what it held (:func:`cache_info`)."""
+    """Delete the compiled programs in the cache folder (default: :func:`cache_dir`) and the
+    executables saved in its ``traces`` folder, and nothing else, whatever the folder is; returns
+    what it held (:func:`cache_info`)."""
     info = cache_info(path)
     for file in _entries(info["path"]):
         os.remove(file)
@@ -90,6 +95,11 @@ def clear_cache(path: str | None = None) -> dict:
 
 
 def _entries(path: str | None) -> list[str]:
+    """JAX's entries in ``path`` and gflow's saved executables in ``path/traces`` (:mod:`gflow._traces`)."""
+    return _matching(path, _ENTRY) + _matching(path and os.path.join(path, "traces"), _TRACE)
+
+
+def _matching(path: str | None, pattern: re.Pattern) -> list[str]:
     if not path or not os.path.isdir(path):
         return []
-    return [e.path for e in os.scandir(path) if e.is_file(follow_symlinks=False) and _ENTRY.match(e.name)]
+    return [e.path for e in os.scandir(path) if e.is_file(follow_symlinks=False) and pattern.match(e.name)]

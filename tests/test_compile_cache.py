@@ -73,8 +73,10 @@ _FAILING = textwrap.dedent(
 
 
 def test_failure_status_survives_the_cache(tmp_path):
+    """JAX's own cache (gflow's saved executables off: tests/test_trace_cache.py has the same
+    check with them on)."""
     cache = str(tmp_path / "jax")
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", GFLOW_TRACE_CACHE="0")
     runs = []
     for _ in range(2):
         out = subprocess.run(
@@ -115,11 +117,15 @@ def test_cache_folder_info_and_clear(tmp_path, monkeypatch, capsys):
 def test_sweep_traces_each_width_once(tmp_path, monkeypatch, caplog):
     """A sweep of several chunks traces the engine's step loop once per compiled width (full
     chunks run at ``slots``, the last, smaller one at a narrower rung of the ladder), never
-    again for the same shapes: later chunks reuse the programs."""
+    again for the same shapes: later chunks reuse the programs. (Saved executables are off
+    here, so that JAX traces; with them on, tests/test_trace_cache.py counts builds.)"""
     import logging
 
+    import gflow._traces as traces
     import gflow.sweep.run as engine
     from gflow.sweep.config import SweepConfig
+
+    monkeypatch.setattr(traces, "_FOLDER", [None])
 
     widths = []
     original = engine.run_chunk

@@ -24,6 +24,7 @@ import jax.tree_util as jtu
 from diffrax._term import WrapTerm
 
 from .. import metrics
+from .._traces import cached_trace
 from ..trajectory import Status, flow_status
 from .batching import where_rows
 from .controller import controller_stats
@@ -228,6 +229,7 @@ def _spread(fn, mesh, n_replicated: int):
     return run
 
 
+@cached_trace
 @eqx.filter_jit
 def start_chunk(stepper: FlowStepper, mesh, width: int, n_out: int, queue, qindex) -> Chunk:
     """A chunk with ``width`` slots per device filled from the head of each device's queue."""
@@ -254,6 +256,7 @@ def start_chunk(stepper: FlowStepper, mesh, width: int, n_out: int, queue, qinde
     return _spread(local, mesh, 1)(dynamic, queue, qindex)
 
 
+@cached_trace
 @eqx.filter_jit
 def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps) -> Chunk:
     """Advance all slots by up to ``n_steps`` steps, refilling finished ones from the queue
@@ -317,6 +320,7 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps) -> 
     return _spread(local, mesh, 2)(dynamic, n_steps, chunk)
 
 
+@cached_trace
 @eqx.filter_jit
 def finalize(stepper: FlowStepper, slots: Slot, params0, positions):
     """Row values of the slots at ``positions`` (a short batch): losses, drift, labels, stats."""

@@ -9,17 +9,20 @@ One GD/SGD step changes each conserved quantity by exactly
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 
 from .conservation import conservation_of, warn_if_absent
 from .losses import full_batch_loss, get_loss
 from .trajectory import Status, Trajectory, evaluate
+
+if TYPE_CHECKING:  # Optax is imported where an optimizer is built: not at ``import gflow``
+    import optax
 
 __all__ = ["train", "OPTIMIZERS", "make_optimizer"]
 
@@ -29,6 +32,8 @@ OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
 def make_optimizer(optimizer, lr, momentum: float = 0.9) -> optax.GradientTransformation:
     """``gd``/``sgd``: ``theta -= lr g``; ``momentum``: heavy ball (``optax.sgd(lr, momentum)``);
     ``adam``: ``optax.adam(lr)``; an ``optax.GradientTransformation`` is used as given."""
+    import optax
+
     if isinstance(optimizer, optax.GradientTransformation):
         return optimizer
     if optimizer in ("gd", "sgd"):
@@ -56,6 +61,8 @@ def run_optimizer(
     model, data, loss_fn, optimizer, lr, slot, key, *, batch_size: int | None, n_saved: int, momentum: float = 0.9
 ):
     """Jitted core of :func:`train`: returns the saved models (leading axis ``n_saved``)."""
+    import optax
+
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt = make_optimizer(optimizer, lr, momentum)
     steps = slot.shape[0] - 1

@@ -181,3 +181,12 @@ def test_failure_status_from_a_saved_executable(tmp_path):
     assert cold["failing"] == warm["failing"] == "max_steps_reached"
     assert cold["ok"] == warm["ok"] == "successful" and cold["loss"] == warm["loss"]
     assert len(os.listdir(tmp_path / "traces")) == 2
+
+
+def test_import_leaves_heavy_modules_for_later():
+    """``import gflow`` does not import what only some commands use (issue 21): SciPy, Matplotlib,
+    PyArrow, scikit-learn, Optax, tqdm are imported where they are used."""
+    heavy = ["scipy", "matplotlib", "pyarrow", "sklearn", "optax", "tqdm"]
+    code = f"import sys, gflow; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

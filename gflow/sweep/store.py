@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import glob
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -20,7 +21,6 @@ import diffrax
 import equinox
 import jax
 import numpy as np
-import optax
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -85,7 +85,7 @@ def environment() -> dict:
         jax=jax.__version__,
         diffrax=diffrax.__version__,
         equinox=equinox.__version__,
-        optax=optax.__version__,
+        optax=importlib.metadata.version("optax"),
         python=platform.python_version(),
         device=f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
         n_devices=jax.device_count(),

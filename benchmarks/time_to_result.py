@@ -47,13 +47,13 @@ def commands(figures: bool) -> list[tuple[str, list[str]]]:
 
 
 NOTES = (
-    "A warm run skips XLA compilation only: JAX's persistent cache keeps compiled programs, not "
-    "traces, so every process still traces and lowers each program (Python). The sweep engine no "
-    "longer compacts a chunk's last live slots into narrower compiled widths (a7cdd6e traced 8 of "
-    "them from 16 slots per device); the rows keep their step counts and move at round-off only "
-    "(8-10 of 128 rows, final loss <= 7e-12 relative). A profile of the warm sweep: import about "
-    "2.7 s, tracing and lowering about 3.2 s, running about 1.6 s; reaching 5 s warm needs traces "
-    "kept across processes too (e.g. jax.export), which is not done."
+    "JAX's persistent cache keeps compiled programs, not traces: with it alone (the "
+    "GFLOW_TRACE_CACHE=0 column) every process still traces and lowers each program in Python. "
+    "gflow's saved executables (gflow/_traces.py) keep the single solve and the sweep engine's "
+    "programs fully built under <cache>/traces/: a warm run loads them without tracing, lowering "
+    "or compiling. What remains in a warm run: importing JAX, Equinox and Diffrax, building the "
+    "data and initializations (small eager JAX operations, each still traced and read from JAX's "
+    "cache), running, and writing the rows."
 )
 
 
@@ -94,13 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="gflow-ttr-")
-    versions = [("after", ROOT)]
+    # the working tree twice: with gflow's saved executables (the default) and without them
+    versions = [("after", ROOT, {}), ("after, GFLOW_TRACE_CACHE=0", ROOT, {"GFLOW_TRACE_CACHE": "0"})]
     if args.ref:
         before = os.path.join(work, "before")
         subprocess.run(
             ["git", "worktree", "add", "--detach", before, args.ref], cwd=ROOT, check=True, capture_output=True
         )
-        versions.insert(0, (f"before ({args.ref})", before))
+        versions.insert(0, (f"before ({args.ref})", before, {}))
     cfg = sweep_config(os.path.join(work, "sweep.toml"))
     cmds = commands(args.figures)
     if args.only:
@@ -112,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for label, argv_ in cmds:
             row = {"command": label}
-            for version, src in versions:
+            for version, src, extra in versions:
                 cache = tempfile.mkdtemp(prefix="cache-", dir=work)
                 # the code under test first on the path; the same cache folder for cold and warm
-                env = dict(os.environ, PYTHONPATH=src, GFLOW_CACHE_DIR=cache, MPLBACKEND="Agg")
+                env = dict(os.environ, PYTHONPATH=src, GFLOW_CACHE_DIR=cache, MPLBACKEND="Agg", **extra)
                 env.pop("GFLOW_CACHE", None)
+                if "GFLOW_TRACE_CACHE" not in extra:
+                    env.pop("GFLOW_TRACE_CACHE", None)
                 for phase in ("cold", "warm"):
                     out = tempfile.mkdtemp(prefix="out-", dir=work)
                     shutil.rmtree(out)
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gflow.bench.report import write_json
 
-    names = [v for v, _ in versions]
+    names = [v for v, _, _ in versions]
     header = (
         ["command"] + [f"{v} {ph} (s)" for v in names for ph in ("cold", "warm")] + [f"{v} cache files" for v in names]
     )

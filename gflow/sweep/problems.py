@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from .._traces import cached_trace
 from .._validate import InputError, per_unit
 from ..data import breast_cancer, teacher_student, toy
 from ..discrete import _save_slots
@@ -194,6 +195,7 @@ def _init_structure(cfg: SweepConfig, data):
     return jax.tree_util.tree_structure(params), static
 
 
+@cached_trace
 @eqx.filter_jit
 def _batch_params(init_cfg: SweepConfig, data, indices):
     return jax.vmap(lambda i: eqx.filter(make_init(init_cfg, data, i), eqx.is_inexact_array))(indices)

@@ -11,6 +11,7 @@ import textwrap
 
 import jax
 import jax.random as jr
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,6 +21,7 @@ from gflow.flow.problem import make_problem
 from gflow.flow.solve import solve_flow
 from gflow.sweep.config import SweepConfig
 from gflow.sweep.run import run_sweep
+from gflow.sweep.store import read_trajectories
 
 
 @pytest.fixture
@@ -57,7 +59,7 @@ def _rows(out: str) -> dict:
 
 def test_sweep_rows_identical_off_cold_and_warm(tmp_path, folder, builds, monkeypatch):
     cfg = SweepConfig(n_data=48, width=3, delta=-1.0, signs="random", t1=2.0, rtol=1e-6, atol=1e-6, n_inits=6,
-                      slots=4, chunk_size=6, n_save=3)  # fmt: skip
+                      slots=4, chunk_size=6, n_save=3, save_trajectories=True)  # fmt: skip
     with monkeypatch.context() as off:
         off.setattr(traces, "_FOLDER", [None])
         run_sweep(cfg, str(tmp_path / "off"), progress=False)
@@ -66,17 +68,23 @@ def test_sweep_rows_identical_off_cold_and_warm(tmp_path, folder, builds, monkey
     run_sweep(cfg, str(tmp_path / "cold"), progress=False)
     cold = dict(builds)
     saved = sorted(os.listdir(folder))
-    # start, step loop and row function: each compiled once, saved, and run from its file
-    assert cold == dict(compiled=3, loaded=3) and len(saved) == 3
+    # the batch of initializations, start, step loop and row function: each compiled once,
+    # saved, and run from its file
+    assert cold == dict(compiled=4, loaded=4) and len(saved) == 4
 
     traces._PROGRAMS.clear()  # as a new process: only the files remain
     run_sweep(cfg, str(tmp_path / "warm"), progress=False)
-    assert builds == dict(compiled=3, loaded=6)  # nothing compiled, everything loaded
+    assert builds == dict(compiled=4, loaded=8)  # nothing compiled, everything loaded
     assert sorted(os.listdir(folder)) == saved
 
     off_rows, cold_rows, warm_rows = (_rows(str(tmp_path / name)) for name in ("off", "cold", "warm"))
     assert off_rows == cold_rows == warm_rows
     assert len(off_rows["final_loss"]) == 6
+    off, cold, warm = (read_trajectories(str(tmp_path / name), 0) for name in ("off", "cold", "warm"))
+    assert off.keys() == cold.keys() == warm.keys() and len(off) > 2
+    for name in off:  # the networks at the saved times, bit for bit
+        np.testing.assert_array_equal(off[name], cold[name])
+        np.testing.assert_array_equal(off[name], warm[name])
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,9 @@ The folder: ``$GFLOW_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/gflow/jax``, els
 ``~/.cache/gflow/jax``. ``GFLOW_CACHE=0`` (or ``GFLOW_CACHE_DIR=""``, or ``gflow --no-cache``)
 turns it off; ``gflow cache info`` shows the folder and its size, ``gflow cache clear`` empties
 it. Every program is kept, the small ones too (``min_compile_time=0``): a fresh process
-otherwise recompiles a hundred small eager operations, 0.05 s each on a CPU.
+otherwise recompiles a hundred small eager operations, 0.05 s each on a CPU. On a CPU, gflow's
+own solves are also saved fully built in ``<folder>/traces`` (:mod:`gflow._traces`), so a later
+run skips tracing them as well; ``GFLOW_TRACE_CACHE=0`` turns that part off alone.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ def commands(figures: bool) -> list[tuple[str, list[str]]]:
     gflow = [py, "-c", "import sys; from gflow.cli import main; sys.exit(main())"]
     cmds = [
         ('python -c "import gflow"', [py, "-c", "import gflow"]),
+        # the floor under it: the libraries every solve needs
+        ('python -c "import jax, equinox, diffrax"', [py, "-c", "import jax, equinox, diffrax"]),
         ("gflow run --data toy --width 2 --t1 20", [*gflow, "run", "--data", "toy", "--width", "2", "--t1", "20"]),
         (f"gflow sweep (example, n_inits = {SWEEP_N_INITS})", [*gflow, "sweep", "{cfg}", "--out", "{out}"]),
         ("gflow demo", [*gflow, "demo", "--out", "{out}"]),

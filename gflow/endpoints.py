@@ -19,7 +19,16 @@ population) and
 
 **Flat directions.** At a smooth critical point every live hidden unit gives a Hessian
 null direction, its rescaling tangent ``(w_k, -v_k)``; so ``n_zero >= n_units`` (live
-units). Split or duplicated neurons at overparametrized minima give more; ``n_zero`` is
+units). *Duplicated units* give more: when live units ``k in G`` have the same incoming
+direction, ``w_k = s_k omega`` with ``s_k > 0``, the network is
+``(sum_{k in G} s_k v_k) relu(omega.x) + ...``, so moving output mass between them
+(``v_k -> v_k + t_k / s_k`` with ``sum_k t_k = 0``) leaves the function, hence ``L``,
+unchanged to all orders: ``|G| - 1`` more exact null directions beyond the ``|G|``
+rescalings. ``n_duplicate = sum_G (|G| - 1)`` counts them (units whose unit incoming vectors
+agree to ``dup_tol``), and at a minimum whose only degeneracies are these symmetries
+``n_zero = n_units + n_duplicate``. At a *global* minimum the direction perturbations
+within a group (``sum_k v_k s_k delta omega_k = 0``) are flat too (zero residual kills the
+second-order term), giving ``(|G| - 1) d`` beyond the rescalings instead; ``n_zero`` is
 measured, not forced (the theory page, docs/theory.md, end points).
 
 **Collapsed neurons** (a :class:`gflow.ShallowReLU` unit whose incoming weights are
@@ -68,7 +77,9 @@ class Endpoint:
     - ``eigenvalues``: the Hessian's eigenvalues on the free parameters, ascending.
     - ``hess_min``: the smallest eigenvalue; ``tol_eig``: the threshold used for zero.
     - ``n_negative``: eigenvalues ``< -tol_eig``; ``n_zero``: ``|lambda| <= tol_eig``.
-    - ``n_units``: live hidden units (each gives one flat direction), ``n_collapsed``:
+    - ``n_units``: live hidden units (each gives one flat direction), ``n_duplicate``: live
+      units whose incoming direction repeats another's (each gives one more, module
+      docstring; ``ShallowReLU`` only), ``n_collapsed``:
       collapsed units (``ShallowReLU`` only), ``escape_min``: the smallest one-sided slope
       out of a collapsed unit (``nan`` when none is collapsed).
     - ``critical``: ``grad_norm <= crit_tol``; ``kind``: one of :data:`KINDS`.
@@ -85,6 +96,7 @@ class Endpoint:
     n_negative: int
     n_zero: int
     n_units: int
+    n_duplicate: int
     n_collapsed: int
     escape_min: float
     critical: bool
@@ -226,6 +238,21 @@ def _collapse(model, collapse_tol):
     return model, collapsed
 
 
+def _duplicates(model, collapsed, dup_tol: float) -> int:
+    """``sum_G (|G| - 1)`` over groups ``G`` of live units of a ShallowReLU with the same incoming
+    direction: unit vectors ``w_k / ||w_k||`` within ``dup_tol`` (Euclidean) of a group's first."""
+    if not isinstance(model, ShallowReLU):
+        return 0
+    w = np.asarray(_incoming(model), float)
+    live = np.setdiff1d(np.arange(w.shape[0]), collapsed)
+    units = w[live] / np.linalg.norm(w[live], axis=1, keepdims=True)
+    heads: list[np.ndarray] = []
+    for u in units:
+        if not any(np.linalg.norm(u - h) <= dup_tol for h in heads):
+            heads.append(u)
+    return int(len(units) - len(heads))
+
+
 def _free_indices(model, collapsed):
     """Flat indices of the parameters not frozen (all but the collapsed units' w_k, b_k, v_k)."""
     params, _ = eqx.partition(model, eqx.is_inexact_array)
@@ -262,6 +289,7 @@ def classify_endpoint(
     rcond: float = 1e-10,
     max_move: float = 0.1,
     collapse_tol: float = 1e-6,
+    dup_tol: float = 1e-6,
     n_escape: int = 256,
     key: PRNGKeyArray | None = None,
 ) -> Endpoint:
@@ -288,6 +316,8 @@ def classify_endpoint(
       as zero in the pseudo-inverse; ``max_move``: reject a polished point farther than
       ``max_move * max(1, ||theta||)`` from the start).
     - ``collapse_tol``, ``n_escape``, ``key``: collapsed-unit handling (module docstring).
+    - ``dup_tol``: two live units are duplicates when their unit incoming vectors are within
+      ``dup_tol`` (``n_duplicate``, module docstring).
 
     **Returns:** an :class:`Endpoint`.
     """
@@ -351,6 +381,7 @@ def classify_endpoint(
         n_negative=n_negative,
         n_zero=n_zero,
         n_units=n_units,
+        n_duplicate=_duplicates(model, collapsed, dup_tol),
         n_collapsed=int(collapsed.size),
         escape_min=escape_min,
         critical=bool(critical),

@@ -71,7 +71,13 @@ from .nets import (
     DAGNet as DAGNet,
 )
 from .nets import (
+    FixedOutputReLU as FixedOutputReLU,
+)
+from .nets import (
     Graph as Graph,
+)
+from .nets import (
+    fixed_output as fixed_output,
 )
 from .nets import (
     Scheme as Scheme,

@@ -77,9 +77,6 @@ from .nets import (
     Graph as Graph,
 )
 from .nets import (
-    fixed_output as fixed_output,
-)
-from .nets import (
     Scheme as Scheme,
 )
 from .nets import (
@@ -87,6 +84,9 @@ from .nets import (
 )
 from .nets import (
     as_dag as as_dag,
+)
+from .nets import (
+    fixed_output as fixed_output,
 )
 from .nets import (
     kaiming as kaiming,

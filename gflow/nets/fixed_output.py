@@ -17,6 +17,8 @@ warning), which is the truth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -46,10 +48,12 @@ class FixedOutputReLU(eqx.Module):
     in_size: int = eqx.field(static=True)
     width: int = eqx.field(static=True)
 
-    def __init__(self, in_size: int, width: int, v=1.0, *, init: str = "kaiming", key: PRNGKeyArray):
+    def __init__(
+        self, in_size: int, width: int, v: float | Sequence[float] = 1.0, *, init: str = "kaiming", key: PRNGKeyArray
+    ):
         self.in_size = check_size("in_size", in_size)
         self.width = check_size("width", width)
-        values = [float(v)] * self.width if jnp.ndim(jnp.asarray(v)) == 0 else [float(x) for x in v]
+        values = [float(x) for x in v] if isinstance(v, Sequence) else [float(v)] * self.width
         if len(values) != self.width:
             raise ValueError(f"v must be a number or {self.width} numbers (one per unit), got {len(values)}.")
         self.v = tuple(values)

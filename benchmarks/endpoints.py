@@ -293,7 +293,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a smoke run: 16 census inits, 8 anchor inits, k = 6, 8")
     parser.add_argument("--part", choices=("census", "anchor", "all"), default="all")
     parser.add_argument("--from-csv", action="store_true", help="rebuild the report from the saved rows")
-    parser.add_argument("--ks", default="6,8,10,12", help="anchor widths k (comma-separated)")
+    parser.add_argument(
+        "--ks", default="6,8,10,12", help="anchor widths k (comma-separated; saved rows of other k are kept)"
+    )
     parser.add_argument("--n-anchor", type=int, default=200, help="anchor inits per k")
     args = parser.parse_args(argv)
     census_csv, anchor_csv = os.path.join(OUT, "endpoints_census.csv"), os.path.join(OUT, "endpoints_anchor.csv")
@@ -313,6 +315,9 @@ def main(argv=None):
     if args.part in ("anchor", "all"):
         ks = [6, 8] if args.quick else [int(k) for k in args.ks.split(",")]
         anchor_rows = run_anchor(ks, 8 if args.quick else args.n_anchor)
+        if os.path.exists(anchor_csv) and not args.quick:  # keep the saved rows of the other k
+            anchor_rows = [r for r in _read_csv(anchor_csv) if r["k"] not in ks] + anchor_rows
+            anchor_rows.sort(key=lambda r: (r["k"], r["init"]))
         write_csv(anchor_csv, anchor_rows)
     elif os.path.exists(anchor_csv):
         anchor_rows = _read_csv(anchor_csv)

@@ -84,10 +84,27 @@ def config(problem: str, quick: bool = False, n_inits: int | None = None) -> Swe
 
 
 def run(out_dir: str, quick: bool = False) -> list[str]:
-    """Run (or reuse) both sweeps into ``out_dir/<problem>``, then draw."""
+    """Run (or reuse) both sweeps into ``out_dir/<problem>``, store the census of each in
+    ``out_dir/endpoints.json`` (:func:`census`, plus run counts and statuses), then draw."""
     _common.setup()
+    scalars, params = {}, {}
     for problem in PROBLEMS:
-        _common.sweep(config(problem, quick), os.path.join(out_dir, problem))
+        cfg = config(problem, quick)
+        rows = _common.sweep(cfg, os.path.join(out_dir, problem))
+        names, counts = np.unique(rows["status"], return_counts=True)
+        unreachable = ~rows["reachable"].astype(bool)
+        scalars[problem] = dict(
+            n_runs=len(rows["index"]),
+            kinds={k: int(np.sum(rows["endpoint"] == k)) for k in KIND_ORDER},
+            unreachable=int(unreachable.sum()),
+            unreachable_global=int(np.sum(unreachable & (rows["endpoint"] == "global_min"))),
+            label_changes=int(np.sum(rows["effective_label_start"] != rows["effective_label_end"])),
+            not_critical_collapsed=int(np.sum((rows["endpoint"] == "not_critical") & (rows["n_collapsed"] > 0))),
+            statuses=dict(zip(names.tolist(), counts.tolist(), strict=True)),
+            components=census(rows),
+        )
+        params[problem] = cfg.to_dict()
+    _common.save_result(out_dir, NAME, {}, params, scalars)
     return draw(out_dir)
 
 
@@ -139,7 +156,7 @@ def losses_text(losses: dict) -> str:
 
 
 def _label(n_path: int, m: int, reach) -> str:
-    tag = "" if reach is None else (" R" if reach else " U")
+    tag = "" if reach is None else ("\nR" if reach else "\nU")
     return f"({n_path},{m}){tag}"
 
 

@@ -19,7 +19,8 @@ the output weights fixed to 1 (``gf.FixedOutputReLU``: only ``W`` trains), teach
 ``sigma_w^2 = 2 / (d + k)``). gflow integrates the exact population flow to convergence
 (``t1 = inf``, Tsit5, rtol = atol = 1e-6, so ``gtol`` = 1e-4), Newton-polishes and classifies;
 init ``i`` uses ``PRNGKey(i)``. Spurious = ``local_min`` (critical, no negative Hessian
-eigenvalue, loss > 1e-10); binomial standard error ``sqrt(p (1 - p) / n)``.
+eigenvalue, loss > 1e-10); binomial standard error ``sqrt(p (1 - p) / n)`` (with no spurious run: the rule-of-three 95%
+upper bound ``3 / n``).
 
 Writes ``results/benchmarks/endpoints.md``, ``endpoints_census.csv`` (one row per run),
 ``endpoints_anchor.csv`` (one row per run) and the sweep folder ``endpoints_sweep/``;
@@ -168,8 +169,8 @@ def census_section(rows: list[dict]) -> str:
     if collapsed:
         coll_losses = ", ".join(sorted({f"{r['endpoint_loss']:.5g}" for r in collapsed}))
         coll_text = (
-            f"{len(collapsed)} minima had a collapsed pathological neuron (``w_k = 0``, losses "
-            f"{coll_losses}): the flow reaches "
+            f"{len(collapsed)} minim{'um' if len(collapsed) == 1 else 'a'} had a collapsed pathological "
+            f"neuron (``w_k = 0``, losses {coll_losses}): the flow reaches "
             "``w_k = 0`` in finite time and chatters there (population flows have no pinning of collapsed "
             "neurons), so it stops at ``max_steps``; the classifier freezes the unit and polishes the live "
             "sub-network; its flat directions, counted over the live units, obey the same rule."
@@ -223,7 +224,9 @@ def anchor_section(rows: list[dict]) -> str:
                 counts["local_min"],
                 counts["saddle"],
                 counts["not_critical"],
-                f"{100 * p:.1f} ± {100 * np.sqrt(p * (1 - p) / n):.1f}",
+                f"{100 * p:.1f} ± {100 * np.sqrt(p * (1 - p) / n):.1f}"
+                if counts["local_min"]
+                else f"0 (95% upper bound {100 * 3 / n:.1f})",
                 f"{min(spurious):.3g} – {max(spurious):.3g}" if spurious else "-",
                 float(np.median([r["steps"] for r in rs])),
                 float(np.median([r["wall"] for r in rs])),
@@ -252,8 +255,8 @@ def anchor_section(rows: list[dict]) -> str:
         "'quite high, and increasing with the network size'. We do not quote numbers we could not read: "
         "the column for theirs is left out rather than filled from memory. Our fractions rise with k, "
         "as their abstract says; compare them with their Table 1 before citing either.\n\n"
-        "Differences from their protocol that can move the fractions: they ran discrete gradient descent "
-        "and judged convergence by their own criterion; here the exact flow runs until "
+        "Differences from their protocol that can move the fractions: they ran discrete gradient descent; "
+        "here the exact flow runs until "
         "``||grad L|| <= 1e-4`` and Newton polishes to ``||grad L|| ~ 1e-15``, so a run counts as "
         "spurious only at a verified critical point with no negative Hessian eigenvalue (second-order "
         "conditions; higher-order degeneracy is not examined). Their Xavier initialization may be the "

@@ -33,6 +33,8 @@ def test_only_W_is_a_parameter_and_the_function_is_the_shallow_one():
     assert ones.v == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="one per unit"):
         gf.FixedOutputReLU(4, 3, v=[1.0, 2.0], key=jr.PRNGKey(1))
+    with pytest.raises(ValueError, match="finite"):
+        gf.FixedOutputReLU(4, 3, v=float("nan"), key=jr.PRNGKey(1))
     with pytest.raises(ValueError, match="one output and no bias"):
         gf.fixed_output(gf.ShallowReLU(4, 3, 2, key=jr.PRNGKey(1)))
 

@@ -17,6 +17,7 @@ warning), which is the truth.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -56,6 +57,8 @@ class FixedOutputReLU(eqx.Module):
         values = [float(x) for x in v] if isinstance(v, Sequence) else [float(v)] * self.width
         if len(values) != self.width:
             raise ValueError(f"v must be a number or {self.width} numbers (one per unit), got {len(values)}.")
+        if not all(math.isfinite(x) for x in values):
+            raise ValueError(f"v must be finite, got {values}.")
         self.v = tuple(values)
         self.W = gaussian(key, (width, in_size), get_scheme(init).std(in_size, width, False))
 

@@ -71,6 +71,9 @@ from .nets import (
     DAGNet as DAGNet,
 )
 from .nets import (
+    FixedOutputReLU as FixedOutputReLU,
+)
+from .nets import (
     Graph as Graph,
 )
 from .nets import (
@@ -81,6 +84,9 @@ from .nets import (
 )
 from .nets import (
     as_dag as as_dag,
+)
+from .nets import (
+    fixed_output as fixed_output,
 )
 from .nets import (
     kaiming as kaiming,

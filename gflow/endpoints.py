@@ -19,8 +19,19 @@ population) and
 
 **Flat directions.** At a smooth critical point every live hidden unit gives a Hessian
 null direction, its rescaling tangent ``(w_k, -v_k)``; so ``n_zero >= n_units`` (live
-units). Split or duplicated neurons at overparametrized minima give more; ``n_zero`` is
-measured, not forced (the theory page, docs/theory.md, end points).
+units). *Duplicated units* give more: when live units ``k in G`` have the same incoming
+direction, ``w_k = s_k omega`` with ``s_k > 0``, the network is
+``(sum_{k in G} s_k v_k) relu(omega.x) + ...``, so moving output mass between them
+(``v_k -> v_k + t_k / s_k`` with ``sum_k t_k = 0``) leaves the function, hence ``L``,
+unchanged to all orders: ``|G| - 1`` more exact null directions beyond the ``|G|``
+rescalings. ``n_duplicate = sum_G (|G| - 1)`` counts them (units whose unit incoming vectors
+agree to ``dup_tol``), and at a minimum whose only degeneracies are these symmetries
+``n_zero = n_units + n_duplicate``. At a *global* minimum the direction perturbations
+within a group (``sum_k v_k s_k delta omega_k = 0``) are flat too (zero residual kills the
+second-order term), giving ``(|G| - 1) d`` beyond the rescalings instead; ``n_zero`` is
+measured, not forced (the theory page, docs/theory.md, end points). A
+:class:`gflow.FixedOutputReLU` (output weights fixed) has no rescaling symmetry: there the
+rule reads ``n_zero = n_duplicate`` (moving ``s_k`` between copies, ``sum_k v_k s_k`` fixed).
 
 **Collapsed neurons** (a :class:`gflow.ShallowReLU` unit whose incoming weights are
 ``<= collapse_tol`` relative to the largest unit): there ``L`` is not differentiable (it is
@@ -48,9 +59,10 @@ import optimistix as optx
 from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray, PyTree, Scalar
 
+from .conservation import conservation_of
 from .invariants import conserved, rescale
 from .losses import get_loss
-from .nets import ShallowReLU
+from .nets import FixedOutputReLU, ShallowReLU
 
 __all__ = ["Endpoint", "classify_endpoint", "data_objective", "KINDS"]
 
@@ -68,8 +80,10 @@ class Endpoint:
     - ``eigenvalues``: the Hessian's eigenvalues on the free parameters, ascending.
     - ``hess_min``: the smallest eigenvalue; ``tol_eig``: the threshold used for zero.
     - ``n_negative``: eigenvalues ``< -tol_eig``; ``n_zero``: ``|lambda| <= tol_eig``.
-    - ``n_units``: live hidden units (each gives one flat direction), ``n_collapsed``:
-      collapsed units (``ShallowReLU`` only), ``escape_min``: the smallest one-sided slope
+    - ``n_units``: live hidden units (each gives one flat direction), ``n_duplicate``: live
+      units whose incoming direction repeats another's (each gives one more, module
+      docstring), ``n_collapsed``:
+      collapsed units (``ShallowReLU`` and ``FixedOutputReLU`` only), ``escape_min``: the smallest one-sided slope
       out of a collapsed unit (``nan`` when none is collapsed).
     - ``critical``: ``grad_norm <= crit_tol``; ``kind``: one of :data:`KINDS`.
     - ``polished``: whether the Newton point was accepted; ``newton_steps``; ``moved``:
@@ -85,6 +99,7 @@ class Endpoint:
     n_negative: int
     n_zero: int
     n_units: int
+    n_duplicate: int
     n_collapsed: int
     escape_min: float
     critical: bool
@@ -166,7 +181,10 @@ def _newton(objective, args, model, free, gauge, rtol, atol, rcond, max_steps):
 
 def _gauge(model, free):
     """Orthonormal basis (columns) of the rescaling tangents ``d/d alpha rescale(model, alpha)`` at
-    ``alpha = 1``, restricted to the free coordinates (units with zero tangent drop out)."""
+    ``alpha = 1``, restricted to the free coordinates (units with zero tangent drop out); none for
+    a network without rescaling symmetry (no conserved quantities, e.g. FixedOutputReLU)."""
+    if not conservation_of(model).available:
+        return jnp.zeros((free.size, 0), _dtype(model))
     T = np.asarray(_tangents(model))[np.asarray(free)]
     U, sv, _ = np.linalg.svd(T, full_matrices=False)
     keep = sv > 1e-8 * max(sv.max(initial=0.0), 1e-300)
@@ -193,9 +211,10 @@ def _escape_slopes(objective, args, model, k, directions, eps):
 
     def at(scale, omega):
         W = model.W.at[k].set(scale * omega[: model.in_size])
-        b = None if model.b is None else model.b.at[k].set(scale * omega[-1])
-        m = eqx.tree_at(lambda m: (m.W, m.b), model, (W, b), is_leaf=lambda x: x is None)
-        return objective(m, args)
+        if model.b is None:
+            return objective(eqx.tree_at(lambda m: m.W, model, W), args)
+        b = model.b.at[k].set(scale * omega[-1])
+        return objective(eqx.tree_at(lambda m: (m.W, m.b), model, (W, b)), args)
 
     l0 = at(0.0, directions[0])
     l1 = jax.vmap(lambda o: at(eps, o))(directions)
@@ -206,7 +225,16 @@ def _escape_slopes(objective, args, model, k, directions, eps):
 # --- collapsed units (ShallowReLU) ---------------------------------------------------------
 
 
-def _incoming(model: ShallowReLU):
+_SHALLOW = (ShallowReLU, FixedOutputReLU)
+
+
+def _outgoing_norms(model) -> np.ndarray:
+    if isinstance(model, FixedOutputReLU):
+        return np.abs(np.asarray(model.v))
+    return np.linalg.norm(np.asarray(model.V), axis=0)
+
+
+def _incoming(model: ShallowReLU | FixedOutputReLU):
     w = model.W if model.b is None else jnp.concatenate([model.W, model.b[:, None]], axis=1)
     return w
 
@@ -214,16 +242,33 @@ def _incoming(model: ShallowReLU):
 def _collapse(model, collapse_tol):
     """Snap the collapsed units of a ShallowReLU to w_k = 0; their indices (none for other nets)."""
     # collapsed-unit detection reads W and V of one hidden layer
-    if not isinstance(model, ShallowReLU):
+    if not isinstance(model, _SHALLOW):
         return model, np.zeros(0, int)
     w_in = np.linalg.norm(np.asarray(_incoming(model)), axis=1)
-    size = np.sqrt(w_in**2 + np.linalg.norm(np.asarray(model.V), axis=0) ** 2)
+    size = np.sqrt(w_in**2 + _outgoing_norms(model) ** 2)
     collapsed = np.flatnonzero(w_in <= collapse_tol * max(1.0, float(size.max())))
     if collapsed.size:
         W = model.W.at[collapsed].set(0.0)
-        b = None if model.b is None else model.b.at[collapsed].set(0.0)
-        model = eqx.tree_at(lambda m: (m.W, m.b), model, (W, b), is_leaf=lambda x: x is None)
+        if model.b is None:
+            model = eqx.tree_at(lambda m: m.W, model, W)
+        else:
+            model = eqx.tree_at(lambda m: (m.W, m.b), model, (W, model.b.at[collapsed].set(0.0)))
     return model, collapsed
+
+
+def _duplicates(model, collapsed, dup_tol: float) -> int:
+    """``sum_G (|G| - 1)`` over groups ``G`` of live units of a ShallowReLU with the same incoming
+    direction: unit vectors ``w_k / ||w_k||`` within ``dup_tol`` (Euclidean) of a group's first."""
+    if not isinstance(model, _SHALLOW):
+        return 0
+    w = np.asarray(_incoming(model), float)
+    live = np.setdiff1d(np.arange(w.shape[0]), collapsed)
+    units = w[live] / np.linalg.norm(w[live], axis=1, keepdims=True)
+    heads: list[np.ndarray] = []
+    for u in units:
+        if not any(np.linalg.norm(u - h) <= dup_tol for h in heads):
+            heads.append(u)
+    return int(len(units) - len(heads))
 
 
 def _free_indices(model, collapsed):
@@ -232,7 +277,8 @@ def _free_indices(model, collapsed):
     mask = jax.tree_util.tree_map(lambda x: np.ones(x.shape, bool), params)
     if collapsed.size:  # numpy leaves: set in place
         mask.W[collapsed] = False
-        mask.V[:, collapsed] = False
+        if isinstance(model, ShallowReLU):
+            mask.V[:, collapsed] = False
         if mask.b is not None:
             mask.b[collapsed] = False
     flat = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(mask)])
@@ -262,6 +308,7 @@ def classify_endpoint(
     rcond: float = 1e-10,
     max_move: float = 0.1,
     collapse_tol: float = 1e-6,
+    dup_tol: float = 1e-6,
     n_escape: int = 256,
     key: PRNGKeyArray | None = None,
 ) -> Endpoint:
@@ -288,6 +335,8 @@ def classify_endpoint(
       as zero in the pseudo-inverse; ``max_move``: reject a polished point farther than
       ``max_move * max(1, ||theta||)`` from the start).
     - ``collapse_tol``, ``n_escape``, ``key``: collapsed-unit handling (module docstring).
+    - ``dup_tol``: two live units are duplicates when their unit incoming vectors are within
+      ``dup_tol`` (``n_duplicate``, module docstring).
 
     **Returns:** an :class:`Endpoint`.
     """
@@ -331,7 +380,10 @@ def classify_endpoint(
         slopes = [_escape_slopes(objective, args, model, int(k), dirs, eps) for k in collapsed]
         escape_min = float(jnp.min(jnp.stack(slopes)))
 
-    n_units = int(np.asarray(conserved(model)).shape[-1]) - int(collapsed.size)
+    if isinstance(model, FixedOutputReLU):
+        n_units = model.width - int(collapsed.size)
+    else:
+        n_units = int(np.asarray(conserved(model)).shape[-1]) - int(collapsed.size)
     critical = gnorm <= crit_tol
     if loss - min_loss <= loss_tol:
         kind = "global_min"
@@ -351,6 +403,7 @@ def classify_endpoint(
         n_negative=n_negative,
         n_zero=n_zero,
         n_units=n_units,
+        n_duplicate=_duplicates(model, collapsed, dup_tol),
         n_collapsed=int(collapsed.size),
         escape_min=escape_min,
         critical=bool(critical),

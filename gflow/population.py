@@ -39,7 +39,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
 from .data import Dataset, teacher_student
 from .losses import get_loss, mse
-from .nets import ShallowReLU
+from .nets import FixedOutputReLU, ShallowReLU
 
 __all__ = [
     "arccos_kernel",
@@ -194,10 +194,14 @@ class GaussianPopulation(eqx.Module):
         """``True``: no training points; the loss is the expectation (kink handling is off)."""
         return True
 
-    def loss(self, model: ShallowReLU, loss_fn=mse) -> Scalar:
-        """The expected loss of ``model``: :func:`population_loss` (only ``mse`` is available)."""
+    def loss(self, model: ShallowReLU | FixedOutputReLU, loss_fn=mse) -> Scalar:
+        """The expected loss of ``model``: :func:`population_loss` (only ``mse`` is available).
+        A :class:`gflow.FixedOutputReLU` answers as its ``ShallowReLU`` with constant ``V``, so
+        only ``W`` is differentiated."""
         if get_loss(loss_fn) is not mse:
             raise ValueError("a Gaussian population has a closed-form loss for mse only.")
+        if isinstance(model, FixedOutputReLU):
+            model = model.as_shallow()
         if model.in_size != self.in_size:
             raise ValueError(f"the model has {model.in_size} inputs, the population {self.in_size}.")
         return population_loss(model, self.teacher, self.noise)

@@ -170,3 +170,36 @@ def test_columns():
     cols = e.columns()
     assert {"grad_norm", "hess_min", "n_negative", "n_zero", "critical", "kind"} <= set(cols)
     assert "model" not in cols and "eigenvalues" not in cols
+
+
+def test_duplicated_units_add_flat_directions():
+    """A unit split in two on one direction, w_1 = s_1 w, w_2 = s_2 w (s_k > 0), with
+    s_1 v_1 + s_2 v_2 = v, realizes the 1-unit function v relu(w.x): same loss, still critical,
+    and moving output mass between the copies (v_1 + t/s_1, v_2 - t/s_2) leaves f unchanged, an
+    exact Hessian null vector beyond the two rescalings.
+
+    (a) At the spurious minimum of the 1-unit toy student (v > 0: one convex kink cannot fit
+    relu(x1) - relu(x2); it is where the toy flows whose output weights share a sign end, loss
+    0.18886) the copies give n_zero = n_units + n_duplicate = 3 and no negative eigenvalue.
+    (b) At a global minimum (1-unit teacher, d = 3) the residual vanishes, so the Hessian is the
+    Gauss-Newton matrix E[J J^T]: the first-order change of f spans only
+    {relu'(w.x) x.a : a in R^d}, rank d out of 2 (d + 1) parameters, so n_zero = 2 (d + 1) - d
+    = n_units + n_duplicate d = 5."""
+    one = gf.gradient_flow(_net([[1.0, 0.3]], [[0.9]]), TOY, "mse", float("inf")).endpoint
+    assert one.kind == "local_min" and one.n_zero == one.n_units == 1 and one.n_duplicate == 0
+    w, v = np.asarray(one.model.W)[0], float(one.model.V[0, 0])
+    for s1, s2 in ((1.0, 1.0), (0.5, 2.0)):
+        two = _net([s1 * w, s2 * w], [[0.3 * v / s1, 0.7 * v / s2]])
+        e = classify_endpoint(two, OBJ, TOY, polish=False)
+        assert e.kind == "local_min" and abs(e.loss - one.loss) <= 1e-14
+        assert (e.n_units, e.n_duplicate, e.n_zero, e.n_negative) == (2, 1, 3, 0)
+        params, static = eqx.partition(two, eqx.is_inexact_array)
+        theta, unravel = ravel_pytree(params)
+        H = jax.hessian(lambda t, s=static, u=unravel: TOY.loss(eqx.combine(u(t), s)))(theta)
+        transfer = jnp.zeros_like(theta).at[-2:].set(jnp.array([1 / s1, -1 / s2]))  # (W row-major, then V)
+        assert float(jnp.linalg.norm(H @ transfer)) <= 1e-13 * float(jnp.abs(H).max())
+
+    u = np.array([0.6, -0.8, 0.0])
+    pop = gaussian_population(_net([u], [[1.3]]))
+    e = classify_endpoint(_net([2 * u, 0.5 * u], [[0.4 * 1.3 / 2, 0.6 * 1.3 / 0.5]]), OBJ, pop)
+    assert e.kind == "global_min" and (e.n_units, e.n_duplicate, e.n_zero) == (2, 1, 2 + 3)

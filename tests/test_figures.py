@@ -71,3 +71,32 @@ def test_figure_bad_input(argv, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("gflow figure: error:")
+
+
+def test_endpoints_census_counts():
+    """gflow.figures.endpoints.census on hand-made rows: per component (n_-, m), class counts, the
+    distinct losses of each class, collapsed not-critical runs and the flat-direction rule."""
+    import numpy as np
+
+    from gflow.figures.endpoints import census, losses_text
+
+    rows = {
+        "n_pathological": np.array([0, 0, 0, 2, 2]),
+        "effective_label_start": np.array([0, 0, 0, 1, 1]),
+        "effective_label_end": np.array([0, 0, 0, 1, 1]),
+        "reachable": np.array([True, True, True, False, False]),
+        "endpoint": np.array(["global_min", "local_min", "local_min", "local_min", "not_critical"]),
+        "endpoint_loss": np.array([-1e-17, 0.182067, 0.188865, 0.188865, 1.3]),
+        "n_zero": np.array([2, 2, 3, 2, 0]),
+        "n_units": np.array([2, 2, 2, 2, 1]),
+        "n_duplicate": np.array([0, 0, 1, 1, 0]),
+        "n_collapsed": np.array([0, 0, 0, 0, 1]),
+    }
+    a, b = census(rows)
+    assert (a["n_pathological"], a["m"], a["runs"], a["reachable"]) == (0, 0, 3, True)
+    assert (a["global_min"], a["local_min"], a["saddle"], a["not_critical"]) == (1, 2, 0, 0)
+    assert a["global_min_losses"] == {0.0: 1} and a["local_min_losses"] == {0.1821: 1, 0.1889: 1}
+    assert (a["minima_checked"], a["flat_rule_holds"]) == (3, 3) and a["kept_component"]
+    assert (b["reachable"], b["local_min"], b["not_critical"], b["not_critical_collapsed"]) == (False, 1, 1, 1)
+    assert (b["minima_checked"], b["flat_rule_holds"]) == (1, 0)  # n_zero 2 != 2 + 1
+    assert losses_text(a["local_min_losses"]) == "0.1821 (1), 0.1889 (1)" and losses_text({}) == "-"

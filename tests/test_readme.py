@@ -29,6 +29,7 @@ EXPECTED = {
         "[{'method': 'flow', 'final_loss_count': 4}, {'method': 'gd', 'final_loss_count': 4}]"
     ),
     'print(end.kind, f"{end.loss:.6f}", end.n_zero, end.n_units)': "local_min 0.182067 2 2",
+    'print(end.kind, f"{end.loss:.5f}", f"{end.hess_min:.4f}", end.n_zero)': "local_min 0.01870 0.0320 0",
 }
 
 

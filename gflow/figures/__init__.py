@@ -25,6 +25,7 @@ FIGURES = {
     "reachability": "reachability",
     "dag": "dag",
     "large_sweep": "large_sweep",
+    "endpoints": "endpoints",
 }
 
 

@@ -91,7 +91,7 @@ def classify_end(model, data, loss, options: dict | None = None) -> Endpoint:
 def endpoint_stats(end: Endpoint) -> dict:
     """The end point's numbers as row/stat values: ``endpoint`` (its class), ``endpoint_loss``
     (the polished loss), ``grad_norm_final``, ``hess_min``, ``n_negative``, ``n_zero``,
-    ``critical``, ``n_units``, ``n_collapsed``, ``polished``."""
+    ``critical``, ``n_units``, ``n_duplicate``, ``n_collapsed``, ``polished``."""
     return dict(
         endpoint=end.kind,
         endpoint_loss=end.loss,
@@ -101,6 +101,7 @@ def endpoint_stats(end: Endpoint) -> dict:
         n_zero=end.n_zero,
         critical=end.critical,
         n_units=end.n_units,
+        n_duplicate=end.n_duplicate,
         n_collapsed=end.n_collapsed,
         polished=end.polished,
     )

@@ -5,6 +5,8 @@ from .base import AbstractReLUNet as AbstractReLUNet
 from .base import require_relu_net as require_relu_net
 from .dag import DAGNet as DAGNet
 from .dag import Graph as Graph
+from .fixed_output import FixedOutputReLU as FixedOutputReLU
+from .fixed_output import fixed_output as fixed_output
 from .mlp import MLP as MLP
 from .schemes import Scheme as Scheme
 from .schemes import get_scheme as get_scheme

@@ -84,7 +84,8 @@ def run_sweep(
         for row in rows:
             c = row["index"] // config.chunk_size
             pending[c].append(row)
-            counters["failures"] += row["status"] != "successful"
+            # a stopping event (t1 = inf: the steady state) ends a run as asked, not a failure
+            counters["failures"] += row["status"] not in ("successful", "event_occurred")
             expected = min(config.chunk_size, config.n_inits - c * config.chunk_size)
             if len(pending[c]) == expected:
                 rows_c = sorted(pending.pop(c), key=lambda r: r["index"])

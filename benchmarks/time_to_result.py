@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=None, help="comma-separated substrings of the command labels to run")
     p.add_argument("--out", default=os.path.join(ROOT, "results", "benchmarks"))
     p.add_argument("--name", default="time_to_result", help="report name: <out>/<name>.md and .json")
+    p.add_argument("--repeat", type=int, default=1, help="cold + warm pairs per command and version (median)")
     args = p.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="gflow-ttr-")
@@ -116,21 +118,25 @@ def main(argv: list[str] | None = None) -> int:
         for label, argv_ in cmds:
             row = {"command": label}
             for version, src, extra in versions:
-                cache = tempfile.mkdtemp(prefix="cache-", dir=work)
-                # the code under test first on the path; the same cache folder for cold and warm
-                env = dict(os.environ, PYTHONPATH=src, GFLOW_CACHE_DIR=cache, MPLBACKEND="Agg", **extra)
-                env.pop("GFLOW_CACHE", None)
-                if "GFLOW_TRACE_CACHE" not in extra:
-                    env.pop("GFLOW_TRACE_CACHE", None)
-                for phase in ("cold", "warm"):
-                    out = tempfile.mkdtemp(prefix="out-", dir=work)
-                    shutil.rmtree(out)
-                    cmd = [a.replace("{out}", out).replace("{cfg}", cfg) for a in argv_]
-                    wall, rc, tail = timed(cmd, env, cwd=work)
-                    row[f"{version} {phase}"] = wall if rc == 0 else None
-                    if rc != 0:
-                        print(f"{label} [{version} {phase}] failed ({rc}): {tail}", file=sys.stderr)
-                row[f"{version} cache entries"] = cache_entries(cache)
+                times: dict[str, list[float | None]] = {"cold": [], "warm": []}
+                for _ in range(args.repeat):
+                    cache = tempfile.mkdtemp(prefix="cache-", dir=work)
+                    # the code under test first on the path; the same cache folder for cold and warm
+                    env = dict(os.environ, PYTHONPATH=src, GFLOW_CACHE_DIR=cache, MPLBACKEND="Agg", **extra)
+                    env.pop("GFLOW_CACHE", None)
+                    if "GFLOW_TRACE_CACHE" not in extra:
+                        env.pop("GFLOW_TRACE_CACHE", None)
+                    for phase in ("cold", "warm"):
+                        out = tempfile.mkdtemp(prefix="out-", dir=work)
+                        shutil.rmtree(out)
+                        cmd = [a.replace("{out}", out).replace("{cfg}", cfg) for a in argv_]
+                        wall, rc, tail = timed(cmd, env, cwd=work)
+                        times[phase].append(wall if rc == 0 else None)
+                        if rc != 0:
+                            print(f"{label} [{version} {phase}] failed ({rc}): {tail}", file=sys.stderr)
+                    row[f"{version} cache entries"] = cache_entries(cache)
+                for phase, walls in times.items():
+                    row[f"{version} {phase}"] = None if None in walls else statistics.median(walls)
                 print(label, version, {k: v for k, v in row.items() if k.startswith(version)}, flush=True)
             rows.append(row)
     finally:
@@ -154,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows
     ]
     note = (
+        f"Median of {args.repeat} cold/warm pair(s) per cell. "
         f"Each command in a fresh Python process (`python -c 'from gflow.cli import main; main()' ...`, "
         f"the same as the `gflow` script), wall time of the whole process. Cold: `GFLOW_CACHE_DIR` is a "
         f"new empty folder; warm: the same folder again, right after. The sweep is `gflow sweep --example` "

@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for label, argv_ in cmds:
             row = {"command": label}
-            for version, src, extra in versions:
-                times: dict[str, list[float | None]] = {"cold": [], "warm": []}
-                for _ in range(args.repeat):
+            times = {(version, phase): [] for version, _, _ in versions for phase in ("cold", "warm")}
+            for _ in range(args.repeat):  # versions alternate within each repeat: the same load for all
+                for version, src, extra in versions:
                     cache = tempfile.mkdtemp(prefix="cache-", dir=work)
                     # the code under test first on the path; the same cache folder for cold and warm
                     env = dict(os.environ, PYTHONPATH=src, GFLOW_CACHE_DIR=cache, MPLBACKEND="Agg", **extra)
@@ -131,13 +131,13 @@ def main(argv: list[str] | None = None) -> int:
                         shutil.rmtree(out)
                         cmd = [a.replace("{out}", out).replace("{cfg}", cfg) for a in argv_]
                         wall, rc, tail = timed(cmd, env, cwd=work)
-                        times[phase].append(wall if rc == 0 else None)
+                        times[version, phase].append(wall if rc == 0 else None)
                         if rc != 0:
                             print(f"{label} [{version} {phase}] failed ({rc}): {tail}", file=sys.stderr)
                     row[f"{version} cache entries"] = cache_entries(cache)
-                for phase, walls in times.items():
-                    row[f"{version} {phase}"] = None if None in walls else statistics.median(walls)
-                print(label, version, {k: v for k, v in row.items() if k.startswith(version)}, flush=True)
+            for (version, phase), walls in times.items():
+                row[f"{version} {phase}"] = None if None in walls else statistics.median(walls)
+            print(label, {k: round(v, 2) for k, v in row.items() if isinstance(v, float)}, flush=True)
             rows.append(row)
     finally:
         if args.ref:

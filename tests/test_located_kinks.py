@@ -166,3 +166,34 @@ def test_located_solve_matches_an_independent_piecewise_integration():
     assert errs["locate"] < 1e-9, errs
     assert errs["none"] > 1e-9, errs
     assert steps["locate"] < steps["none"], steps
+
+
+@pytest.mark.parametrize("just_crossed", [False, True])
+def test_a_crossing_at_the_step_start_is_located_unless_the_last_step_made_it(just_crossed):
+    """A pair left just short of its kink (a located step whose secant time fell short: z0 =
+    -1e-13, within the time the tolerance allows past a kink) and crossed by the next step is
+    located again -- the step is rejected and retried to end just past the kink -- instead of
+    integrating the whole step on the wrong side's field (this missed one crossing of the toy's
+    located Dopri8 at rtol 1e-12: 1.6e-6 off the converged flow at t = 0.4). A pair that the last
+    accepted step took across its kink (chatter on an attractive kink) is left to the error
+    control: that step is accepted."""
+    x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    data = gf.Dataset(x, jnp.array([[1.0], [1.0]]))
+    model = gf.ShallowReLU(2, 1, key=jr.PRNGKey(0))
+    model = eqx.tree_at(lambda m: (m.W, m.V), model, (jnp.array([[-1e-13, 1.0]]), jnp.array([[1.0]])))
+    problem = make_problem(model, data, "mse", 1.0, rtol=1e-10, atol=1e-10, kinks="locate")
+    term, solver = problem.term(), problem.solver(None)
+    controller = problem.controller()
+    y0 = eqx.filter(model, eqx.is_inexact_array)
+    _, state = controller.init(term, 0.0, 1.0, y0, None, None, solver.func, 5)
+    if just_crossed:
+        state = state._replace(changed=state.changed.at[0, 0].set(True))
+    y1 = eqx.tree_at(lambda p: p.W, y0, jnp.array([[0.05, 1.0]]))  # crossed early, far past the kink at t1
+    zero_error = jax.tree_util.tree_map(jnp.zeros_like, y0)
+    keep, t0n, t1n, _, new, _ = controller.adapt_step_size(0.0, 0.1, y0, y1, None, zero_error, 5, state)
+    if just_crossed:
+        assert bool(keep)
+    else:
+        # rejected, retried from t0 to just past the crossing (about 2e-13 / 0.5 in time), not 0.1
+        assert not bool(keep) and float(t0n) == 0.0 and 0.0 < float(t1n) < 1e-6
+        assert int(new.located) == 1

@@ -50,6 +50,27 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
+# issue 16's must-show 5: two small-data problems, where a step is cheap and kink handling's
+# own cost shows (256 inits, 64 slots, one core)
+SMALL_CONFIGS: dict[str, dict[str, Any]] = {
+    "toy, 256 points": dict(
+        data="toy",
+        n_data=256,
+        width=2,
+        loss="mse",
+        init="kaiming",
+        delta=-1.0,
+        signs="random",
+        t1=20.0,
+        rtol=1e-6,
+        atol=1e-6,
+    ),
+    "teacher-student, 200 points": dict(
+        data="teacher_student", n_data=200, width=4, loss="mse", init="kaiming", t1=50.0, rtol=1e-6, atol=1e-6
+    ),
+}
+
+
 def inits(cfg, n):
     """The sweep's data set and its first ``n`` initializations (a batched model)."""
     data, _ = dataset(cfg)

@@ -103,11 +103,12 @@ def run_loop(cfg, n, started=lambda: None, part=(0, 1)):
     compile_s = time.perf_counter() - t
     started()
     steps = []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in mine:
         steps.append(int(jax.block_until_ready(solve(pick(i)))))
     return dict(
         seconds=time.perf_counter() - start,
+        cpu_seconds=time.process_time() - cpu,
         executed=sum(steps),
         useful=sum(steps),
         max_steps=max(steps),
@@ -150,10 +151,13 @@ def run_engine(cfg, n, started=None, part=(0, 1)):
         t = time.perf_counter()
         run_sweep(dataclasses.replace(cfg, n_inits=min(n, 256)), out + "/warm", progress=False)
         warm = time.perf_counter() - t
+        cpu = time.process_time()
         s = run_sweep(dataclasses.replace(cfg, n_inits=n), out + "/run", progress=False)
+        cpu = time.process_time() - cpu  # all of the sweep's threads, its host work (rows, files) included
         steps = store.read_runs(out + "/run").column("steps").to_numpy()
         return dict(
             seconds=s["seconds"],
+            cpu_seconds=cpu,
             executed=s["executed"],
             useful=s["useful"],
             compile=warm,

@@ -170,18 +170,18 @@ def test_located_solve_matches_an_independent_piecewise_integration():
 
 @pytest.mark.parametrize("just_crossed", [False, True])
 def test_a_crossing_at_the_step_start_is_located_unless_the_last_step_made_it(just_crossed):
-    """A pair left just short of its kink (a located step whose secant time fell short: z0 =
-    -1e-13, within the time the tolerance allows past a kink) and crossed by the next step is
-    located again -- the step is rejected and retried to end just past the kink -- instead of
-    integrating the whole step on the wrong side's field (this missed one crossing of the toy's
-    located Dopri8 at rtol 1e-12: 1.6e-6 off the converged flow at t = 0.4). A pair that the last
-    accepted step took across its kink (chatter on an attractive kink) is left to the error
-    control: that step is accepted."""
+    """With the sliding field (``slide+locate``), a pair left just short of its kink (a located
+    step whose secant time fell short: z0 = -1e-13, within the time the tolerance allows past a
+    kink) and crossed by the next step is located again -- the step is rejected and retried to
+    end just past the kink -- instead of integrating the whole step on the wrong side's field
+    (this missed one crossing of the toy's located Dopri8 at rtol 1e-12: 1.6e-6 off the
+    converged flow at t = 0.4). A pair that the last accepted step took across its kink
+    (chatter on an attractive kink) is left to the error control: that step is accepted."""
     x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
     data = gf.Dataset(x, jnp.array([[1.0], [1.0]]))
     model = gf.ShallowReLU(2, 1, key=jr.PRNGKey(0))
     model = eqx.tree_at(lambda m: (m.W, m.V), model, (jnp.array([[-1e-13, 1.0]]), jnp.array([[1.0]])))
-    problem = make_problem(model, data, "mse", 1.0, rtol=1e-10, atol=1e-10, kinks="locate")
+    problem = make_problem(model, data, "mse", 1.0, rtol=1e-10, atol=1e-10, kinks="slide+locate")
     term, solver = problem.term(), problem.solver(None)
     controller = problem.controller()
     y0 = eqx.filter(model, eqx.is_inexact_array)
@@ -213,12 +213,12 @@ def test_located_toy_matches_the_independent_piecewise_integration():
     ref, pieces = _scipy_piecewise(p.model, p.data, 2.0, 1e-12)
     assert pieces >= 50
     errs = {}
-    for solver, kinks in (("tsit5", "locate"), ("dopri8", "locate"), ("tsit5", "none")):
+    for solver, kinks in (("tsit5", "slide+locate"), ("dopri8", "slide+locate"), ("tsit5", "none")):
         traj = gf.gradient_flow(
             p.model, p.data, "mse", 2.0, solver=solver, rtol=1e-11, atol=1e-11, n_save=2, kinks=kinks
         )
         assert traj.status_name == "successful"
         th = np.concatenate([np.asarray(traj.final.W).ravel(), np.asarray(traj.final.V).ravel()])
         errs[solver, kinks] = np.linalg.norm(th - ref) / np.linalg.norm(ref)
-    assert errs["tsit5", "locate"] < 1e-9 and errs["dopri8", "locate"] < 1e-9, errs
-    assert errs["tsit5", "locate"] < errs["tsit5", "none"], errs
+    assert errs["tsit5", "slide+locate"] < 1e-9 and errs["dopri8", "slide+locate"] < 1e-9, errs
+    assert errs["tsit5", "slide+locate"] < errs["tsit5", "none"], errs

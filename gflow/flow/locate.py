@@ -25,9 +25,12 @@ allowed error past it, by the secant); otherwise it is accepted (crossings whose
 tolerance absorbs -- the ``O(1/n)`` ones of a single point among many -- cost nothing).
 A pair that the previous accepted step took across its kink is not located again (it
 chatters on an attractive kink: without the sliding field, deep nets, the error control
-handles it as it does for the plain field), so a sliding mode never makes a sequence of
-ever shorter steps; every other crossing is, also one right at the step's start (a pair
-that a located step left just short of its kink, its secant time having fallen short).
+handles it as it does for the plain field), and without the sliding field neither is one
+that crossed within that allowed time of the step's start (on its kink already), so a
+sliding mode never makes a sequence of ever shorter steps. With the sliding field (which
+holds pairs on attractive kinks in its band) every other crossing is located, also one
+right at the step's start: a pair that a located step left just short of its kink (its
+secant time having fallen short) would otherwise run a whole step on the wrong side.
 An accepted step that changed the pattern is a jump (``made_jump``): the next step starts
 a new piece with a fresh first stage. Pairs inside the sliding band of
 :func:`gflow.flow.field.sliding_field` are left to the sliding field.
@@ -187,15 +190,20 @@ class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
         err = jump * dt * jnp.abs(z1) / safe_gap
         slack = allowed / jnp.where(jump > 0, jump, 1.0)  # the time the tolerance allows past a kink
         # a pair that crossed back right after the last accepted step crossed it chatters on an
-        # attractive kink (no sliding field): left to the error control, as the plain field is.
-        # Every other crossing is located, also one within that time of t0: a pair left just
-        # short of its kink (a secant time that fell short) would otherwise run the whole step on
-        # the wrong side's field (measured: the toy's located Dopri8 at rtol 1e-12 was 1.6e-6 off
-        # at t = 0.4, one crossing missed)
+        # attractive kink: left to the error control, as the plain field is
         bad = crossed & (err > allowed) & ~changed
         if loc.slide_tol is not None:  # pairs held on their kink by the sliding field
             band = (loc.slide_tol * (loc.atol + loc.rtol * jnp.sqrt(w_sq)))[:, None] * jnp.sqrt(u_sq)
+            # every other crossing is located, also one within that time of t0: a pair that a
+            # located step left just short of its kink (its secant time fell short) would otherwise
+            # run the whole step on the wrong side's field (measured: the toy's located Dopri8 at
+            # rtol 1e-12 was 1.6e-6 off at t = 0.4, one crossing missed)
             bad = bad & (jnp.abs(z1) > band)
+        else:
+            # without the sliding field (deep nets), a pair that crossed within that time of t0
+            # also sits on an attractive kink, chattering: locating it again made the MLP (5, 4)
+            # of benchmarks/kinks_deep.py take 44563 steps instead of 6225
+            bad = bad & (dt * jnp.abs(z0) / safe_gap > slack)
         # just past the first bad crossing: secant time of the crossing + half the allowed overshoot
         t_cross = dt * jnp.abs(z0) / safe_gap + 0.5 * slack
         t_loc = t0 + jnp.min(jnp.where(bad, t_cross, dt))

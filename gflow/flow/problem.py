@@ -229,7 +229,7 @@ def resolve_kinks(
     nets locate only when asked (``"pin+slide+locate"``): it makes the error at ``t1``
     proportional to the tolerance on breast cancer (9-19 rtol against 31-5800 rtol), but on the
     toy's many points it costs more steps in sweeps (256 inits, ``t1 = 100``, rtol 1e-5: p99
-    792 against 251 steps), see docs/guides/exact-flows.md.
+    1225 against 251 steps), see docs/guides/exact-flows.md.
     A Gaussian population (``data.is_population``) has a smooth loss and no training points:
     ``"auto"`` is ``"none"`` there, and the other modes raise ``ValueError``.
     """

@@ -232,8 +232,8 @@ def resolve_kinks(
     ``"none"`` otherwise (fixed steps: their chatter the tolerance bands do not bound). Shallow
     nets locate only when asked (``"pin+slide+locate"``): it makes the error at ``t1``
     proportional to the tolerance on breast cancer (2.2-4.4 rtol against 31-5800 rtol), but on the
-    toy's many points it costs more steps in sweeps (256 inits, ``t1 = 100``, rtol 1e-5: p99
-    1225 against 251 steps), see docs/guides/exact-flows.md.
+    toy's 8000 points it costs far more steps (``t1 = 100``, rtol 1e-5, 32 inits: mean 1933
+    against 114 steps), see docs/guides/exact-flows.md.
     A Gaussian population (``data.is_population``) has a smooth loss and no training points:
     ``"auto"`` is ``"none"`` there, and the other modes raise ``ValueError``.
     """

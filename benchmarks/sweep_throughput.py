@@ -2,6 +2,7 @@
 vs ``run_sweep`` (continuous batching), side by side in one run.
 
     python benchmarks/sweep_throughput.py [--quick] [--slots 32 128] [--vmap-timeout 300]
+    python benchmarks/sweep_throughput.py --small-data [--baseline DIR] [--repeats 2]
 
 Every method runs in fresh processes, on one device (one core) and on the whole CPU: the
 sweep and the naive vmap with the CPU split into one device per core
@@ -11,11 +12,18 @@ hardware and against the issue's one-process baselines. Reports trajectories/s, 
 executed vs useful, and ratios; writes ``results/benchmarks/sweep_throughput.md``. Compilation
 is excluded: the sweep is warmed up on the same configuration, the loop on its first solve, the
 naive vmap compiled ahead.
+
+``--small-data`` (issue 16, must-show 5) measures only the sweep (64 slots) and the loop, on ONE
+core (the processes are pinned to it, XLA's CPU thread pool off), for ``kinks = none`` and the
+default mode on two small-data problems (``SMALL_CONFIGS``), and writes
+``results/benchmarks/sweep_throughput_small.md``. ``--baseline DIR``: the same measurements with
+the gflow of another checkout (``git worktree add DIR <commit>``), alternated with this one.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -24,6 +32,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from gflow._devices import cpu_cores  # noqa: E402
 from gflow.bench.sweeps import CONFIGS, PROBE_STEPS, measure  # noqa: E402
+from gflow.sweep.config import SweepConfig  # noqa: E402
 
 
 def main(argv=None):
@@ -44,9 +53,16 @@ def main(argv=None):
     p.add_argument(
         "--out", default=None, help="report folder (default results/benchmarks; with --quick results/quick/benchmarks)"
     )
+    p.add_argument("--small-data", action="store_true", help="issue 16's two small-data problems on one core")
+    p.add_argument("--baseline", default=None, help="with --small-data: a checkout to compare against")
+    p.add_argument("--baseline-label", default=None, help="its name in the report (default: DIR)")
+    p.add_argument("--repeats", type=int, default=1, help="with --small-data: repeats (the least CPU time is kept)")
     args = p.parse_args(argv)
     out_dir = args.out or ("results/quick/benchmarks" if args.quick else "results/benchmarks")
     from _report import table, write_report
+
+    if args.small_data:
+        return small_data(args, argv, out_dir)
 
     sizes = {"toy": [32] if args.quick else [256, 4096], "breast_cancer": [32] if args.quick else [256]}
     rows, ratios = [], []
@@ -99,6 +115,100 @@ def main(argv=None):
         out_dir=out_dir,
     )
     print(f"report: {path}")
+
+
+def small_data(args, argv, out_dir):
+    """Must-show 5 of issue 16: sweep (64 slots, one device) vs a loop of single solves, on one
+    core, ``kinks = none`` and ``auto``; with ``--baseline``, the other checkout alternately."""
+    from _report import table, write_report
+
+    from gflow.bench.sweeps import SMALL_CONFIGS  # here: a baseline's processes re-import this script
+
+    n = 32 if args.quick else 256
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})  # inherited by every measuring process
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    codes = [("this", None)] + ([(args.baseline_label or args.baseline, args.baseline)] if args.baseline else [])
+    best: dict = {}
+    for name, fields in SMALL_CONFIGS.items():
+        for mode in ("none", "auto"):
+            cfg = SweepConfig(**fields, kinks=mode, n_inits=n, slots=64, chunk_size=256)
+            for _ in range(args.repeats):
+                for code, root in codes:
+                    for method in ("sweep", "loop"):
+                        with _code_root(root):
+                            r = measure(method, cfg, n)
+                        key = (name, mode, code, method)
+                        if key not in best or r["cpu_seconds"] < best[key]["cpu_seconds"]:
+                            best[key] = r
+                        print(name, mode, code, method, f"{n / r['cpu_seconds']:.1f} traj per CPU s", flush=True)
+    rows = []
+    for name in SMALL_CONFIGS:
+        for mode in ("none", "auto"):
+            for code, _ in codes:  # noqa: B007
+                sw, lp = best[(name, mode, code, "sweep")], best[(name, mode, code, "loop")]
+                none_sweep = best[(name, "none", code, "sweep")]
+                rows.append(
+                    [
+                        name,
+                        mode,
+                        code,
+                        n / sw["cpu_seconds"],
+                        n / lp["cpu_seconds"],
+                        lp["cpu_seconds"] / sw["cpu_seconds"],
+                        none_sweep["cpu_seconds"] / sw["cpu_seconds"],
+                        lp["seconds"] / sw["seconds"],
+                        sw["mean_steps"],
+                        sw["max_steps"],
+                        sw["useful"] / sw["executed"],
+                    ]
+                )
+    header = [
+        "problem",
+        "kinks",
+        "code",
+        "sweep traj / CPU s",
+        "loop traj / CPU s",
+        "sweep / loop",
+        "sweep / none sweep",
+        "sweep / loop, wall clock",
+        "mean steps",
+        "max steps",
+        "useful fraction",
+    ]
+    run = f"`python benchmarks/sweep_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
+    note = (
+        f"{n} initializations per problem, 64 slots, chunk 256, Tsit5, PID control; every measurement in fresh "
+        f"processes pinned to core {core} (XLA's Eigen thread pool off), compilation excluded (the sweep after a "
+        "warm-up sweep of the same configuration, the loop after its first solve). Rates are trajectories per CPU "
+        "second of the measuring process (all its threads; on one pinned core, its share of that core): on a "
+        "machine shared with other jobs they stay comparable where wall-clock times do not (the wall-clock ratio "
+        "is given too). `auto` is the default kink mode "
+        "(pin+slide for these shallow nets). Each (problem, kinks, code, method) ran "
+        f"{args.repeats} time(s), alternating the codes; the one with the least CPU time is kept. Targets (issue "
+        "16, must-show 5), with the default mode: sweep >= 2x the loop and >= the none sweep's trajectories/s."
+    )
+    path = write_report(
+        "sweep_throughput_small",
+        "Sweep throughput on small data, one core: kink handling's own cost (issue 16, must-show 5)",
+        [("Run", run), ("Results", table(header, rows)), ("Method", note)],
+        out_dir=out_dir,
+    )
+    print(table(header, rows))
+    print(f"report: {path}")
+
+
+@contextlib.contextmanager
+def _code_root(root):
+    """Spawned processes take the parent's ``sys.path``: with ``root`` first they import its gflow."""
+    if root is None:
+        yield
+        return
+    sys.path.insert(0, os.path.abspath(root))
+    try:
+        yield
+    finally:
+        sys.path.remove(os.path.abspath(root))
 
 
 def _measure_group(name: str, n: int, mode: str, slots: list[int], args) -> dict:

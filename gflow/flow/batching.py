@@ -15,7 +15,10 @@ def cond_any(pred, true_fn, false_fn, *operands):
     ``vmap`` turns a ``lax.cond`` with a batched predicate into a ``select`` that runs both
     branches for every member. Here the batched version runs ``vmap(false_fn)`` for the
     batch and ``vmap(true_fn)`` only for the members whose predicate holds, gathered ``k``
-    at a time (``k`` = 1/8 of the batch), so it costs what those members' own conds cost.
+    at a time (``k`` = 1/8 of the batch), so it costs what those members' own conds cost;
+    when more than half of the members need ``true_fn``, one batched call and a select.
+    Operands that are not batched (data, tables) are passed to both branches unbatched.
+    ``true_fn`` and ``false_fn`` must not close over traced values: pass them as operands.
     """
 
     @jax.custom_batching.custom_vmap
@@ -24,25 +27,42 @@ def cond_any(pred, true_fn, false_fn, *operands):
 
     @run.def_vmap
     def _rule(axis_size, in_batched, pred, *ops):
-        def batch(tree, batched):
-            return jax.tree_util.tree_map(
-                lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), tree, batched
+        # operands the batch shares (data, tables) stay unbatched (in_axes None), never copied
+        # per member; with none batched at all, the operands are broadcast
+        if not any(jax.tree_util.tree_leaves(in_batched[1:])):
+            ops = tuple(
+                jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), o) for o in ops
             )
-
-        ops = tuple(batch(o, b) for o, b in zip(ops, in_batched[1:], strict=True))
+            in_batched = (in_batched[0],) + tuple(jax.tree_util.tree_map(lambda _: True, o) for o in ops)
+        axes = tuple(jax.tree_util.tree_map(lambda b: 0 if b else None, b) for b in in_batched[1:])
+        true_b = jax.vmap(true_fn, in_axes=axes)
         pred = jnp.broadcast_to(pred, (axis_size,))
+        n_true = jnp.sum(pred)
         k = max(1, axis_size // 8)
         # members whose predicate holds, then padding (axis_size: dropped when scattering)
         which = jnp.nonzero(pred, size=axis_size + k, fill_value=axis_size)[0]
 
         def group(g, out):
             sel = jax.lax.dynamic_slice(which, (g * k,), (k,))
-            sub = jax.tree_util.tree_map(lambda x: x[jnp.minimum(sel, axis_size - 1)], ops)
-            res = jax.vmap(true_fn)(*sub)
+            sub = tuple(
+                jax.tree_util.tree_map(lambda x, b: x[jnp.minimum(sel, axis_size - 1)] if b else x, o, b)
+                for o, b in zip(ops, in_batched[1:], strict=True)
+            )
+            res = true_b(*sub)
             return jax.tree_util.tree_map(lambda o, r: o.at[sel].set(r, mode="drop"), out, res)
 
-        n_groups = (jnp.sum(pred) + k - 1) // k
-        out = jax.lax.fori_loop(0, n_groups, group, jax.vmap(false_fn)(*ops))
+        def grouped(ops):
+            n_groups = (n_true + k - 1) // k
+            return jax.lax.fori_loop(0, n_groups, group, jax.vmap(false_fn, in_axes=axes)(*ops))
+
+        def dense(ops):  # most members need the true branch: one batched call, then a select
+            res_t = true_b(*ops)
+            res_f = jax.vmap(false_fn, in_axes=axes)(*ops)
+            return jax.tree_util.tree_map(
+                lambda t, f: jnp.where(pred.reshape((-1,) + (1,) * (t.ndim - 1)), t, f), res_t, res_f
+            )
+
+        out = jax.lax.cond(2 * n_true > axis_size, dense, grouped, ops)
         return out, jax.tree_util.tree_map(lambda _: True, out)
 
     return run(pred, *operands)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from equinox.internal import unvmap_any
+
+from .batching import cond_any
 
 __all__ = ["flow_field", "pattern_field", "sliding_field", "dense_sliding_field"]
 
@@ -97,8 +98,10 @@ def sliding_field(static, data, loss_fn, slide_tol, rtol, atol, gated: bool = Tr
 
     ``slide_tol=None``: no sliding (the one-sided field only). The band test is one
     comparison per (neuron, point); the correction (two more products over all pairs) runs
-    only when some pair is in the band (under ``vmap``: when some member has one), which at
-    tight tolerances is a small fraction of the evaluations (``benchmarks/kinks_field_cost.py``).
+    only when some pair is in the band, which at tight tolerances is a small fraction of the
+    evaluations (``benchmarks/kinks_field_cost.py``); under ``vmap`` only for the members
+    that have one (:func:`gflow.flow.batching.cond_any`: in a 64-slot sweep of the toy about
+    9 members per evaluation, ``benchmarks/sweep_throughput.py``).
     ``gated=False`` always corrects over every pair (:func:`dense_sliding_field`, the previous
     implementation, kept as the reference).
     """
@@ -111,13 +114,16 @@ def sliding_field(static, data, loss_fn, slide_tol, rtol, atol, gated: bool = Tr
         Wf, z, H, G, g_in, FW, FV = _shallow_parts(params, x, y, loss_fn, args)
         if slide_tol is None:
             return _pack(params, FW, FV)
-        band = slide_tol * (atol + rtol * jnp.sqrt(jnp.sum(Wf**2, axis=1)))
-        near = jnp.abs(H) <= band[:, None] * z_norm[None, :]
-        ops = (FW, G, g_in, near, z)
+        w_norm = jnp.sqrt(jnp.sum(Wf**2, axis=1))
+        band = slide_tol * (atol + rtol * w_norm)
+        # a pinned neuron (w_k = 0) is inactive on every point: a = 0, never attractive, no correction
+        near = (jnp.abs(H) <= band[:, None] * z_norm[None, :]) & (w_norm > 0)[:, None]
+        ops = (FW, G, g_in, near, z, inv_sq)
         if not gated:
-            return _pack(params, _dense_correction(inv_sq)(*ops), FV)
-        # one branch for a whole vmapped batch: corrected when any member has a pair in the band
-        FW = jax.lax.cond(unvmap_any(jnp.any(near)), _dense_correction(inv_sq), lambda FW, *_: FW, *ops)
+            return _pack(params, _dense_correction(*ops), FV)
+        # corrected only where a pair is in the band; under vmap only the members that have one
+        # (cond_any: a few members per evaluation in sweeps, measured in benchmarks/sweep_throughput.py)
+        FW = cond_any(jnp.any(near), _dense_correction, lambda FW, *_: FW, *ops)
         return _pack(params, FW, FV)
 
     return field
@@ -129,15 +135,12 @@ def _attractive_coef(a, g_in, G, zsq, isq, near):
     return attractive, jnp.where(attractive, g_in - a * isq, 0.0)
 
 
-def _dense_correction(inv_sq):
-    def correct(FW, G, g_in, near, z):
-        z_sq = jnp.sum(z**2, axis=1)
-        a = FW @ z.T + g_in * z_sq[None, :]  # z_j . F_in (point j inactive)
-        attractive, coef = _attractive_coef(a, g_in, G, z_sq[None, :], inv_sq[None, :], near)
-        count = jnp.maximum(jnp.sum(attractive, axis=1, dtype=FW.dtype), 1.0)
-        return FW + (coef @ z) / count[:, None]
-
-    return correct
+def _dense_correction(FW, G, g_in, near, z, inv_sq):
+    z_sq = jnp.sum(z**2, axis=1)
+    a = FW @ z.T + g_in * z_sq[None, :]  # z_j . F_in (point j inactive)
+    attractive, coef = _attractive_coef(a, g_in, G, z_sq[None, :], inv_sq[None, :], near)
+    count = jnp.maximum(jnp.sum(attractive, axis=1, dtype=FW.dtype), 1.0)
+    return FW + (coef @ z) / count[:, None]
 
 
 def dense_sliding_field(static, data, loss_fn, slide_tol, rtol, atol):

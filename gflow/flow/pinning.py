@@ -85,12 +85,14 @@ class EscapeOracle(eqx.Module):
 
     rays: Float[Array, "R D"]
     z_norm: Float[Array, " n"]
-    # plane case (m == 2): data sorted by angle, doubled; ray r sums entries [lo_r, hi_r)
+    # plane case (m == 2): data sorted by angle; ray r sums the cyclic run of entries
+    # [lo_r, hi_r) + wrap_r times all of them (prefix sums over the n sorted entries only)
     order: Int[Array, " n"] | None
-    zs2: Float[Array, "n2 2"] | None
+    zs2: Float[Array, "n 2"] | None
     rays2: Float[Array, "R 2"] | None
     lo: Int[Array, " R"] | None
     hi: Int[Array, " R"] | None
+    wrap: Float[Array, " R"] | None
     # general case: relu(rays @ z.T)
     act: Float[Array, "R n"] | None
     kind: str = eqx.field(static=True)
@@ -98,10 +100,11 @@ class EscapeOracle(eqx.Module):
     def phi(self, g: Float[Array, "n k"]) -> Float[Array, "R k"]:
         if self.kind == "plane":
             assert self.order is not None and self.zs2 is not None  # set by escape_oracle for this kind
+            assert self.wrap is not None
             gz = g[self.order][:, :, None] * self.zs2[:, None, :]  # (n, k, 2)
-            gz = jnp.concatenate([gz, gz], axis=0)
-            prefix = jnp.concatenate([jnp.zeros_like(gz[:1]), jnp.cumsum(gz, axis=0)], axis=0)
-            sums = prefix[self.hi] - prefix[self.lo]  # (R, k, 2)
+            # a log-depth scan: XLA's CPU cumsum is several times slower at these sizes
+            prefix = jnp.concatenate([jnp.zeros_like(gz[:1]), jax.lax.associative_scan(jnp.add, gz, axis=0)])
+            sums = prefix[self.hi] - prefix[self.lo] + self.wrap[:, None, None] * prefix[-1:]  # (R, k, 2)
             return jnp.einsum("rkc,rc->rk", sums, self.rays2)
         if self.kind == "zero":
             return jnp.zeros((1, g.shape[1]), g.dtype)
@@ -121,7 +124,7 @@ def escape_oracle(z, max_entries: int = _MAX_ORACLE_ENTRIES) -> EscapeOracle:
     z_norm = jnp.asarray(np.linalg.norm(z, axis=1), dtype)
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     m = int(np.sum(s > max(n, D) * np.finfo(np.float64).eps * (s[0] if len(s) else 0.0)))
-    none = dict(order=None, zs2=None, rays2=None, lo=None, hi=None, act=None)
+    none = dict(order=None, zs2=None, rays2=None, lo=None, hi=None, wrap=None, act=None)
     if m == 0:
         return EscapeOracle(rays=jnp.zeros((1, D), dtype), z_norm=z_norm, **none, kind="zero")
     basis = vt[:m].T  # (D, m), orthonormal
@@ -133,8 +136,11 @@ def escape_oracle(z, max_entries: int = _MAX_ORACLE_ENTRIES) -> EscapeOracle:
         doubled = np.concatenate([ts, ts + 2 * np.pi])
         starts = np.concatenate([ts, ts + np.pi])  # active arcs (a, a + pi)
         rays2 = np.stack([np.cos(starts + np.pi / 2), np.sin(starts + np.pi / 2)], axis=1)
-        lo = np.searchsorted(doubled, starts, side="right")
+        lo = np.searchsorted(doubled, starts, side="right")  # entries [lo, hi) of the doubled list
         hi = np.searchsorted(doubled, starts + np.pi, side="left")
+        # the doubled list's prefix sum at j is P[j] (j <= n) or P[n] + P[j - n]
+        wrap = (hi > n).astype(np.float64) - (lo > n)
+        lo, hi = np.where(lo > n, lo - n, lo), np.where(hi > n, hi - n, hi)
         return EscapeOracle(
             rays=jnp.asarray(rays2 @ basis.T, dtype),
             z_norm=z_norm,
@@ -143,6 +149,7 @@ def escape_oracle(z, max_entries: int = _MAX_ORACLE_ENTRIES) -> EscapeOracle:
             rays2=jnp.asarray(rays2, dtype),
             lo=jnp.asarray(lo),
             hi=jnp.asarray(hi),
+            wrap=jnp.asarray(wrap, dtype),
             act=None,
             kind="plane",
         )

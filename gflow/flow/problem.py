@@ -34,7 +34,11 @@ __all__ = ["FlowProblem", "make_problem", "save_times", "SOLVERS", "KINKS"]
 
 KINKS = ("auto", "none", "pin", "slide", "pin+slide", "locate", "slide+locate", "pin+slide+locate")
 _DEFAULT_SLIDE_TOL = 10.0
-_DEFAULT_LOCATE_TOL = 1.0
+# a crossing's allowed error, in units of atol + rtol ||w_in||: 0.1 for shallow nets (where
+# location is asked for tolerance proportionality: on the toy, 1000 points, t = 10, Tsit5, the error at
+# t1 is 2-4.5 rtol from rtol 1e-4 to 1e-10, 12-40 rtol with 1.0, the errors of ~1000 crossings adding
+# up), 1.0 for deep nets (0.1 made the MLP (5, 4) of benchmarks/kinks_deep.py take 18241 steps, not 5955)
+_DEFAULT_LOCATE_TOL = {True: 0.1, False: 1.0}
 _DEFAULT_EULER_STEPS = 1000
 
 SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
@@ -227,9 +231,9 @@ def resolve_kinks(
     the escape check is too large), ``"locate"`` for other ReLU networks with adaptive steps,
     ``"none"`` otherwise (fixed steps: their chatter the tolerance bands do not bound). Shallow
     nets locate only when asked (``"pin+slide+locate"``): it makes the error at ``t1``
-    proportional to the tolerance on breast cancer (9-19 rtol against 31-5800 rtol), but on the
-    toy's many points it costs more steps in sweeps (256 inits, ``t1 = 100``, rtol 1e-5: p99
-    792 against 251 steps), see docs/guides/exact-flows.md.
+    proportional to the tolerance on breast cancer (2.2-4.4 rtol against 31-5800 rtol), but on the
+    toy's 8000 points it costs far more steps (``t1 = 100``, rtol 1e-5, 32 inits: mean 1933
+    against 114 steps), see docs/guides/exact-flows.md.
     A Gaussian population (``data.is_population``) has a smooth loss and no training points:
     ``"auto"`` is ``"none"`` there, and the other modes raise ``ValueError``.
     """
@@ -355,7 +359,7 @@ def make_problem(
             x=data.x_train,
             y=data.y_train,
             loss_fn=loss_fn,
-            locate_tol=jnp.asarray(_DEFAULT_LOCATE_TOL, dtype),
+            locate_tol=jnp.asarray(_DEFAULT_LOCATE_TOL[bool(getattr(model, "kink_handling", False))], dtype),
             slide_tol=slide,
             rtol=jnp.asarray(rtol, dtype),
             atol=jnp.asarray(atol, dtype),

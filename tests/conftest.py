@@ -20,6 +20,10 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Subprocess tests (sweeps killed and resumed, forced devices) reuse compiled programs.
 os.environ.setdefault("GFLOW_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax"))
+# gflow's saved executables (gflow/_traces.py) stay off in the suite, as in session 7's timing of it:
+# tests/test_trace_cache.py turns them on where it tests them (CI starts from an empty cache, where
+# they only add writing and reading back every program)
+os.environ.setdefault("GFLOW_TRACE_CACHE", "0")
 enable_compilation_cache()
 
 

@@ -173,7 +173,7 @@ _RUN = textwrap.dedent(
 def test_failure_status_from_a_saved_executable(tmp_path):
     """Two fresh processes: the second loads both solves (no compilation) and still reports
     the failing one's status; the other's loss is bit for bit the same."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", GFLOW_TRACE_CACHE="1")  # the suite turns them off
     runs = [
         json.loads(
             subprocess.run(

@@ -14,6 +14,7 @@ command line parses its strings with the same rules (:meth:`Rule.parse`).
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 import numbers
@@ -60,14 +61,14 @@ def _kind(value) -> str:
     return "int" if _is_int(value) else type(value).__name__
 
 
-class Rule:
+class Rule(abc.ABC):
     """A value's rule: ``rule(value, name)`` checks a Python value (config, library) and
     returns it normalized; ``rule.parse(text, name)`` reads a command-line string first."""
 
     allowed: str = ""
 
-    def __call__(self, value: Any, name: str) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __call__(self, value: Any, name: str) -> Any: ...
 
     def parse(self, text: str, name: str) -> Any:
         return self(text, name)

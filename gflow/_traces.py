@@ -246,6 +246,7 @@ def _compile(name, fn, static, treedef, leaves) -> _Program:
     return _Program(compiled, *outs[0])
 
 
+@functools.cache
 def _singletons() -> dict[str, object]:
     """Markers that pytree definitions compare by identity: pickled by name, not by value."""
     from equinox._module import _flatten

@@ -45,6 +45,8 @@ import numpy as np
 from jax.core import Tracer
 from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
+from ._jit import compiler_options
+
 __all__ = ["cached_trace", "enable", "trace_dir"]
 
 _FOLDER: list[str | None] = [None]
@@ -208,6 +210,8 @@ _PROGRAMS: collections.OrderedDict[str, _Program | None] = collections.OrderedDi
 _IN_MEMORY = 32  # programs held by this process, most recently used
 
 
+# see _compile; with the options of every gflow program (gflow._jit), so a saved executable
+# runs the arithmetic that the same function compiled by ``jit`` runs
 _OPTIONS: dict[str, str | bool] = {"xla_cpu_generate_unique_c_style_kernel_entry_points": True}
 
 
@@ -240,7 +244,7 @@ def _compile(name, fn, static, treedef, leaves) -> _Program:
     minimum = jax.config.jax_persistent_cache_min_compile_time_secs  # pyright: ignore[reportAttributeAccessIssue]
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float("inf"))
     try:
-        compiled = lowered.compile(compiler_options=_OPTIONS)
+        compiled = lowered.compile(compiler_options={**compiler_options(), **_OPTIONS})
     finally:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", minimum)
     return _Program(compiled, *outs[0])

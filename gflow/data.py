@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol
 
 import equinox as eqx
@@ -109,9 +110,17 @@ def toy(n: int = 8000, key: PRNGKeyArray | None = None, n_test: int | None = Non
     """
     key = jr.PRNGKey(0) if key is None else key
     n_test = n // 4 if n_test is None else n_test
+    x, y = _toy_arrays(key, n, n_test)
+    return Dataset(x[0], y[0], x[1] if n_test else None, y[1] if n_test else None)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _toy_arrays(key, n: int, n_test: int):
+    """The toy's (train, test) inputs and targets, in one compiled program (a fresh process
+    otherwise compiles and runs a dozen small operations)."""
     x = jr.normal(key, (n + n_test, 2), jnp.result_type(float))
     y = jax.nn.relu(x[:, 0]) - jax.nn.relu(x[:, 1])
-    return Dataset(x[:n], y[:n], x[n:] if n_test else None, y[n:] if n_test else None)
+    return (x[:n], x[n:]), (y[:n], y[n:])
 
 
 def teacher_student(

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from ._jit import jit
 from .conservation import conservation_of, warn_if_absent
 from .losses import full_batch_loss, get_loss
 from .trajectory import Status, Trajectory, evaluate
@@ -56,7 +57,7 @@ def _save_slots(steps: int, n_save: int) -> tuple[np.ndarray, np.ndarray]:
     return saved, slot
 
 
-@eqx.filter_jit
+@jit
 def run_optimizer(
     model, data, loss_fn, optimizer, lr, slot, key, *, batch_size: int | None, n_saved: int, momentum: float = 0.9
 ):
@@ -178,6 +179,6 @@ def train(
     return eqx.tree_at(lambda t: t.stats["wall_time"], traj, jnp.asarray(time.perf_counter() - start, dtype))
 
 
-@eqx.filter_jit
+@jit
 def _evaluate(ts, models, data, loss_fn, stats, laws):
     return evaluate(ts, models, data, loss_fn, stats, Status.successful, laws)

@@ -59,6 +59,7 @@ import optimistix as optx
 from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray, PyTree, Scalar
 
+from ._jit import jit
 from .conservation import conservation_of
 from .invariants import conserved, rescale
 from .losses import get_loss
@@ -148,19 +149,19 @@ def _restricted(objective, args, model, free):
     return f, theta0
 
 
-@eqx.filter_jit
+@jit
 def _value_grad(objective, args, model, free):
     f, theta0 = _restricted(objective, args, model, free)
     return jax.value_and_grad(f)(theta0[free])
 
 
-@eqx.filter_jit
+@jit
 def _hessian(objective, args, model, free):
     f, theta0 = _restricted(objective, args, model, free)
     return jax.hessian(f)(theta0[free])
 
 
-@eqx.filter_jit
+@jit
 def _newton(objective, args, model, free, gauge, rtol, atol, rcond, max_steps):
     """Newton on ``F(z) = grad f(z) + Q Q^T (z - z0)``, ``Q`` an orthonormal basis of the rescaling
     tangents at ``z0``. ``Q^T grad f = 0`` nowhere fails (the conservation identity), so a root of
@@ -191,7 +192,7 @@ def _gauge(model, free):
     return jnp.asarray(U[:, keep])
 
 
-@eqx.filter_jit
+@jit
 def _tangents(model):
     n = conserved(model).shape[-1]
 
@@ -205,7 +206,7 @@ def _dtype(model):
     return jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))[0].dtype
 
 
-@eqx.filter_jit
+@jit
 def _escape_slopes(objective, args, model, k, directions, eps):
     """Richardson one-sided slopes ``(4 L(eps w) - L(2 eps w) - 3 L(0)) / (2 eps)`` of unit ``k``."""
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
+from ._jit import jit
 from ._validate import Signs, fail, finite_array
 from .nets.base import AbstractReLUNet, require_relu_net
 from .nets.recognize import NotRecognized, auto_in_out_squares
@@ -113,7 +114,7 @@ def _check_finite_model(model) -> None:
         raise ValueError("the network's weights must be finite to be rescaled; they hold NaN or inf.")
 
 
-@eqx.filter_jit  # eager, the Newton loop is re-traced and re-compiled on every call (seconds)
+@jit  # eager, the Newton loop is re-traced and re-compiled on every call (seconds)
 def _project(model, delta, *, max_iter: int):
     target = jnp.broadcast_to(delta, conserved(model).shape)
     if model.decoupled_units:  # one hidden layer: Prop. 4 in closed form, unit by unit

@@ -31,6 +31,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
+from ._jit import jit
+
 __all__ = ["count_conservation_laws", "LieRankInfo"]
 
 
@@ -98,7 +100,7 @@ def _outputs_fn(model, x):
     return outputs, theta, one_sample
 
 
-@eqx.filter_jit
+@jit
 def _generators(model, x):
     """Level 1: the values ``chi_a(theta)``, one row per output coordinate ``a = (i, j)``."""
     outputs, theta, _ = _outputs_fn(model, x)
@@ -141,7 +143,7 @@ def _bracket_word(one_sample, n_out, word):
     return value_and_scale
 
 
-@eqx.filter_jit
+@jit
 def _brackets(model, x, words):
     """Values and scales at theta of the right-nested brackets listed in ``words`` (``(batch, k)``)."""
     _, theta, one_sample = _outputs_fn(model, x)

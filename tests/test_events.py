@@ -144,9 +144,9 @@ def test_no_event_no_change():
 def test_events_round_trip_and_recompile(tmp_path):
     m, d = scalar(0.5, 0.5), one_point(Y)
     traj = gf.gradient_flow(m, d, "mse", T1, events=all_events(1e-3), **KW)
-    size = gf.flow.solve_flow._cached._cache_size()
+    size = gf.flow.solve_flow.jitted()._cached._cache_size()
     gf.gradient_flow(m, d, "mse", T1, events=all_events(2e-3), **KW)  # thresholds are arrays
-    assert gf.flow.solve_flow._cached._cache_size() == size
+    assert gf.flow.solve_flow.jitted()._cached._cache_size() == size
     path = str(tmp_path / "ev.npz")
     traj.save(path)
     back = Trajectory.load(path)

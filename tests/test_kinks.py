@@ -301,10 +301,10 @@ def test_pinning_does_not_recompile_for_a_new_init():
     model, data = _collapse_problem()
     kw = dict(rtol=1e-5, atol=1e-5, n_save=N_SAVE, max_steps=MAX_STEPS)
     gf.gradient_flow(model, data, "mse", T1, **kw)
-    size = gf.flow.solve_flow._cached._cache_size()
+    size = gf.flow.solve_flow.jitted()._cached._cache_size()
     other = gf.relocate(gf.ShallowReLU(2, 2, key=jr.PRNGKey(5)), jnp.asarray([1.0, -1.0]))
     gf.gradient_flow(other, data, "mse", 7.0, **kw)
-    assert gf.flow.solve_flow._cached._cache_size() == size
+    assert gf.flow.solve_flow.jitted()._cached._cache_size() == size
 
 
 def test_projection_with_pinning_keeps_delta_to_round_off():

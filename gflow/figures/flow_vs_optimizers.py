@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
+from .._jit import jit
 from ..discrete import train
 from ..flow.solve import gradient_flow
 from ..invariants import conserved
@@ -94,7 +95,7 @@ def predicted_drift(model, data, lrs, n_steps, steps_max: int):
     return _predicted(model, data, jnp.asarray(lrs), jnp.asarray(n_steps), steps_max)
 
 
-@eqx.filter_jit
+@jit
 def _predicted(model, data, lrs, n_steps, steps_max):
     params, static = eqx.partition(model, eqx.is_inexact_array)
     grad = jax.grad(lambda q: full_batch_loss(eqx.combine(q, static), data.x_train, data.y_train, mse))

@@ -24,6 +24,7 @@ import jax.tree_util as jtu
 from diffrax._term import WrapTerm
 
 from .. import metrics
+from .._jit import jit
 from .._traces import cached_trace
 from ..trajectory import Status, flow_status
 from .batching import where_rows
@@ -230,7 +231,7 @@ def _spread(fn, mesh, n_replicated: int):
 
 
 @cached_trace
-@eqx.filter_jit
+@jit
 def start_chunk(stepper: FlowStepper, mesh, width: int, n_out: int, queue, qindex) -> Chunk:
     """A chunk with ``width`` slots per device filled from the head of each device's queue."""
     dynamic, static = eqx.partition(stepper, eqx.is_array)
@@ -257,7 +258,7 @@ def start_chunk(stepper: FlowStepper, mesh, width: int, n_out: int, queue, qinde
 
 
 @cached_trace
-@eqx.filter_jit
+@jit
 def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps) -> Chunk:
     """Advance all slots by up to ``n_steps`` steps, refilling finished ones from the queue
     (in groups of ``group`` per device, once that many are free or the queue's rest fits).
@@ -321,10 +322,12 @@ def run_chunk(stepper: FlowStepper, mesh, group: int, chunk: Chunk, n_steps) -> 
 
 
 @cached_trace
-@eqx.filter_jit
-def finalize(stepper: FlowStepper, slots: Slot, params0, positions):
-    """Row values of the slots at ``positions`` (a short batch): losses, drift, labels, stats."""
-    slots, params0 = jtu.tree_map(lambda x: x[positions], (slots, params0))
+@jit
+def finalize(stepper: FlowStepper, slots: Slot, params0, positions, positions0):
+    """Row values of the slots at ``positions``, started from the initial params at
+    ``positions0``: losses, drift, labels, stats (one row per position)."""
+    slots = jtu.tree_map(lambda x: x[positions], slots)
+    params0 = jtu.tree_map(lambda x: x[positions0], params0)
 
     def one(s: Slot, p0):
         final = stepper.saved(s.y, s.acc["c0"])

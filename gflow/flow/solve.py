@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxtyping import ArrayLike
 
 from .._callbacks import checks_as_data
+from .._jit import jit
 from .._traces import cached_trace
 from ..conservation import warn_if_absent
 from ..data import Dataset
@@ -38,7 +39,7 @@ __all__ = ["gradient_flow", "solve_flow"]
 
 
 @cached_trace
-@eqx.filter_jit
+@jit
 def solve_flow(problem: FlowProblem, model) -> Trajectory:
     """Integrate ``problem`` from ``model`` (jitted; no validation, no wall time; vmap-friendly).
 

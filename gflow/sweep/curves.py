@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._jit import jit
 from ..losses import full_batch_loss, get_loss
 from .config import SweepConfig
 from .problems import _init_structure
@@ -26,7 +27,7 @@ def curve_columns(cfg: SweepConfig, data, ts, states: list[list]) -> list[dict]:
     return [dict(curve_t=t, **{k: v[r].tolist() for k, v in values.items()}) for r in range(len(states))]
 
 
-@eqx.filter_jit
+@jit
 def _curves(params, static, data, loss_name: str) -> dict:
     loss_fn = get_loss(loss_name)
 

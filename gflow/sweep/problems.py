@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from .._jit import jit
 from .._traces import cached_trace
 from .._validate import InputError, per_unit
 from ..data import breast_cancer, teacher_student, toy
@@ -196,7 +197,7 @@ def _init_structure(cfg: SweepConfig, data):
 
 
 @cached_trace
-@eqx.filter_jit
+@jit
 def _batch_params(init_cfg: SweepConfig, data, indices):
     return jax.vmap(lambda i: eqx.filter(make_init(init_cfg, data, i), eqx.is_inexact_array))(indices)
 

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import metrics
+from .._jit import jit
 from ..conservation import conservation_of, warn_if_absent
 from ..discrete import _save_slots, run_optimizer
 from ..flow.batched import _AXIS, FlowStepper, finalize, run_chunk, start_chunk
@@ -232,9 +233,8 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
             n_written = written
         # each result sits in the buffer of the device its slot ended on
         device = np.argmax(np.asarray(chunk.written).reshape(n_dev, n_out), axis=0)
-        final = jax.tree_util.tree_map(lambda x: x[device * n_out + np.arange(n_out)], chunk.out)
-        p0 = jax.tree_util.tree_map(lambda x: x[queue_pos[:n_out]], queue)
-        values = jax.tree_util.tree_map(np.asarray, finalize(stepper, final, p0, jnp.arange(n_out)))
+        at = jnp.asarray(device * n_out + np.arange(n_out)), jnp.asarray(queue_pos[:n_out])
+        values = jax.tree_util.tree_map(np.asarray, finalize(stepper, chunk.out, queue, *at))
         values.update(
             grad_evals=problem.grad_evals(
                 values["steps"], 1, values.get("pins"), values.get("unpins"), values.get("jumps")
@@ -350,7 +350,7 @@ def _run_batched(
     params_of, static = _params_fn(cfg, data)
     loss_fn = get_loss(cfg.loss_name)
 
-    @eqx.filter_jit
+    @jit
     def run_batch(params):
         def one(p):
             model0 = eqx.combine(p, static)

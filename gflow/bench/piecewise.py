@@ -35,6 +35,7 @@ class PiecewiseResult:
     pieces: int
     status: str
     steps: int
+    events: list = dataclasses.field(default_factory=list)  # (t, unit, point, side after) per kink
 
 
 def _mats(model) -> list[np.ndarray]:
@@ -93,7 +94,7 @@ def piecewise_flow(model, data, loss: str, t1: float, rtol: float = 1e-12, max_p
     th = np.concatenate([m.ravel() for m in mats])
     z = pre(th)
     P = (z > 0).astype(np.float64)
-    t, pieces, steps, status = 0.0, 0, 0, "successful"
+    t, pieces, steps, status, events = 0.0, 0, 0, "successful", []
     scale = np.max(np.abs(z))
     while t < t1:
         if pieces >= max_pieces:
@@ -120,6 +121,7 @@ def piecewise_flow(model, data, loss: str, t1: float, rtol: float = 1e-12, max_p
         z = pre(th)
         pair = np.unravel_index(np.argmin(sigma * z - shift), z.shape)
         P[pair] = 1.0 - P[pair]
+        events.append((t, int(pair[0]), int(pair[1]), int(P[pair])))
         # the new piece must carry the pair away from its kink (sigma z increasing): otherwise
         # both sides drive it into the kink, a sliding mode
         h = 1e-7 * scale / max(np.max(np.abs(field(t, th, P))), 1e-300)
@@ -127,4 +129,4 @@ def piecewise_flow(model, data, loss: str, t1: float, rtol: float = 1e-12, max_p
         if (2.0 * P[pair] - 1.0) * rate < 0:
             status = "sliding"
             break
-    return PiecewiseResult(th, t, pieces, status, steps)
+    return PiecewiseResult(th, t, pieces, status, steps, events)

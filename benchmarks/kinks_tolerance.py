@@ -127,14 +127,17 @@ def main(names):
     )  # fmt: skip
     method = (
         "Tsit5 at rtol = atol, `gf.gradient_flow(..., n_save=2)`, float64. Error: relative parameter distance at t1 "
-        "to the reference (Dopri8 at 1e-12 in the located mode). Counts from `Trajectory.stats`: steps (accepted), "
-        "rejected (error control and location), located (steps rejected to end at a crossing), jumps (accepted steps "
-        "that changed the activation pattern), gradient evaluations. Located mode per problem: "
+        "to the reference (Dopri8 at 1e-12 in the located mode). Counts from `Trajectory.stats`: steps (attempted: "
+        "accepted + rejected), rejected (error control and location), located (steps rejected to end at a "
+        "crossing), jumps (accepted steps that changed the activation pattern), gradient evaluations. Located mode "
+        "per problem: "
         + ", ".join(f"{k} `{v}`" for k, v in LOCATED.items())
         + ". The second mode is the default (`auto`: `pin+slide` for shallow nets) or, for the MLP, whose default "
         "is the located mode, the plain field `none` (before issue 16). The piecewise check integrates the flow "
         "of each smooth piece with SciPy's DOP853 and locates every kink with a SciPy event "
-        "(`gflow.bench.piecewise`); it cannot follow a sliding mode and stops at the first attractive kink."
+        "(`gflow.bench.piecewise`); it cannot follow a sliding mode and stops at the first kink that the new "
+        "piece's field drives the pair back into (an attractive kink, or a degenerate one, such as a deep unit "
+        "whose inputs at a point are all 0)."
     )
     print(write_report("kinks_tolerance", "Tolerance proportionality through ReLU kinks",
                        [("Reference and its checks", refs), ("Results", res), ("Method", method),

@@ -128,14 +128,12 @@ class LocatedSolver(ForwardingSolver):
 
 class LocateState(NamedTuple):
     """State of :class:`LocatingController`: the floor PID's state, the counters and the
-    (unit, point) pairs whose sign the last accepted step changed, and those that a rejected step
-    located and no accepted step has crossed since (``target``)."""
+    (unit, point) pairs whose sign the last accepted step changed."""
 
     floor: FloorState
     located: Int[Array, ""]
     jumps: Int[Array, ""]
     changed: Bool[Array, "units n"]
-    target: Bool[Array, "units n"]
 
 
 class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
@@ -168,10 +166,10 @@ class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
         tnext, state = self.inner.init(terms, t0, t1, y0, dt0, args, func, error_order)
         zero = jnp.array(0, jnp.int32)
         changed = jnp.zeros(self.locator.pre(y0).shape, bool)
-        return tnext, LocateState(state, zero, zero, changed, changed)
+        return tnext, LocateState(state, zero, zero, changed)
 
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
-        floor_state, located, jumps, changed, target = controller_state
+        floor_state, located, jumps, changed = controller_state
         keep, next_t0, next_t1, made_jump, new_floor, result = self.inner.adapt_step_size(
             t0, t1, y0, y1_candidate, args, y_error, error_order, floor_state
         )
@@ -204,12 +202,8 @@ class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
         else:
             # without the sliding field (deep nets), a pair that crossed within that time of t0
             # also sits on an attractive kink, chattering: locating it again made the MLP (5, 4)
-            # of benchmarks/kinks_deep.py take 44563 steps instead of 6225. Unless it is a pair that
-            # a step was located for and that no accepted step has crossed since: the located step
-            # fell short of its kink (its secant time), and this step would integrate the wrong
-            # side's field all along (measured: the MLP (16, 16) on breast cancer, Tsit5 1e-10,
-            # 8e-8 off at t = 0.0117 from one such crossing)
-            bad = bad & ((dt * jnp.abs(z0) / safe_gap > slack) | target)
+            # of benchmarks/kinks_deep.py take 44563 steps instead of 6225
+            bad = bad & (dt * jnp.abs(z0) / safe_gap > slack)
         # just past the first bad crossing: secant time of the crossing + half the allowed overshoot
         t_cross = dt * jnp.abs(z0) / safe_gap + 0.5 * slack
         t_loc = t0 + jnp.min(jnp.where(bad, t_cross, dt))
@@ -223,8 +217,5 @@ class LocatingController(diffrax.AbstractAdaptiveStepSizeController):
         jump_now = keep & jnp.any(crossed)
         made_jump = made_jump | jump_now
         changed = jnp.where(keep, crossed, changed)
-        target = jnp.where(locate, target | bad, jnp.where(keep, target & ~crossed, target))
-        state = LocateState(
-            new_floor, located + locate.astype(jnp.int32), jumps + jump_now.astype(jnp.int32), changed, target
-        )
+        state = LocateState(new_floor, located + locate.astype(jnp.int32), jumps + jump_now.astype(jnp.int32), changed)
         return keep, next_t0, next_t1, made_jump, state, result

@@ -46,9 +46,9 @@ class Problem:
     t1: float = T1
 
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def shape(self) -> tuple[int, int, int | tuple[int, ...]]:
         """``(n, d, l)``: training points, inputs, hidden width (an MLP: its hidden sizes)."""
-        width = self.model.width if isinstance(self.model, ShallowReLU) else getattr(self.model, "hidden", None)
+        width = self.model.width if isinstance(self.model, ShallowReLU) else tuple(getattr(self.model, "hidden", ()))
         return self.data.x_train.shape[0], self.data.in_size, width
 
 
@@ -67,6 +67,7 @@ def teacher_student_problem(n: int = 200, width: int = 4) -> Problem:
 
     cfg = SweepConfig(data="teacher_student", n_data=n, width=width, loss="mse", init="kaiming", t1=50.0)
     data, _ = dataset(cfg)
+    assert isinstance(data, Dataset)  # teacher-student data: training points
     return Problem("teacher_student", make_init(cfg, data, 0), data, "mse", 50.0)
 
 

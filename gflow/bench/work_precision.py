@@ -141,7 +141,8 @@ def _row(problem, method, setting, traj, wall, ref, first_call=None) -> dict:
 def reference(problem: Problem, grid: Grid):
     """The reference solve (compiled first by a short-horizon call, whose time is
     ``info["first_call"]``); returns ``(flat params at t1, info dict)``."""
-    solver, tol, kinks = (*grid.reference, "auto")[:3]
+    solver, tol = str(grid.reference[0]), float(grid.reference[1])
+    kinks = str(grid.reference[2]) if len(grid.reference) > 2 else "auto"
     first = _flow(problem, solver, t1=problem.t1 / 100, n_save=grid.n_save, kinks=kinks)[1]
     traj, wall = _flow(problem, solver, tol=tol, n_save=grid.n_save, kinks=kinks)
     if traj.status_name != "successful":
@@ -189,8 +190,8 @@ def run_problem(
     located = [(s, t, "located") for s, t in grid.tols.items() if grid.located and s != "kvaerno5"]
     for solver, settings, kinks in [*((s, t, "auto") for s, t in [*grid.fixed.items(), *grid.tols.items()]), *located]:
         fixed = solver in grid.fixed
-        short = dict(dt=settings[0] if fixed else None, t1=problem.t1 / 100, n_save=grid.n_save, kinks=kinks)
-        warm = _flow(problem, solver, **short)[1]
+        dt0 = settings[0] if fixed else None
+        warm = _flow(problem, solver, dt=dt0, t1=problem.t1 / 100, n_save=grid.n_save, kinks=kinks)[1]
         method = solver if kinks == "auto" else f"{solver}+locate"
         warm = compiled.get(method, warm)
 
@@ -214,7 +215,7 @@ def run(size: str = "full", out_dir: str = "results/benchmarks", log=print) -> d
         log(f"work-precision: {name}, reference {grid.reference[0]} at {grid.reference[1]:g}")
         ref, info = reference(problem, grid)
         refs[name] = dict(info, flat=ref, problem=problem)
-        method = info["solver"] + ("+locate" if info["kinks"] != "auto" else "")
+        method = f"{info['solver']}{'+locate' if info['kinks'] != 'auto' else ''}"
         r, s = run_problem(problem, grid, ref, log, {method: info["first_call"]})
         rows += r
         skipped += s

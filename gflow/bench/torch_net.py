@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nets.shallow import ShallowReLU
 from .problems import Problem
 
 
@@ -44,6 +45,8 @@ def torch_field(problem: Problem):
     import torch
 
     model = problem.model
+    if not isinstance(model, ShallowReLU):
+        raise ValueError("the torch peer supports shallow nets (ShallowReLU) only.")
     if model.b is not None:
         raise ValueError("the torch peer supports shallow nets without biases only.")
     W, V = np.asarray(model.W, np.float64), np.asarray(model.V, np.float64)

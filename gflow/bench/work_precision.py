@@ -6,13 +6,18 @@ For each problem of :mod:`gflow.bench.problems` (float64, ``t1 = 10``) and each 
 - Euler and Heun at fixed steps ``dt`` (``gradient_flow(step_size=dt)``);
 - Tsit5, Dopri5, Dopri8 and Kvaerno5 (adaptive, PID) at ``rtol = atol = tol``;
 
-it records the relative parameter error at ``t1`` against a reference (Dopri8 at
-``rtol = atol = 1e-13`` in the full run), the gradient evaluations (``stats["grad_evals"]``;
-for GD the steps), the relative drift of the conserved quantities over the saved times,
-and the wall time of the whole warm call (compiled beforehand: a call with the same
-compiled shapes on a 100× shorter horizon, whose time is reported as the first call).
-The flow uses ``gradient_flow``'s defaults, ``kinks="auto"``: the Filippov sliding field
-and pinning for adaptive steps, the plain field for fixed steps (Euler, Heun) and GD.
+- with ``Grid.located``, the same adaptive solvers with located activation changes
+  (method ``"<solver>+locate"``, kink mode :data:`gflow.bench.problems.LOCATED_KINKS`);
+
+it records the relative parameter error at ``t1`` against a reference (in the full run Dopri8
+at ``rtol = atol = 1e-12`` in the located mode, which ends within 5e-12 of an independent
+piecewise SciPy integration on the toy, ``benchmarks/kinks_tolerance.py``), the gradient
+evaluations (``stats["grad_evals"]``; for GD the steps), the relative drift of the conserved
+quantities over the saved times, and the wall time of the whole warm call (compiled beforehand:
+a call with the same compiled shapes on a 100× shorter horizon, whose time is reported as the
+first call). The flow uses ``gradient_flow``'s defaults, ``kinks="auto"``, unless located: the
+Filippov sliding field and pinning for adaptive steps, the plain field for fixed steps (Euler,
+Heun) and GD.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 from ..discrete import train
 from ..flow.solve import gradient_flow
 from ..sweep.store import environment
-from .problems import Problem, flat, make_problem, relative_error
+from .problems import LOCATED_KINKS, Problem, flat, make_problem, relative_error
 from .report import runtime, write_csv, write_json
 from .timing import TimeBox
 from .work_precision_report import render
@@ -38,16 +43,19 @@ MAX_STEPS = 1_000_000
 class Grid:
     """What one run covers. ``budget_s``: a method's settings run from cheapest to most
     expensive within this time box (:class:`gflow.bench.timing.TimeBox`; the rest are
-    listed as skipped)."""
+    listed as skipped). ``reference``: ``(solver, tol)`` or ``(solver, tol, kinks)``, with
+    ``kinks="located"`` for the problem's located mode; ``located``: also run the adaptive
+    solvers of ``tols`` located."""
 
     problems: tuple[str, ...]
-    reference: tuple[str, float]
+    reference: tuple
     lrs: tuple[float, ...]
     fixed: dict
     tols: dict
     budget_s: float
     toy_n: int = 1000
     n_save: int = 21
+    located: bool = False
 
 
 _DECADES = tuple(10.0**-k for k in range(3, 13))
@@ -73,16 +81,21 @@ GRIDS = {
     ),
     "full": Grid(
         problems=("breast_cancer", "toy"),
-        reference=("dopri8", 1e-13),
-        lrs=(1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4),
+        reference=("dopri8", 1e-12, "located"),
+        lrs=(1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5),
         fixed={"euler": (1e-1, 1e-2, 1e-3), "heun": (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)},
-        tols={"tsit5": _DECADES, "dopri5": _DECADES, "dopri8": _DECADES, "kvaerno5": (1e-3, 1e-4)},
+        tols={"tsit5": _DECADES[:-1], "dopri5": _DECADES[:-1], "dopri8": _DECADES[:-1], "kvaerno5": (1e-3, 1e-4)},
         budget_s=120.0,
+        located=True,
     ),
 }
 
 
-def _flow(problem: Problem, solver, *, tol=1e-3, dt=None, t1=None, n_save=21):
+def _kinks(problem: Problem, kinks: str) -> str:
+    return LOCATED_KINKS[problem.name] if kinks == "located" else kinks
+
+
+def _flow(problem: Problem, solver, *, tol=1e-3, dt=None, t1=None, n_save=21, kinks="auto"):
     start = time.perf_counter()
     traj = gradient_flow(
         problem.model,
@@ -95,6 +108,7 @@ def _flow(problem: Problem, solver, *, tol=1e-3, dt=None, t1=None, n_save=21):
         step_size=dt,
         n_save=n_save,
         max_steps=MAX_STEPS,
+        kinks=_kinks(problem, kinks),
     )
     return traj, time.perf_counter() - start
 
@@ -127,14 +141,16 @@ def _row(problem, method, setting, traj, wall, ref, first_call=None) -> dict:
 def reference(problem: Problem, grid: Grid):
     """The reference solve (compiled first by a short-horizon call, whose time is
     ``info["first_call"]``); returns ``(flat params at t1, info dict)``."""
-    solver, tol = grid.reference
-    first = _flow(problem, solver, t1=problem.t1 / 100, n_save=grid.n_save)[1]
-    traj, wall = _flow(problem, solver, tol=tol, n_save=grid.n_save)
+    solver, tol = str(grid.reference[0]), float(grid.reference[1])
+    kinks = str(grid.reference[2]) if len(grid.reference) > 2 else "auto"
+    first = _flow(problem, solver, t1=problem.t1 / 100, n_save=grid.n_save, kinks=kinks)[1]
+    traj, wall = _flow(problem, solver, tol=tol, n_save=grid.n_save, kinks=kinks)
     if traj.status_name != "successful":
         raise RuntimeError(f"the reference solve ({solver}, tol {tol:g}) ended with {traj.status_name}.")
     info = dict(
         solver=solver,
         tol=tol,
+        kinks=_kinks(problem, kinks),
         first_call=first,
         steps=int(traj.stats["steps"]),
         grad_evals=int(traj.stats["grad_evals"]),
@@ -171,20 +187,19 @@ def run_problem(
         return (*_gd(problem, lr, grid.n_save), first)
 
     series("gd", grid.lrs, gd)
-    for solver, settings in [*grid.fixed.items(), *grid.tols.items()]:
+    located = [(s, t, "located") for s, t in grid.tols.items() if grid.located and s != "kvaerno5"]
+    for solver, settings, kinks in [*((s, t, "auto") for s, t in [*grid.fixed.items(), *grid.tols.items()]), *located]:
         fixed = solver in grid.fixed
-        warm = _flow(problem, solver, dt=settings[0] if fixed else None, t1=problem.t1 / 100, n_save=grid.n_save)[1]
-        warm = compiled.get(solver, warm)
+        dt0 = settings[0] if fixed else None
+        warm = _flow(problem, solver, dt=dt0, t1=problem.t1 / 100, n_save=grid.n_save, kinks=kinks)[1]
+        method = solver if kinks == "auto" else f"{solver}+locate"
+        warm = compiled.get(method, warm)
 
-        def flow(setting, solver=solver, fixed=fixed):
-            return (
-                *_flow(
-                    problem, solver, tol=1e-3 if fixed else setting, dt=setting if fixed else None, n_save=grid.n_save
-                ),
-                None,
-            )
+        def flow(setting, solver=solver, fixed=fixed, kinks=kinks):
+            tol, dt = (1e-3, setting) if fixed else (setting, None)
+            return (*_flow(problem, solver, tol=tol, dt=dt, n_save=grid.n_save, kinks=kinks), None)
 
-        series(solver, settings, flow, warm)
+        series(method, settings, flow, warm)
     return rows, skipped
 
 
@@ -200,7 +215,8 @@ def run(size: str = "full", out_dir: str = "results/benchmarks", log=print) -> d
         log(f"work-precision: {name}, reference {grid.reference[0]} at {grid.reference[1]:g}")
         ref, info = reference(problem, grid)
         refs[name] = dict(info, flat=ref, problem=problem)
-        r, s = run_problem(problem, grid, ref, log, {info["solver"]: info["first_call"]})
+        method = f"{info['solver']}{'+locate' if info['kinks'] != 'auto' else ''}"
+        r, s = run_problem(problem, grid, ref, log, {method: info["first_call"]})
         rows += r
         skipped += s
     write_csv(os.path.join(out_dir, "work_precision.csv"), rows)

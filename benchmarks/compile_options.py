@@ -2,18 +2,21 @@
 
     python benchmarks/compile_options.py [--repeat N] [--quick]
 
-Each case runs ``gflow sweep CONFIG`` in a fresh process, twice with one new cache folder:
-cold (every program compiled; the time XLA takes for each of the engine's programs is
-recorded) and warm (the saved programs loaded; the CPU time is then mostly running). In the
+Compile time: ``gflow sweep`` on the example config (toy, width 2, 1000 points, t1 = 20,
+rtol 1e-6, 128 initializations) in a fresh process with a new cache folder, so every program
+is compiled; the CPU seconds XLA takes for each of the engine's programs are recorded. In the
 ``default`` variant the process sets ``gflow._jit._CPU_OPTIONS = {}`` before anything is
-compiled, which is the code as it was before the options. The variants alternate within each
-repeat, so they see the same load; CPU seconds (``time.process_time``) are reported beside
-wall seconds, as they move less with other work on the machine.
+compiled: the code as it was before the options. The variants alternate within each repeat.
 
-Configs: the example sweep (toy, width 2, 1000 points, t1 = 20, rtol 1e-6) with 128 and 1024
-initializations, breast cancer (width 8, t1 = 10, rtol 1e-8, 64 inits) and an MLP (hidden
-(16, 16), breast cancer, t1 = 10, rtol 1e-6, 32 inits). Writes
-``results/benchmarks/compile_options.md`` and ``.json``.
+Run time: in one process, the sweep engine's step loop (``run_chunk``) for the first chunk
+of each config is compiled twice, with gflow's options and with XLA's defaults, and each
+executable runs the whole chunk from the same start, alternately, ``3 * repeat`` times; the
+median seconds are compared (same process, same data, so the ratio is not moved by the
+machine's load the way two processes' times are). Configs: the example with 1024 inits
+(chunks of 256), breast cancer (width 8, t1 = 10, 32 inits, Kaiming init as drawn) and an MLP
+(hidden (16, 16), breast cancer, t1 = 10, 16 inits), all at the example's rtol = atol = 1e-6.
+
+Writes ``results/benchmarks/compile_options.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -26,24 +29,27 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 PROGRAMS = ("_batch_params", "start_chunk", "run_chunk", "finalize")
-CONFIGS = {
-    "toy, 128 inits": "n_inits = 128",
-    "toy, 1024 inits": "n_inits = 1024",
-    "breast cancer, width 8, 64 inits": (
-        'data = "breast_cancer"\nwidth = 8\nt1 = 10.0\nrtol = 1e-8\natol = 1e-8\nn_inits = 64'
-    ),
-    "MLP (16, 16), breast cancer, 32 inits": (
-        'model = "mlp"\nhidden = [16, 16]\ndata = "breast_cancer"\nt1 = 10.0\nn_inits = 32'
-    ),
-}
+# run-time configs: fields over the example config ("-name": the field removed)
+RUN_CONFIGS = {
+    "toy, 256 of 1024 inits": ["n_inits = 1024"],
+    "breast cancer, width 8, 32 inits": [
+        'data = "breast_cancer"', "width = 8", "t1 = 10.0", "n_inits = 32",
+        "-delta", "-signs",
+    ],
+    "MLP (16, 16), breast cancer, 16 inits": [
+        'model = "mlp"', "hidden = [16, 16]", 'data = "breast_cancer"', "t1 = 10.0", "n_inits = 16",
+        "-delta", "-signs",
+    ],
+}  # fmt: skip
 
-# run in a fresh process: argv = variant, config, out folder; prints one JSON line
+# a cold sweep in a fresh process: argv = variant, config, out folder; prints one JSON line
 CHILD = r"""
 import json, sys, time
 variant, cfg, out = sys.argv[1:4]
@@ -67,53 +73,105 @@ print(json.dumps(dict(rc=rc, wall=time.perf_counter() - wall, cpu=time.process_t
 """
 
 
-def example(extra: str) -> str:
+def example(fields: list[str]) -> str:
     text = subprocess.run(
         [sys.executable, "-c", "from gflow.cli import main; main(['sweep', '--example'])"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    keys = {line.split("=")[0].strip() for line in extra.splitlines()}
+    keys = {f.lstrip("-").split("=")[0].strip() for f in fields}
     kept = [line for line in text.splitlines() if line.split("=")[0].strip() not in keys]
-    return "\n".join(kept + extra.splitlines()) + "\n"
+    return "\n".join(kept + [f for f in fields if not f.startswith("-")]) + "\n"
 
 
-def run(variant: str, cfg: str, cache: str, work: str) -> dict:
-    out = tempfile.mkdtemp(prefix="out-", dir=work)
-    shutil.rmtree(out)
+def cold_sweep(variant: str, cfg: str, work: str) -> dict:
+    cache = tempfile.mkdtemp(prefix="cache-", dir=work)
+    out = os.path.join(cache, "out")
     env = dict(os.environ, GFLOW_CACHE_DIR=cache, MPLBACKEND="Agg")
     for key in ("GFLOW_CACHE", "GFLOW_TRACE_CACHE"):
         env.pop(key, None)
     proc = subprocess.run([sys.executable, "-c", CHILD, variant, cfg, out], env=env, capture_output=True, text=True)
+    shutil.rmtree(cache, ignore_errors=True)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def step_loop_ab(cfg_path: str, n_runs: int) -> dict:
+    """Seconds for the step loop of the first chunk with each variant's executable (alternating)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.tree_util as jtu
+    import numpy as np
+
+    import gflow._jit as gjit
+    from gflow import _traces
+    from gflow.flow.batched import _AXIS, FlowStepper, run_chunk, start_chunk
+    from gflow.sweep import SweepConfig
+    from gflow.sweep.problems import _params_fn, dataset, flow_problem
+
+    cfg = SweepConfig.from_toml(cfg_path)
+    jax.config.update("jax_enable_x64", cfg.precision == 64)
+    data, _ = dataset(cfg)
+    stepper = FlowStepper(problem=flow_problem(cfg, data))
+    mesh = jax.make_mesh((1,), (_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+    n = min(cfg.chunk_size, cfg.n_inits)
+    queue = _params_fn(cfg, data)[0](jnp.arange(n))
+    chunk = start_chunk(stepper, mesh, min(cfg.slots, n), n, queue, jnp.arange(n))
+    args = (stepper, mesh, max(1, min(cfg.slots, n) // 16), chunk, jnp.asarray(10**9))
+    dynamic, static = eqx.partition(args, eqx.is_array)
+    leaves, treedef = jtu.tree_flatten(dynamic)
+    programs = {}
+    for variant, options in (("gflow", dict(gjit._CPU_OPTIONS)), ("default", {})):
+        gjit._CPU_OPTIONS = options
+        gjit.compiler_options.cache_clear()
+        programs[variant] = _traces._compile("run_chunk", run_chunk.__wrapped__, static, treedef, leaves)
+    gjit.compiler_options.cache_clear()
+    seconds: dict[str, list[float]] = {v: [] for v in programs}
+    steps = {}
+    for _ in range(n_runs):
+        for variant, program in programs.items():
+            start = time.perf_counter()
+            done = program(leaves)
+            jax.block_until_ready(done)
+            seconds[variant].append(time.perf_counter() - start)
+            steps[variant] = np.asarray(done.out.steps)
+    return dict(
+        seconds=seconds,
+        slot_steps=int(steps["gflow"].sum()),
+        same_steps=int(np.sum(steps["gflow"] == steps["default"])),
+        n=n,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeat", type=int, default=1, help="cold + warm pairs per config and variant (median)")
-    p.add_argument("--quick", action="store_true", help="the 128-init toy sweep only")
+    p.add_argument("--repeat", type=int, default=1, help="cold sweeps per variant; step-loop runs: 3 per repeat")
+    p.add_argument("--quick", action="store_true", help="the toy's step loop only")
     p.add_argument("--out", default=os.path.join(ROOT, "results", "benchmarks"))
     args = p.parse_args(argv)
 
-    configs = dict(list(CONFIGS.items())[:1]) if args.quick else CONFIGS
     work = tempfile.mkdtemp(prefix="gflow-opts-")
     load_start = os.getloadavg()
-    results: dict = {}
+    cold: dict[str, list[dict]] = {"gflow": [], "default": []}
+    runs = {}
     try:
-        for name, extra in configs.items():
-            cfg = os.path.join(work, "sweep.toml")
+        cfg = os.path.join(work, "example.toml")
+        with open(cfg, "w") as f:
+            f.write(example(["n_inits = 128"]))
+        for _ in range(args.repeat):
+            for variant in cold:
+                cold[variant].append(cold_sweep(variant, cfg, work))
+        print("cold", {v: [round(r["cpu"], 2) for r in rs] for v, rs in cold.items()}, flush=True)
+        configs = dict(list(RUN_CONFIGS.items())[:1]) if args.quick else RUN_CONFIGS
+        for name, fields in configs.items():
+            cfg = os.path.join(work, "run.toml")
             with open(cfg, "w") as f:
-                f.write(example(extra))
-            for _ in range(args.repeat):
-                for variant in ("gflow", "default"):
-                    cache = tempfile.mkdtemp(prefix="cache-", dir=work)
-                    for phase in ("cold", "warm"):
-                        results.setdefault((name, variant, phase), []).append(run(variant, cfg, cache, work))
-                    shutil.rmtree(cache)
-            print(name, {f"{v} {ph}": round(r[-1]["cpu"], 2) for (n, v, ph), r in results.items() if n == name})
+                f.write(example(fields))
+            runs[name] = step_loop_ab(cfg, 3 * args.repeat)
+            print(name, {v: [round(x, 2) for x in xs] for v, xs in runs[name]["seconds"].items()}, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_end = os.getloadavg()
@@ -123,41 +181,50 @@ def main(argv: list[str] | None = None) -> int:
     from gflow.bench.report import runtime, write_json
     from gflow.sweep.store import environment
 
-    def median(name, variant, phase, key, program=None):
-        values = [r["compiles"].get(program, 0.0) if program else r[key] for r in results[name, variant, phase]]
-        return statistics.median(values)
-
-    header = ["config", "variant", "cold wall (s)", "cold CPU (s)", "warm wall (s)", "warm CPU (s)"]
-    header += [f"compile {p} (CPU s)" for p in PROGRAMS]
-    body = [
-        [name, variant]
-        + [median(name, variant, ph, key) for ph in ("cold", "warm") for key in ("wall", "cpu")]
-        + [median(name, variant, "cold", "compiles", p) for p in PROGRAMS]
-        for name in configs
-        for variant in ("gflow", "default")
+    med = statistics.median
+    cold_header = ["variant", "sweep wall (s)", "sweep CPU (s)"] + [f"compile {p} (CPU s)" for p in PROGRAMS]
+    cold_body = [
+        [v, med(r["wall"] for r in rs), med(r["cpu"] for r in rs)]
+        + [med(r["compiles"].get(p, 0.0) for r in rs) for p in PROGRAMS]
+        for v, rs in cold.items()
     ]
-    note = (
-        f"Median of {args.repeat} cold/warm pair(s) per cell; `gflow`: the options of gflow/_jit.py "
-        "(`xla_cpu_use_fusion_emitters = False`), `default`: XLA's defaults. Cold: a new cache folder; warm: "
-        "the same folder right after (programs loaded from saved executables, so warm CPU time is set-up "
-        "and running). Times from the command line's `main` on (the imports before it excluded). "
-        "Compile columns: CPU seconds inside XLA's compile of each engine program in the "
-        f"cold run. Load average at start {tuple(round(x, 2) for x in load_start)}, at end "
-        f"{tuple(round(x, 2) for x in load_end)}."
+    run_header = ["config", "slot-steps", "rows with equal steps", "gflow (s)", "default (s)", "gflow / default"]
+    run_body = [
+        [
+            name,
+            r["slot_steps"],
+            f"{r['same_steps']} of {r['n']}",
+            med(r["seconds"]["gflow"]),
+            med(r["seconds"]["default"]),
+            med(r["seconds"]["gflow"]) / med(r["seconds"]["default"]),
+        ]
+        for name, r in runs.items()
+    ]
+    start, end = (tuple(round(x, 2) for x in load) for load in (load_start, load_end))
+    load = f"Load average at start {start}, at end {end}."
+    cold_note = (
+        f"`gflow sweep` on the example config with 128 inits, cold, median of {args.repeat} per variant "
+        "(alternating). `gflow`: the options of gflow/_jit.py (`xla_cpu_use_fusion_emitters = False`); "
+        "`default`: XLA's defaults. Sweep times from the command line's `main` on (imports excluded); compile "
+        "columns: CPU seconds inside XLA's compile of each engine program. " + load
+    )
+    run_note = (
+        f"The step loop of each config's first chunk, one executable per variant in one process, run "
+        f"{3 * args.repeat} times each, alternating; median seconds. Slot-steps: steps the chunk's "
+        "trajectories took. The two executables round differently, so a trajectory may take another step "
+        "count; the column counts the rows whose steps are equal."
     )
     os.makedirs(args.out, exist_ok=True)
     write_json(
         os.path.join(args.out, "compile_options.json"),
-        dict(rows=[dict(zip(header, row, strict=True)) for row in body], load_start=load_start, load_end=load_end),
+        dict(cold=cold, runs=runs, load_start=load_start, load_end=load_end),
     )
+    sections = [
+        ("Compile time (cold sweep)", cold_note + "\n\n" + table(cold_header, cold_body)),
+        ("Run time (the engine's step loop)", run_note + "\n\n" + table(run_header, run_body)),
+    ]
     env = dict(environment(), **runtime())
-    path = write_report(
-        "compile_options",
-        "XLA compiler options: compile and run time",
-        [("Results", note + "\n\n" + table(header, body))],
-        args.out,
-        env,
-    )
+    path = write_report("compile_options", "XLA compiler options: compile and run time", sections, args.out, env)
     print(path)
     return 0
 

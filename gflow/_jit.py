@@ -1,11 +1,13 @@
 """gflow's ``jit``: ``eqx.filter_jit`` with the XLA options gflow compiles its programs with.
 
 On a CPU, XLA's newer fusion emitters (its default) take much longer to compile gflow's
-programs than the classic ones, for code that runs no faster: with
-``xla_cpu_use_fusion_emitters = False`` the sweep engine's step loop compiles in about 5 s
-instead of 8 s, its row function in 1.5 s instead of 4 s, and a 1024-initialization sweep, a
-breast-cancer sweep and an MLP sweep take the same CPU time to run
-(results/benchmarks/time_to_result.md).
+programs than the classic ones, for code that runs no faster. With
+``xla_cpu_use_fusion_emitters = False`` the sweep engine's step loop compiled in 4.7 CPU
+seconds instead of 7.2 on 2 cores, its row function in 1.8 instead of 3.1 (a cold example
+sweep: 11.6 s instead of 14.4 after import), and the compiled step loop ran the same chunk in
+0.94-0.99 of the time on the toy, breast cancer and an MLP (``benchmarks/compile_options.py``,
+results/benchmarks/compile_options.md). The arithmetic differs at round-off from XLA's default
+build of the same program.
 
 Every jitted program of gflow that a result depends on uses this ``jit``, with the same
 options in the saved executables (:mod:`gflow._traces`), so that a sweep row and the single

@@ -54,9 +54,11 @@ NOTES = (
     "GFLOW_TRACE_CACHE=0 column) every process still traces and lowers each program in Python. "
     "gflow's saved executables (gflow/_traces.py) keep the single solve and the sweep engine's "
     "programs fully built under <cache>/traces/: a warm run loads them without tracing, lowering "
-    "or compiling. What remains in a warm run: importing JAX, Equinox and Diffrax, building the "
-    "data and initializations (small eager JAX operations, each still traced and read from JAX's "
-    "cache), running, and writing the rows."
+    "or compiling. A cold run compiles them with XLA's classic CPU fusion emitters (gflow/_jit.py), "
+    "which compile the engine's step loop in about two thirds of the default's time "
+    "(results/benchmarks/compile_options.md). What remains in a warm run: importing JAX, Equinox "
+    "and Diffrax, building the data and initializations (small eager JAX operations, each still "
+    "traced and read from JAX's cache), loading the saved programs, running, and writing the rows."
 )
 
 

@@ -168,6 +168,28 @@ def test_located_solve_matches_an_independent_piecewise_integration():
     assert steps["locate"] < steps["none"], steps
 
 
+def _pair_at_its_kink(kinks: str):
+    """One unit, two points; the pair (unit 0, point 0) sits 1e-13 short of its kink (w_1 = -1e-13):
+    the locating controller of ``kinks``, the params and the controller's initial state."""
+    x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    data = gf.Dataset(x, jnp.array([[1.0], [1.0]]))
+    model = gf.ShallowReLU(2, 1, key=jr.PRNGKey(0))
+    model = eqx.tree_at(lambda m: (m.W, m.V), model, (jnp.array([[-1e-13, 1.0]]), jnp.array([[1.0]])))
+    problem = make_problem(model, data, "mse", 1.0, rtol=1e-10, atol=1e-10, kinks=kinks)
+    term, solver, controller = problem.term(), problem.solver(None), problem.controller()
+    y0 = eqx.filter(model, eqx.is_inexact_array)
+    return controller, y0, controller.init(term, 0.0, 1.0, y0, None, None, solver.func, 5)[1]
+
+
+def _step_across(controller, y0, state):
+    """A step [0, 0.1] with zero error estimate whose end took the pair far past its kink (crossed
+    early): ``keep, next t0, next t1, new state``."""
+    y1 = eqx.tree_at(lambda p: p.W, y0, jnp.array([[0.05, 1.0]]))
+    zero_error = jax.tree_util.tree_map(jnp.zeros_like, y0)
+    keep, t0n, t1n, _, new, _ = controller.adapt_step_size(0.0, 0.1, y0, y1, None, zero_error, 5, state)
+    return keep, t0n, t1n, new
+
+
 @pytest.mark.parametrize("just_crossed", [False, True])
 def test_a_crossing_at_the_step_start_is_located_unless_the_last_step_made_it(just_crossed):
     """With the sliding field (``slide+locate``), a pair left just short of its kink (a located
@@ -177,20 +199,10 @@ def test_a_crossing_at_the_step_start_is_located_unless_the_last_step_made_it(ju
     (this missed one crossing of the toy's located Dopri8 at rtol 1e-12: 1.6e-6 off the
     converged flow at t = 0.4). A pair that the last accepted step took across its kink
     (chatter on an attractive kink) is left to the error control: that step is accepted."""
-    x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-    data = gf.Dataset(x, jnp.array([[1.0], [1.0]]))
-    model = gf.ShallowReLU(2, 1, key=jr.PRNGKey(0))
-    model = eqx.tree_at(lambda m: (m.W, m.V), model, (jnp.array([[-1e-13, 1.0]]), jnp.array([[1.0]])))
-    problem = make_problem(model, data, "mse", 1.0, rtol=1e-10, atol=1e-10, kinks="slide+locate")
-    term, solver = problem.term(), problem.solver(None)
-    controller = problem.controller()
-    y0 = eqx.filter(model, eqx.is_inexact_array)
-    _, state = controller.init(term, 0.0, 1.0, y0, None, None, solver.func, 5)
+    controller, y0, state = _pair_at_its_kink("slide+locate")
     if just_crossed:
         state = state._replace(changed=state.changed.at[0, 0].set(True))
-    y1 = eqx.tree_at(lambda p: p.W, y0, jnp.array([[0.05, 1.0]]))  # crossed early, far past the kink at t1
-    zero_error = jax.tree_util.tree_map(jnp.zeros_like, y0)
-    keep, t0n, t1n, _, new, _ = controller.adapt_step_size(0.0, 0.1, y0, y1, None, zero_error, 5, state)
+    keep, t0n, t1n, new = _step_across(controller, y0, state)
     if just_crossed:
         assert bool(keep)
     else:
@@ -288,22 +300,12 @@ def test_without_sliding_a_located_for_pair_left_short_is_located_again_once(sta
     Measured on the MLP (16, 16) on breast cancer: one such pair left located Tsit5 at 1e-10
     8e-8 off at t = 0.0117; with the rule the located Dopri8 1e-12 run is 1.3e-11 from the piecewise
     SciPy integration at t = 0.108 (3.1e-9 without)."""
-    x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-    data = gf.Dataset(x, jnp.array([[1.0], [1.0]]))
-    model = gf.ShallowReLU(2, 1, key=jr.PRNGKey(0))
-    model = eqx.tree_at(lambda m: (m.W, m.V), model, (jnp.array([[-1e-13, 1.0]]), jnp.array([[1.0]])))
-    problem = make_problem(model, data, "mse", 1.0, rtol=1e-10, atol=1e-10, kinks="locate")
-    term, solver = problem.term(), problem.solver(None)
-    controller = problem.controller()
-    y0 = eqx.filter(model, eqx.is_inexact_array)
-    _, state = controller.init(term, 0.0, 1.0, y0, None, None, solver.func, 5)
+    controller, y0, state = _pair_at_its_kink("locate")
     if state_of_pair != "fresh":
         state = state._replace(target=state.target.at[0, 0].set(True))
     if state_of_pair == "relocated":
         state = state._replace(relocated=state.relocated.at[0, 0].set(True))
-    y1 = eqx.tree_at(lambda p: p.W, y0, jnp.array([[0.05, 1.0]]))  # crossed early, far past the kink at t1
-    zero_error = jax.tree_util.tree_map(jnp.zeros_like, y0)
-    keep, t0n, t1n, _, new, _ = controller.adapt_step_size(0.0, 0.1, y0, y1, None, zero_error, 5, state)
+    keep, t0n, t1n, new = _step_across(controller, y0, state)
     if state_of_pair == "target":
         assert not bool(keep) and float(t0n) == 0.0 and 0.0 < float(t1n) < 1e-6
         assert int(new.located) == 1 and bool(new.relocated[0, 0]) and not bool(new.target[0, 0])

@@ -19,11 +19,23 @@ def cond_any(pred, true_fn, false_fn, *operands):
     when more than half of the members need ``true_fn``, one batched call and a select.
     Operands that are not batched (data, tables) are passed to both branches unbatched.
     ``true_fn`` and ``false_fn`` must not close over traced values: pass them as operands.
+    Differentiable: its derivative is that of the plain ``lax.cond`` (under ``vmap``, a select
+    over both branches), so implicit solvers can linearize a field that uses it.
     """
 
-    @jax.custom_batching.custom_vmap
-    def run(pred, *ops):
+    def plain(pred, *ops):
         return jax.lax.cond(pred, true_fn, false_fn, *ops)
+
+    run = jax.custom_batching.custom_vmap(plain)
+
+    @jax.custom_jvp
+    def differentiable(pred, *ops):
+        return run(pred, *ops)
+
+    @differentiable.defjvp
+    def _jvp(primals, tangents):  # a custom_vmap has no derivative of its own
+        pred, *ops = primals
+        return jax.jvp(lambda *ops: plain(pred, *ops), tuple(ops), tuple(tangents[1:]))
 
     @run.def_vmap
     def _rule(axis_size, in_batched, pred, *ops):
@@ -65,7 +77,7 @@ def cond_any(pred, true_fn, false_fn, *operands):
         out = jax.lax.cond(2 * n_true > axis_size, dense, grouped, ops)
         return out, jax.tree_util.tree_map(lambda _: True, out)
 
-    return run(pred, *operands)
+    return differentiable(pred, *operands)
 
 
 def where_rows(mask, new, old):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from equinox.internal import unvmap_any
 
 from .batching import cond_any
 
@@ -73,7 +72,7 @@ def _pack(params, FW, FV):
     return eqx.tree_at(lambda p: (p.W, p.b, p.V), params, (FW[:, :-1], FW[:, -1], FV))
 
 
-def sliding_field(static, data, loss_fn, slide_tol, rtol, atol, gated: bool = True, per_member: bool = True):
+def sliding_field(static, data, loss_fn, slide_tol, rtol, atol, gated: bool = True):
     r"""The Filippov vector field of a :class:`ShallowReLU` flow, sliding on attractive kinks.
 
     On the kink ``S = {w_k . z_j = 0}`` the two one-sided fields differ only in neuron k's
@@ -103,9 +102,6 @@ def sliding_field(static, data, loss_fn, slide_tol, rtol, atol, gated: bool = Tr
     evaluations (``benchmarks/kinks_field_cost.py``); under ``vmap`` only for the members
     that have one (:func:`gflow.flow.batching.cond_any`: in a 64-slot sweep of the toy about
     9 members per evaluation, ``benchmarks/sweep_throughput.py``).
-    ``per_member=False``: one branch for a whole vmapped batch (corrected when any member has a
-    pair in the band), for implicit solvers, which linearize the field (``cond_any``, a
-    ``custom_vmap``, cannot be linearized).
     ``gated=False`` always corrects over every pair (:func:`dense_sliding_field`, the previous
     implementation, kept as the reference).
     """
@@ -125,8 +121,6 @@ def sliding_field(static, data, loss_fn, slide_tol, rtol, atol, gated: bool = Tr
         ops = (FW, G, g_in, near, z, inv_sq)
         if not gated:
             return _pack(params, _dense_correction(*ops), FV)
-        if not per_member:  # one branch for a whole vmapped batch; differentiable (implicit solvers)
-            return _pack(params, jax.lax.cond(unvmap_any(jnp.any(near)), _dense_correction, _uncorrected, *ops), FV)
         # corrected only where a pair is in the band; under vmap only the members that have one
         # (cond_any: a few members per evaluation in sweeps, measured in benchmarks/sweep_throughput.py)
         FW = cond_any(jnp.any(near), _dense_correction, _uncorrected, *ops)

@@ -145,10 +145,7 @@ class FlowProblem(eqx.Module):
             return diffrax.ODETerm(pattern_field(self.static, self.data, self.loss_fn))
         if self.slide_tol is None and self.locator is None:
             return diffrax.ODETerm(flow_field(self.static, self.data, self.loss_fn))
-        implicit = isinstance(self.base_solver, diffrax.AbstractImplicitSolver)  # linearizes the field
-        field = sliding_field(
-            self.static, self.data, self.loss_fn, self.slide_tol, self.rtol, self.atol, per_member=not implicit
-        )
+        field = sliding_field(self.static, self.data, self.loss_fn, self.slide_tol, self.rtol, self.atol)
         return diffrax.ODETerm(field)
 
     def solver(self, delta) -> diffrax.AbstractSolver:

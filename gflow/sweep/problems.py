@@ -202,17 +202,21 @@ def _batch_params(init_cfg: SweepConfig, data, indices):
     return jax.vmap(lambda i: eqx.filter(make_init(init_cfg, data, i), eqx.is_inexact_array))(indices)
 
 
-def flow_problem(cfg: SweepConfig, data) -> FlowProblem:
+def flow_problem(cfg: SweepConfig, data, model0=None) -> FlowProblem:
     """The sweep's :class:`gflow.flow.FlowProblem` (kink set-up from initialization 0; the
-    engine and the event path replace the conserved values per initialization)."""
+    engine and the event path replace the conserved values per initialization).
+
+    ``model0``: initialization 0 when the caller already has it (default
+    ``make_init(cfg, data, 0)``, which a fresh process runs as some 25 small programs)."""
     t1, ts, events = cfg.t1, None, list(cfg.events)
     if cfg.save_times != "linear":
         ts = saved_times(cfg)
     if is_inf(t1):  # to convergence: as gradient_flow(t1=inf)
         gtol = default_gtol(cfg.rtol, cfg.atol) if cfg.gtol is None else cfg.gtol
         t1, ts, events = None, steady_times(cfg.t_max, cfg.n_save), steady_events(gtol, events)
+    model0 = make_init(cfg, data, 0) if model0 is None else model0
     return make_problem(
-        make_init(cfg, data, 0), data, cfg.loss_name, t1, solver=cfg.solver, rtol=cfg.rtol, atol=cfg.atol,
+        model0, data, cfg.loss_name, t1, solver=cfg.solver, rtol=cfg.rtol, atol=cfg.atol,
         n_save=cfg.n_save, ts=ts, max_steps=cfg.max_steps, project=cfg.project, kinks=cfg.kinks, events=events,
         on_event=cfg.on_event,
     )  # fmt: skip

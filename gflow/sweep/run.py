@@ -203,8 +203,6 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
     compilation cache) and compile, against about 10% of slot-steps idle at the tail without
     it (results/benchmarks/time_to_result.md)."""
     params_of, static = _params_fn(cfg, data)
-    problem = flow_problem(cfg, data)
-    stepper = FlowStepper(problem=problem, save_states=cfg.save_trajectories or cfg.curves)
     n_dev = jax.device_count()
     mesh = jax.make_mesh((n_dev,), (_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
     n_out = cfg.chunk_size  # result buffer per device, by chunk-local index
@@ -214,10 +212,17 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
     order = local.reshape(q_dev, n_dev).T.ravel()
     queue_pos = (local % n_dev) * q_dev + local // n_dev
 
+    def queue_of(indices: list[int]):
+        """The initializations of a chunk's queue, in queue order (padded with the last)."""
+        return params_of(jnp.asarray(np.asarray(indices)[np.minimum(order, len(indices) - 1)]))
+
+    problem = flow_problem(cfg, data, _model0(queue_of([0]), static))
+    stepper = FlowStepper(problem=problem, save_states=cfg.save_trajectories or cfg.curves)
+
     def run_one(indices: list[int]) -> None:
         n = len(indices)
         t = time.perf_counter()
-        queue = params_of(jnp.asarray(np.asarray(indices)[np.minimum(order, n - 1)]))
+        queue = queue_of(indices)
         qindex = np.where(order < n, order, -1)
         width = _width_for(min(cfg.slots, n), n_dev)
         chunk = start_chunk(stepper, mesh, width // n_dev, n_out, *_mesh_put((queue, jnp.asarray(qindex)), n_dev))
@@ -249,6 +254,15 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
 
     for indices in chunks:
         run_one(indices)
+
+
+def _model0(queue, static):
+    """Initialization 0 from a queue holding it first (the chunks' own compiled program, not
+    :func:`make_init` again); ``None`` (make it afresh) when the models' static part holds
+    arrays that the batch does not carry."""
+    if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree_util.tree_leaves(static)):
+        return None
+    return eqx.combine(jax.tree_util.tree_map(lambda x: x[0], queue), static)
 
 
 _GROUP = 16  # a device refills its slots once 1/_GROUP of them are free

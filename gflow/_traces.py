@@ -30,10 +30,12 @@ import enum
 import functools
 import hashlib
 import importlib.metadata
+import math
 import os
 import pickle
 import platform
 import sys
+import threading
 import types
 from collections.abc import Callable
 
@@ -42,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
+from jax._src import config as jax_config  # a thread's own compile-time threshold: no public equivalent
 from jax.core import Tracer
 from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
@@ -240,13 +243,9 @@ def _compile(name, fn, static, treedef, leaves) -> _Program:
     # Compiled afresh: an executable that JAX read back from its own cache serializes without
     # its CPU code ("Function ... not found" when loaded again). The compiler option below is
     # gflow's alone, so JAX's cache never holds this key, and JAX does not write it either
-    # (the programs would be kept twice).
-    minimum = jax.config.jax_persistent_cache_min_compile_time_secs  # pyright: ignore[reportAttributeAccessIssue]
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", float("inf"))
-    try:
+    # (the programs would be kept twice; the threshold is set for this thread only).
+    with jax_config.persistent_cache_min_compile_time_secs(math.inf):
         compiled = lowered.compile(compiler_options={**compiler_options(), **_OPTIONS})
-    finally:
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", minimum)
     return _Program(compiled, *outs[0])
 
 
@@ -288,11 +287,22 @@ def _save(path: str, program: _Program) -> None:
     os.replace(tmp, path)
 
 
+_LOCKS: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+_LOCKS_LOCK = threading.Lock()
+
+
 def _program(name, fn, static, treedef, leaves) -> _Program | None:
     try:
         key = _key(name, static, treedef, leaves)
     except _Opaque:
         return None
+    with _LOCKS_LOCK:
+        lock = _LOCKS[key]
+    with lock:  # one thread builds a program; another that asks for it meanwhile waits for it
+        return _held_or_built(key, name, fn, static, treedef, leaves)
+
+
+def _held_or_built(key, name, fn, static, treedef, leaves) -> _Program | None:
     if key in _PROGRAMS:
         _PROGRAMS.move_to_end(key)
         return _PROGRAMS[key]
@@ -330,16 +340,20 @@ def cached_trace(fn: Callable) -> Callable:
 
     name = f"{fn.__module__}.{fn.__qualname__}"
 
+    def split(args):
+        dynamic, static = eqx.partition(args, eqx.is_array)
+        leaves, treedef = jtu.tree_flatten(dynamic)
+        if any(isinstance(leaf, np.ndarray) for leaf in leaves):
+            leaves = [jnp.asarray(leaf) for leaf in leaves]
+        return static, treedef, leaves
+
     @functools.wraps(fn)
     def call(*args):
         if trace_dir() is None:
             return fn(*args)
-        dynamic, static = eqx.partition(args, eqx.is_array)
-        leaves, treedef = jtu.tree_flatten(dynamic)
+        static, treedef, leaves = split(args)
         if any(isinstance(leaf, Tracer) for leaf in leaves):  # inside a trace: inline
             return fn(*args)
-        if any(isinstance(leaf, np.ndarray) for leaf in leaves):
-            leaves = [jnp.asarray(leaf) for leaf in leaves]
         program = _program(name, fn, static, treedef, leaves)
         if program is None:
             return fn(*args)
@@ -353,4 +367,23 @@ def cached_trace(fn: Callable) -> Callable:
         program.path = None
         return out
 
+    def prepare(*args) -> threading.Thread | None:
+        """Build (or load) the program for arguments shaped like ``args`` in a background
+        thread, so that a later ``call`` with such arguments finds it ready (or waits for
+        it): its compilation overlaps whatever the caller runs meanwhile. ``None`` where
+        nothing is kept (trace cache off)."""
+        if trace_dir() is None:
+            return None
+        static, treedef, leaves = split(args)
+        def build():
+            try:
+                _program(name, fn, static, treedef, leaves)
+            except Exception:  # the call builds it again, and raises there if it must
+                pass
+
+        thread = threading.Thread(target=build, daemon=True)
+        thread.start()
+        return thread
+
+    call.prepare = prepare  # pyright: ignore[reportAttributeAccessIssue]
     return call

@@ -219,6 +219,14 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
     problem = flow_problem(cfg, data, _model0(queue_of([0]), static))
     stepper = FlowStepper(problem=problem, save_states=cfg.save_trajectories or cfg.curves)
 
+    def rows_at(written):
+        """Where ``finalize`` reads each row: the result buffer of the device its slot ended
+        on, and its queue position."""
+        device = np.argmax(np.asarray(written).reshape(n_dev, n_out), axis=0)
+        return jnp.asarray(device * n_out + np.arange(n_out)), jnp.asarray(queue_pos[:n_out])
+
+    prepared: list = []  # the background build of the row function (first chunk only)
+
     def run_one(indices: list[int]) -> None:
         n = len(indices)
         t = time.perf_counter()
@@ -231,15 +239,14 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
             group = max(1, width // n_dev // _GROUP)
             t_call = time.perf_counter()
             chunk = run_chunk(stepper, mesh, group, chunk, jnp.asarray(n_steps))
-            written = int(chunk.written.sum())
+            if not prepared:  # the row function compiles while the step loop runs
+                prepared.append(finalize.prepare(stepper, chunk.out, queue, *rows_at(np.zeros_like(chunk.written))))
+            written = int(np.asarray(chunk.written).sum())
             # return to the host (progress bar) about every 0.2 s: rows do not depend on it
             n_steps *= 2 if time.perf_counter() - t_call < _CALL_SECONDS else 1
             emit((), ticks=written - n_written)
             n_written = written
-        # each result sits in the buffer of the device its slot ended on
-        device = np.argmax(np.asarray(chunk.written).reshape(n_dev, n_out), axis=0)
-        at = jnp.asarray(device * n_out + np.arange(n_out)), jnp.asarray(queue_pos[:n_out])
-        values = jax.tree_util.tree_map(np.asarray, finalize(stepper, chunk.out, queue, *at))
+        values = jax.tree_util.tree_map(np.asarray, finalize(stepper, chunk.out, queue, *rows_at(chunk.written)))
         values.update(
             grad_evals=problem.grad_evals(
                 values["steps"], 1, values.get("pins"), values.get("unpins"), values.get("jumps")
@@ -262,7 +269,7 @@ def _model0(queue, static):
     arrays that the batch does not carry."""
     if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree_util.tree_leaves(static)):
         return None
-    return eqx.combine(jax.tree_util.tree_map(lambda x: x[0], queue), static)
+    return eqx.combine(jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)[0]), queue), static)
 
 
 _GROUP = 16  # a device refills its slots once 1/_GROUP of them are free

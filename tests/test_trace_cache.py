@@ -135,6 +135,24 @@ def test_what_cannot_be_keyed_is_traced_as_usual(toy, folder, builds):
     assert jax.numpy.allclose(traj.models.W, reference.models.W, rtol=1e-12, atol=0)
 
 
+def test_prepare_builds_in_the_background_once(toy, folder, builds, monkeypatch):
+    """``prepare`` builds a program in a thread; a call that comes while the build is under
+    way waits for it instead of building it again, and runs what plain tracing runs."""
+    model = gf.ShallowReLU(2, 2, key=jr.PRNGKey(1))
+    problem = make_problem(model, toy, "mse", 1.0, n_save=3)
+    thread = solve_flow.prepare(problem, model)
+    assert thread is not None
+    traj = solve_flow(problem, model)  # at once: the build is most likely still running
+    thread.join()
+    assert builds == dict(compiled=1, loaded=1) and len(os.listdir(folder)) == 1
+    with monkeypatch.context() as off:
+        off.setattr(traces, "_FOLDER", [None])
+        plain = solve_flow(problem, model)
+    np.testing.assert_array_equal(traj.models.W, plain.models.W)
+    np.testing.assert_array_equal(traj.models.V, plain.models.V)
+    assert traj.status == plain.status
+
+
 def test_off_when_jax_compilation_cache_is_off(folder):
     assert traces.trace_dir() == str(folder)
     jax.config.update("jax_enable_compilation_cache", False)  # gflow bench does this

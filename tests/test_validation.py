@@ -78,6 +78,7 @@ CONFIG_CASES = [(f, v) for f in CONFIG_FIELDS for v in bad_values(FIELDS[f])] + 
     ("data", 3),
     ("data", "missing.npz"),
     ("solver", "euler"),  # sweeps need an adaptive solver
+    ("solver", "kvaerno5"),  # and an explicit one (the engine runs inside shard_map)
 ]
 
 # ---------------------------------------------------------------- the harness

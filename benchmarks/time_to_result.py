@@ -36,7 +36,8 @@ def commands(figures: bool) -> list[tuple[str, list[str]]]:
     gflow = [py, "-c", "import sys; from gflow.cli import main; sys.exit(main())"]
     cmds = [
         ('python -c "import gflow"', [py, "-c", "import gflow"]),
-        # the floor under it: the libraries every solve needs
+        # the floor under it: JAX alone, and the libraries every solve needs
+        ('python -c "import jax"', [py, "-c", "import jax"]),
         ('python -c "import jax, equinox, diffrax"', [py, "-c", "import jax, equinox, diffrax"]),
         ("gflow run --data toy --width 2 --t1 20", [*gflow, "run", "--data", "toy", "--width", "2", "--t1", "20"]),
         (f"gflow sweep (example, n_inits = {SWEEP_N_INITS})", [*gflow, "sweep", "{cfg}", "--out", "{out}"]),
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         keys = [k.strip() for k in args.only.split(",")]
         cmds = [c for c in cmds if any(k in c[0] for k in keys)]
 
+    for _, src, _ in versions:  # Python's bytecode written once, as a normal install has it
+        subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(src, "gflow")], check=True)
     load_start = os.getloadavg()
     rows = []
     try:
@@ -126,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     # the code under test first on the path; the same cache folder for cold and warm
                     env = dict(os.environ, PYTHONPATH=src, GFLOW_CACHE_DIR=cache, MPLBACKEND="Agg", **extra)
                     env.pop("GFLOW_CACHE", None)
+                    env.pop("PYTHONDONTWRITEBYTECODE", None)
                     if "GFLOW_TRACE_CACHE" not in extra:
                         env.pop("GFLOW_TRACE_CACHE", None)
                     for phase in ("cold", "warm"):
@@ -166,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Each command in a fresh Python process (`python -c 'from gflow.cli import main; main()' ...`, "
         f"the same as the `gflow` script), wall time of the whole process. Cold: `GFLOW_CACHE_DIR` is a "
         f"new empty folder; warm: the same folder again, right after. The sweep is `gflow sweep --example` "
-        f"with `n_inits = {SWEEP_N_INITS}`, into a new output folder each time. "
+        f"with `n_inits = {SWEEP_N_INITS}`, into a new output folder each time. Python's bytecode of "
+        f"gflow is compiled once before the runs (`python -m compileall`), as in a normal install. "
         f"Load average (1, 5, 15 min) at start {tuple(round(x, 2) for x in load_start)}, "
         f"at end {tuple(round(x, 2) for x in load_end)}: on a shared machine the absolute times move "
         f"with the load; the before/after columns ran alternately, command by command, under the same load. "

@@ -57,9 +57,11 @@ NOTES = (
     "programs fully built under <cache>/traces/: a warm run loads them without tracing, lowering "
     "or compiling. A cold run compiles them with XLA's classic CPU fusion emitters (gflow/_jit.py), "
     "which compile the engine's step loop in about two thirds of the default's time "
-    "(results/benchmarks/compile_options.md). What remains in a warm run: importing JAX, Equinox "
-    "and Diffrax, building the data and initializations (small eager JAX operations, each still "
-    "traced and read from JAX's cache), loading the saved programs, running, and writing the rows."
+    "(results/benchmarks/compile_options.md). The sweep takes initialization 0 (for its kink "
+    "set-up) from its own batch program instead of about 25 small eager programs, and builds its "
+    "row function in a background thread while the first chunk's step loop runs. What remains in "
+    "a warm run: importing JAX, Equinox and Diffrax (the `import jax` line alone is most of it), "
+    "building the data, loading the saved programs, running, and writing the rows."
 )
 
 

@@ -259,8 +259,13 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
         wall = (time.perf_counter() - t) * steps / max(1.0, steps.sum())
         emit(_rows_from(values, np.arange(n), cfg, teacher, static, dict(wall=wall)), ticks=0)
 
-    for indices in chunks:
-        run_one(indices)
+    try:
+        for indices in chunks:
+            run_one(indices)
+    finally:  # a background build ends before the sweep returns (or raises)
+        for thread in prepared:
+            if thread is not None:
+                thread.join()
 
 
 def _model0(queue, static):

@@ -375,6 +375,7 @@ def cached_trace(fn: Callable) -> Callable:
         if trace_dir() is None:
             return None
         static, treedef, leaves = split(args)
+
         def build():
             try:
                 _program(name, fn, static, treedef, leaves)

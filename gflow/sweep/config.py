@@ -157,8 +157,11 @@ class SweepConfig:
         if self.method == "flow" and self.solver in ("euler", "kvaerno5"):
             # euler: fixed steps; kvaerno5: its linear solves fail inside the engine's shard_map
             # (lineax issue 185)
-            bad("solver", "an adaptive explicit solver for sweeps (heun, tsit5, dopri5, dopri8; euler and kvaerno5 "
-                "run in gflow run and gradient_flow)")
+            bad(
+                "solver",
+                "an adaptive explicit solver for sweeps (heun, tsit5, dopri5, dopri8; euler and kvaerno5 "
+                "run in gflow run and gradient_flow)",
+            )
         if self.signs is not None and self.delta is None:
             bad("signs", "absent unless delta is set (signs are forced after relocating)")
         if self.delta_signs is not None and self.delta is None:

@@ -98,6 +98,36 @@ def test_gated_sliding_field_equals_the_dense_one(getkey):
         assert tree_allclose(sliding_field(*args)(0.0, p, None), dense_sliding_field(*args)(0.0, p, None))
 
 
+@pytest.mark.parametrize("n_on", [3, 40])  # a few pairs, and more than cond_any's groups of members
+def test_gated_correction_with_several_attractive_pairs(getkey, n_on):
+    """``n_on`` points on neuron 0's kink, each attractive (their corrections averaged): the
+    gated correction equals the dense one, for one net and under ``vmap`` with members on
+    and off the kink (the sweep's batched branch).
+
+    Neuron 0 is ``w = (1, 0)`` and the kink points ``(0, s_j)``, ``s_j in [2, 3]``; the one
+    active point ``p = (1, 1)`` has ``g_p < 0`` and the kink points ``g_j > 0`` (targets
+    +-100 on either side), so ``a_j = z_j . F_in = s_j |g_p| > 0`` and ``a_j < g_j |z_j|^2``:
+    attractive. The other points have ``x_1 < 0``: inactive for neuron 0."""
+    model = gf.ShallowReLU(2, 3, key=getkey())
+    model = eqx.tree_at(lambda m: m.W, model, model.W.at[0].set(jnp.array([1.0, 0.0])))
+    sign = jnp.sign(model.V[0, 0])
+    on = jnp.stack([jnp.zeros(n_on), jr.uniform(getkey(), (n_on,), minval=2.0, maxval=3.0)], axis=1)
+    rest = jr.normal(getkey(), (10, 2))
+    x = jnp.concatenate([on, jnp.array([[1.0, 1.0]]), rest.at[:, 0].set(-jnp.abs(rest[:, 0]) - 0.5)])
+    y = jnp.concatenate([jnp.full((n_on, 1), -100 * sign), jnp.full((1, 1), 100 * sign), jr.normal(getkey(), (10, 1))])
+    data = gf.Dataset(x, y)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    args = (static, data, gf.mse, jnp.asarray(10.0), jnp.asarray(1e-6), jnp.asarray(1e-6))
+    field, dense = sliding_field(*args), dense_sliding_field(*args)
+    one_sided = sliding_field(static, data, gf.mse, None, 1e-6, 1e-6)
+    assert not tree_allclose(field(0.0, params, None), one_sided(0.0, params, None))  # a correction ran
+    assert tree_allclose(field(0.0, params, None), dense(0.0, params, None))
+    off = eqx.tree_at(lambda p: p.W, params, params.W.at[0].add(0.1))
+    batch = jax.tree_util.tree_map(lambda *a: jnp.stack(a), params, off, params, off)
+    batched = jax.vmap(lambda p: field(0.0, p, None))(batch)
+    assert tree_allclose(batched, jax.vmap(lambda p: dense(0.0, p, None))(batch))
+
+
 def _kink_event(unpack, x, k, j):
     return lambda t, th, P: unpack(th)[0][k] @ x[j]
 

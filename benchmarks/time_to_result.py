@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = [k.strip() for k in args.only.split(",")]
         cmds = [c for c in cmds if any(k in c[0] for k in keys)]
 
-    for _, src, _ in versions:  # Python's bytecode written once, as a normal install has it
+    for src in dict.fromkeys(src for _, src, _ in versions):  # bytecode written once, as an install has it
         subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(src, "gflow")], check=True)
     load_start = os.getloadavg()
     rows = []

@@ -216,7 +216,7 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
         """The initializations of a chunk's queue, in queue order (padded with the last)."""
         return params_of(jnp.asarray(np.asarray(indices)[np.minimum(order, len(indices) - 1)]))
 
-    problem = flow_problem(cfg, data, _model0(queue_of([0]), static))
+    problem = flow_problem(cfg, data, _model0(static, queue_of))
     stepper = FlowStepper(problem=problem, save_states=cfg.save_trajectories or cfg.curves)
 
     def rows_at(written):
@@ -239,8 +239,9 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
             group = max(1, width // n_dev // _GROUP)
             t_call = time.perf_counter()
             chunk = run_chunk(stepper, mesh, group, chunk, jnp.asarray(n_steps))
-            if not prepared:  # the row function compiles while the step loop runs
-                prepared.append(finalize.prepare(stepper, chunk.out, queue, *rows_at(np.zeros_like(chunk.written))))
+            if not prepared:  # the row function compiles while the step loop runs (shapes only)
+                at = rows_at(np.zeros(chunk.written.shape, bool))
+                prepared.append(finalize.prepare(stepper, chunk.out, queue, *at))
             written = int(np.asarray(chunk.written).sum())
             # return to the host (progress bar) about every 0.2 s: rows do not depend on it
             n_steps *= 2 if time.perf_counter() - t_call < _CALL_SECONDS else 1
@@ -268,13 +269,13 @@ def _run_flow(cfg: SweepConfig, data, teacher, chunks: list[list[int]], emit, co
                 thread.join()
 
 
-def _model0(queue, static):
-    """Initialization 0 from a queue holding it first (the chunks' own compiled program, not
-    :func:`make_init` again); ``None`` (make it afresh) when the models' static part holds
+def _model0(static, queue_of):
+    """Initialization 0, first of the queue ``queue_of([0])`` (the chunks' own compiled program,
+    not :func:`make_init` again); ``None`` (make it afresh) when the models' static part holds
     arrays that the batch does not carry."""
     if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree_util.tree_leaves(static)):
         return None
-    return eqx.combine(jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)[0]), queue), static)
+    return eqx.combine(jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)[0]), queue_of([0])), static)
 
 
 _GROUP = 16  # a device refills its slots once 1/_GROUP of them are free
